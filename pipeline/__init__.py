@@ -1,0 +1,14 @@
+"""duckpulse's pipeline: record -> buffer -> flush -> store (-> rollup / sweep / retention -> alerts)."""
+
+from .clock import Clock as Clock
+from .clock import SystemClock as SystemClock
+from .errors import ConfigError as ConfigError
+from .errors import DuckPulseError as DuckPulseError
+from .errors import InvalidMetricError as InvalidMetricError
+from .errors import NoMonitorError as NoMonitorError
+from .errors import OwnershipError as OwnershipError
+from .monitor import Monitor as Monitor
+from .monitor import default_monitor as default_monitor
+
+__all__ = ["Clock", "ConfigError", "DuckPulseError", "InvalidMetricError", "Monitor", "NoMonitorError",
+           "OwnershipError", "SystemClock", "default_monitor"]

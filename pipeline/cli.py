@@ -1,0 +1,72 @@
+"""The ``duckpulse`` command."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from .errors import DuckPulseError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .monitor import Monitor
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    monitor = Monitor(db_path=args.db, ingest_dir=args.spool, flush_interval_seconds=args.interval)
+    print(f"duckpulse: owning {args.db}, ingesting segments from {args.spool} (pid {monitor.pid}); "
+          "stop with Ctrl-C or SIGTERM", flush=True)
+    try:
+        while not stop.wait(args.interval):
+            pass
+    finally:
+        monitor.close()  # a last flush and ingest
+    print(f"duckpulse: stopped; {monitor.stats()['ingest']['rows']} rows ingested", flush=True)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    print(f"duckpulse demo: generating traffic for {args.duration:g} s into {args.db}", flush=True)
+    run(args.db, args.duration)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="duckpulse", description="Performance monitoring stored in DuckDB.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="own a DuckDB file and ingest the segments producers spool")
+    serve.add_argument("--db", required=True, help="the DuckDB file to own")
+    serve.add_argument("--spool", required=True, help="the spool directory producers write to")
+    serve.add_argument("--interval", type=float, default=1.0, help="seconds between ingests (default 1)")
+    serve.set_defaults(func=_serve)
+
+    demo = sub.add_parser("demo", help="an instrumented sample app under generated traffic")
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds of traffic (default 20)")
+    demo.add_argument("--db", default="duckpulse-demo.duckdb", help="the DuckDB file to write")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except DuckPulseError as exc:
+        print(f"duckpulse: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Errors raised by duckpulse.
+
+The exception tree::
+
+    DuckPulseError                 base of everything duckpulse raises on purpose
+    ├── ConfigError                a bad setting: names the option and the accepted range
+    ├── OwnershipError             another process already owns the DuckDB file
+    ├── InvalidMetricError         bad input to the recording API (raised only with ``strict=True``;
+    │                              otherwise counted in ``Monitor.stats()["rejected"]``)
+    ├── SqlFileError               a named-query file in ``sql/`` is malformed (names file:line)
+    ├── SpoolError                 a spool segment could not be written
+    └── NoMonitorError             an integration needed the default monitor and none is open
+
+Monitoring never raises into the host application: outside ``strict=True`` the recording API counts
+and logs problems instead of raising, so these errors reach user code only from set-up calls
+(constructors, configuration, explicit ``flush()`` in strict mode).
+"""
+
+from __future__ import annotations
+
+
+class DuckPulseError(Exception):
+    """Base class of every error duckpulse raises on purpose."""
+
+
+class ConfigError(DuckPulseError, ValueError):
+    """A setting is missing or out of range."""
+
+
+class OwnershipError(DuckPulseError):
+    """The DuckDB file is already owned by another process."""
+
+
+class InvalidMetricError(DuckPulseError, ValueError):
+    """A value given to the recording API cannot be recorded."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{detail} (rejected, reason {reason!r})")
+        self.reason = reason
+
+
+class SqlFileError(DuckPulseError):
+    """A file of named queries is malformed."""
+
+
+class SpoolError(DuckPulseError):
+    """A spool segment could not be written or read."""
+
+
+class NoMonitorError(DuckPulseError, RuntimeError):
+    """No open Monitor exists where one is needed."""

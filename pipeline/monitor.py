@@ -1,0 +1,511 @@
+"""``Monitor``: the recording API an application calls, and the wiring behind it.
+
+Hot path (``track_request``, ``track_query``, instruments): validate a number with one chained comparison
+(which also rejects NaN), build a tuple, append it to a list. Everything else (columns, fingerprints,
+writing) happens on the flusher thread, or inline only when a raw list is full.
+
+An owner (``db_path``) appends batches straight into DuckDB and ingests segments that forked children or other
+processes spool next to it; a producer (``spool_dir``) writes segments for an owner to ingest.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import inspect
+import itertools
+import math
+import os
+import random
+import socket
+import threading
+import time as _time
+import weakref
+from collections import Counter as _Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import pyarrow as pa
+
+from .buffer import RAW_CAP, Buffer
+from .clock import SYSTEM_CLOCK, Clock
+from .errors import ConfigError, DuckPulseError, InvalidMetricError, NoMonitorError
+from .ingest import Ingestor
+from .instruments import Counter, Gauge, Histogram, Registry, RejectedInstrument
+from .logs import ThrottledLog, logger
+from .process import ProcessSampler
+from .spool import SpoolWriter
+from .store import Store
+
+INF = math.inf
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _StoreSink:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def write(self, tables: dict[str, pa.Table]) -> None:
+        self.store.append(tables)
+
+
+class _SpoolSink:
+    def __init__(self, writer: SpoolWriter) -> None:
+        self.writer = writer
+
+    def write(self, tables: dict[str, pa.Table]) -> None:
+        self.writer.write(tables)
+
+
+def _positive(name: str, value: float, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, int | float) or not 0 < value < INF:
+        raise ConfigError(f"{name}={value!r}: expected a number of seconds > 0")
+
+
+class Monitor:
+    """Records requests, queries, process samples and custom metrics, and makes them durable in batches.
+
+    Exactly one of ``db_path`` (this process owns the DuckDB file) and ``spool_dir`` (this process is a
+    producer; ``duckpulse serve`` owns the file) is given.
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str] | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
+        *,
+        flush_interval_seconds: float = 1.0,
+        max_buffered: int = 1_000_000,
+        flush_rows: int = 200_000,
+        sample_rate: float = 1.0,
+        jobs: bool = True,
+        clock: Clock | None = None,
+        strict: bool = False,
+        max_series_per_metric: int = 1_000,
+        memory_interval_seconds: float | None = 10.0,
+        log_interval_seconds: float = 60.0,
+        ingest_dir: str | os.PathLike[str] | None = None,
+        host: str | None = None,
+    ) -> None:
+        if (db_path is None) == (spool_dir is None):
+            raise ConfigError("Monitor needs exactly one of db_path (this process owns the DuckDB file) and "
+                              "spool_dir (this process is a producer; run `duckpulse serve` as the owner)")
+        _positive("flush_interval_seconds", flush_interval_seconds)
+        _positive("memory_interval_seconds", memory_interval_seconds, allow_none=True)  # type: ignore[arg-type]
+        _positive("log_interval_seconds", log_interval_seconds)
+        if not isinstance(max_buffered, int) or max_buffered < 1:
+            raise ConfigError(f"max_buffered={max_buffered!r}: expected an integer >= 1 (metrics held in memory)")
+        if not isinstance(flush_rows, int) or flush_rows < 1:
+            raise ConfigError(f"flush_rows={flush_rows!r}: expected an integer >= 1")
+        if not isinstance(sample_rate, int | float) or not 0.0 <= sample_rate <= 1.0:
+            raise ConfigError(f"sample_rate={sample_rate!r}: expected a fraction from 0.0 to 1.0")
+        if not isinstance(max_series_per_metric, int) or max_series_per_metric < 1:
+            raise ConfigError(f"max_series_per_metric={max_series_per_metric!r}: expected an integer >= 1")
+
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        self.flush_interval_seconds = float(flush_interval_seconds)
+        self.max_buffered = max_buffered
+        self.flush_rows = flush_rows
+        self.sample_rate = float(sample_rate)
+        self.strict = strict
+        self.jobs = jobs
+        self.max_series_per_metric = max_series_per_metric
+        self.memory_interval_seconds = memory_interval_seconds
+        self.host = host or socket.gethostname()
+        self.log = ThrottledLog(self.clock, log_interval_seconds)
+
+        self.store: Store | None = None
+        self.ingestor: Ingestor | None = None
+        self.spool_dir = Path(spool_dir) if spool_dir is not None else None
+        self.db_path = Path(db_path) if db_path is not None and str(db_path) != ":memory:" else None
+        self.ingest_dir: Path | None = None
+        if db_path is not None:
+            self.store = Store(db_path, self.clock)
+            self.ingest_dir = Path(ingest_dir) if ingest_dir else (
+                self.db_path.with_name(self.db_path.name + ".spool") if self.db_path else None)
+            if self.ingest_dir is not None:
+                self.ingestor = Ingestor(self.store, self.ingest_dir, self.clock, self.log)
+            self._sink: _StoreSink | _SpoolSink = _StoreSink(self.store)
+        else:
+            assert self.spool_dir is not None
+            self._sink = _SpoolSink(SpoolWriter(self.spool_dir, self.host))
+        self._closed = False
+        self._start_process_state()
+        _register(self)
+
+    # -- per-process state (re-created in a forked child) ------------------------------------------------
+    def _start_process_state(self) -> None:
+        self.pid = os.getpid()
+        self._buffer = Buffer(self.max_buffered, self.pid, self.host)
+        self._raw_requests = self._buffer.raw["requests"]
+        self._raw_queries = self._buffer.raw["queries"]
+        self._raw_samples = self._buffer.raw["process_samples"]
+        self._now = self.clock.now
+        self._random = random.random
+        self._request_ids = itertools.count(1)
+        self._registry = Registry(self._buffer, self.clock.now, self._reject, self._fold,
+                                  self.max_series_per_metric)
+        self._sampler: ProcessSampler | None = None
+        self._flush_lock = threading.Lock()
+        self._counts_lock = threading.Lock()
+        self._folded: _Counter[str] = _Counter()
+        self._sampled_out = 0
+        self.flush_failures = 0
+        self.last_flush_at: float | None = None
+        self.last_flush_error: str | None = None
+        self._next_flush = self.clock.monotonic() + self.flush_interval_seconds
+        self._next_sample = self.clock.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="duckpulse-flusher", daemon=True)
+        self._thread.start()
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's threads did not survive the fork, its locks may be held by them, and its buffer is the
+        # parent's to flush. An owner's child must never touch the parent's DuckDB connection: it becomes a
+        # producer into the owner's spool, which the parent ingests.
+        if self._closed:
+            return
+        if self.store is not None:
+            self.store.abandon()
+            self.store = None
+            self.ingestor = None
+            spool = self.ingest_dir or Path(f"duckpulse-{self.pid}.spool")
+            self.spool_dir = spool
+            self._sink = _SpoolSink(SpoolWriter(spool, self.host))
+        self.log = ThrottledLog(self.clock, self.log._interval)
+        self._start_process_state()
+
+    @property
+    def is_owner(self) -> bool:
+        return self.store is not None
+
+    # -- the hot path --------------------------------------------------------------------------------------
+    def track_request(self, route: str, method: str, status: int, duration_ms: float, *,
+                      request_id: int | None = None, query_count: int = 0) -> None:
+        """Record one served request: its route template, method, HTTP status and duration."""
+        try:
+            if 0.0 <= duration_ms < INF:  # also False for NaN
+                if self.sample_rate < 1.0 and self._random() >= self.sample_rate:
+                    self._count_sampled_out()
+                    return
+                row = (self._now(), route, method, status, duration_ms, request_id, query_count)
+                raw = self._raw_requests
+                if len(raw) < RAW_CAP:
+                    raw.append(row)
+                else:
+                    self._buffer.raw_full("requests", row)
+                return
+        except TypeError:
+            pass
+        self._reject_duration("request", duration_ms)
+
+    def track_query(self, sql: str, duration_ms: float, success: bool = True, *, name: str | None = None,
+                    request_id: int | None = None, route: str | None = None) -> None:
+        """Record one database query; only its fingerprint (literals replaced by ?) is ever stored."""
+        try:
+            if 0.0 <= duration_ms < INF:
+                row = (self._now(), sql, name, duration_ms, success, request_id, route)
+                raw = self._raw_queries
+                if len(raw) < RAW_CAP:
+                    raw.append(row)
+                else:
+                    self._buffer.raw_full("queries", row)
+                return
+        except TypeError:
+            pass
+        self._reject_duration("query", duration_ms)
+
+    def counter(self, name: str, labels: Mapping[str, str] | None = None) -> Counter:
+        """The counter ``name`` with these labels (keep it: looking it up again costs a dict lookup)."""
+        return self._registry.get("counter", name, labels)  # type: ignore[return-value]
+
+    def gauge(self, name: str, labels: Mapping[str, str] | None = None) -> Gauge:
+        """The gauge ``name`` with these labels."""
+        return self._registry.get("gauge", name, labels)  # type: ignore[return-value]
+
+    def histogram(self, name: str, labels: Mapping[str, str] | None = None) -> Histogram:
+        """The histogram ``name`` with these labels."""
+        return self._registry.get("histogram", name, labels)  # type: ignore[return-value]
+
+    def next_request_id(self) -> int:
+        """A request id unique within this process (rows also carry pid and host)."""
+        return next(self._request_ids)
+
+    @contextmanager
+    def _timed_query(self, name: str, sql: str | None) -> Iterator[None]:
+        start = _time.perf_counter()
+        success = False
+        try:
+            yield
+            success = True
+        finally:
+            self.track_query(sql if sql is not None else name, (_time.perf_counter() - start) * 1000.0,
+                             success, name=name)
+
+    def time_query(self, name: str, sql: str | None = None) -> _QueryTimer:
+        """Time a block or a function as a query named ``name``; an exception records success=False.
+
+        Use as ``with mon.time_query("load_user"): ...`` or as a decorator ``@mon.time_query("load_user")``.
+        """
+        return _QueryTimer(self, name, sql)
+
+    def track_memory(self, full: bool = False) -> None:
+        """Record one psutil sample of this process (``full`` adds USS, which costs milliseconds)."""
+        try:
+            if self._sampler is None:
+                self._sampler = ProcessSampler()
+            self._raw_samples.append(self._sampler.sample(self._now(), full))
+        except Exception as exc:  # psutil can fail in sandboxes; monitoring must not break the app
+            self._note_failure("process_sample", f"cannot sample this process: {exc}")
+
+    # -- slow branches of the hot path -------------------------------------------------------------------
+    def _count_sampled_out(self) -> None:
+        with self._counts_lock:
+            self._sampled_out += 1
+
+    def _reject_duration(self, what: str, value: object) -> None:
+        if isinstance(value, float) and math.isnan(value):
+            reason = "nan_duration"
+        elif isinstance(value, int | float) and value < 0:
+            reason = "negative_duration"
+        elif isinstance(value, int | float):
+            reason = "infinite_duration"
+        else:
+            reason = "duration_not_number"
+        self._reject(reason, f"{what} duration_ms={value!r} is not a finite number of milliseconds >= 0; "
+                             "pass the elapsed time, e.g. (time.perf_counter() - start) * 1000")
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self._buffer.reject(reason)
+        if self.strict:
+            raise InvalidMetricError(reason, detail)
+        self.log.warning(f"rejected:{reason}", f"duckpulse rejected a metric: {detail}")
+
+    def _fold(self, reason: str, detail: str) -> None:
+        with self._counts_lock:
+            self._folded[reason] += 1
+        if self.strict:
+            raise InvalidMetricError(reason, detail)
+        self.log.warning(f"folded:{reason}", f"duckpulse: {detail}")
+
+    def _note_failure(self, key: str, message: str, exc: BaseException | None = None) -> None:
+        self.log.warning(key, f"duckpulse: {message}", exc_info=exc)
+
+    # -- flushing ----------------------------------------------------------------------------------------
+    def _compact(self) -> None:
+        problems = self._buffer.compact()
+        for reason, detail in problems:
+            self.log.warning(f"rejected:{reason}", f"duckpulse rejected a metric: {detail}")
+        if problems and self.strict:
+            raise InvalidMetricError(problems[0][0], problems[0][1])
+
+    def flush(self) -> bool:
+        """Make everything recorded before this call durable (in DuckDB, or in the spool).
+
+        Returns False if writing failed; the data then stays buffered (up to ``max_buffered``) for the next
+        attempt, and the failure is counted in ``stats()["flush_failures"]``.
+        """
+        if self._closed:
+            return True
+        with self._flush_lock:
+            self._compact()
+            tables = self._buffer.take()
+            if not tables:
+                return True
+            try:
+                self._sink.write(tables)
+            except Exception as exc:
+                self._buffer.restore(tables)
+                self.flush_failures += 1
+                self.last_flush_error = f"{type(exc).__name__}: {exc}"
+                self._note_failure("flush", f"flush failed, {sum(t.num_rows for t in tables.values())} rows kept "
+                                   f"in the buffer for the next attempt: {self.last_flush_error}", exc)
+                if self.strict:
+                    raise
+                return False
+            self._buffer.committed(tables)
+            self.last_flush_at = self.clock.now()
+            return True
+
+    def ingest_now(self) -> int:
+        """Owner only: ingest ready spool segments now; returns the rows loaded."""
+        if self.ingestor is None:
+            return 0
+        try:
+            return self.ingestor.run_once()
+        except Exception as exc:
+            self.ingestor.stats.failures += 1
+            self.ingestor.stats.last_error = f"{type(exc).__name__}: {exc}"
+            self._note_failure("ingest", f"ingest failed: {self.ingestor.stats.last_error}", exc)
+            if self.strict:
+                raise
+            return 0
+
+    def run_jobs_now(self) -> None:
+        """Run every owner job once, synchronously (for tests and scripts): flush, then ingest."""
+        self.flush()
+        self.ingest_now()
+
+    def tick(self) -> None:
+        """One step of the flusher loop: compact, and flush / ingest / sample when they are due."""
+        now = self.clock.monotonic()
+        self._compact()
+        if self.memory_interval_seconds is not None and now >= self._next_sample:
+            self._next_sample = now + self.memory_interval_seconds
+            self.track_memory()
+        if now >= self._next_flush or self._buffer.pending_rows >= self.flush_rows:
+            self._next_flush = now + self.flush_interval_seconds
+            self.flush()
+            self.ingest_now()
+
+    def _run(self) -> None:
+        # Compaction runs often (it bounds memory); flushing runs every flush_interval_seconds on self.clock.
+        tick_seconds = min(0.1, self.flush_interval_seconds / 4)
+        while not self._stop.wait(tick_seconds):
+            try:
+                self.tick()
+            except Exception as exc:  # the loop must survive anything, or metrics would pile up unflushed
+                self._note_failure("flusher", f"flusher step failed: {exc}", exc)
+
+    # -- state -------------------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counts that prove nothing is lost silently: recorded == flushed + sum(dropped) + pending."""
+        try:
+            self._compact()
+        except InvalidMetricError:
+            pass
+        counts = self._buffer.counts()
+        with self._counts_lock:
+            counts["folded"] = dict(self._folded)
+            counts["sampled_out"] = self._sampled_out
+        counts.update(
+            flush_failures=self.flush_failures,
+            last_flush_at=self.last_flush_at,
+            last_flush_error=self.last_flush_error,
+            buffered_bytes=self._buffer.nbytes(),
+            role="owner" if self.is_owner else "producer",
+            pid=self.pid,
+        )
+        if self.ingestor is not None:
+            st = self.ingestor.stats
+            counts["ingest"] = {
+                "segments": st.segments, "rows": st.rows, "quarantined": st.quarantined, "failures": st.failures,
+                "last_ingest_at": st.last_ingest_at, "last_error": st.last_error,
+                "backlog": self.ingestor.backlog(),
+            }
+        return counts
+
+    def close(self) -> None:
+        """Flush what is buffered, stop the flusher and (owner) ingest a last time and close the file."""
+        if self._closed:
+            return
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+        try:
+            self.flush()
+            self.ingest_now()
+        finally:
+            self._closed = True
+            _unregister(self)
+            if self.store is not None:
+                self.store.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _QueryTimer:
+    """``Monitor.time_query``: a context manager and a decorator (sync and async functions)."""
+
+    def __init__(self, monitor: Monitor, name: str, sql: str | None) -> None:
+        self._monitor, self._name, self._sql = monitor, name, sql
+        self._cm: Any = None
+
+    def __enter__(self) -> None:
+        self._cm = self._monitor._timed_query(self._name, self._sql)
+        self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        cm, self._cm = self._cm, None
+        cm.__exit__(*exc)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        monitor, name, sql = self._monitor, self._name, self._sql
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                with monitor._timed_query(name, sql):
+                    return await func(*args, **kwargs)
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with monitor._timed_query(name, sql):
+                return func(*args, **kwargs)
+        return wrapper
+
+
+# -- process-wide registry of open monitors: default_monitor(), fork and exit handling --------------------
+_open: list[weakref.ref[Monitor]] = []
+_open_lock = threading.Lock()
+
+
+def _register(monitor: Monitor) -> None:
+    with _open_lock:
+        _open.append(weakref.ref(monitor))
+
+
+def _unregister(monitor: Monitor) -> None:
+    with _open_lock:
+        _open[:] = [r for r in _open if r() is not None and r() is not monitor]
+
+
+def _live() -> list[Monitor]:
+    return [m for m in (r() for r in list(_open)) if m is not None and not m.closed]
+
+
+def default_monitor() -> Monitor:
+    """The most recently created Monitor that is still open."""
+    live = _live()
+    if not live:
+        raise NoMonitorError("no duckpulse Monitor is open in this process. Create one first, e.g. "
+                             "Monitor(db_path='metrics.duckdb'), or pass monitor=... explicitly")
+    return live[-1]
+
+
+def _after_fork_in_child() -> None:
+    global _open_lock
+    _open_lock = threading.Lock()
+    for monitor in _live():
+        try:
+            monitor._after_fork_in_child()
+        except Exception as exc:  # never break the child process over monitoring
+            logger.warning("duckpulse: cannot restart the monitor after fork: %s", exc)
+
+
+def _close_all_at_exit() -> None:
+    for monitor in reversed(_live()):
+        try:
+            monitor.close()
+        except DuckPulseError as exc:
+            logger.warning("duckpulse: final flush at exit failed: %s", exc)
+        except Exception as exc:
+            logger.warning("duckpulse: final flush at exit failed: %s", exc)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all_at_exit)
+_ = RejectedInstrument  # re-exported for type checkers of integrations

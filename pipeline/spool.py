@@ -1,0 +1,139 @@
+"""The spool: how producer processes hand batches to the owner without touching the DuckDB file.
+
+Layout under the spool directory::
+
+    tmp/          segments being written (a crash leaves debris here, never in ready/)
+    ready/        complete segments: written to tmp/, fsynced, then renamed here (rename is atomic)
+    quarantine/   segments the owner could not read, moved aside so they never block the queue
+
+A segment is one zstd Parquet file holding one table's rows from one flush. Its name sorts by creation time,
+so the owner ingests a backlog in the order it was written:
+``<time_ns>-<table>-<host>-<pid>-<seq>-<rows>.parquet``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import SpoolError
+from .tables import TABLE_ORDER
+
+SUFFIX = ".parquet"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A ready segment file and what its name says about it."""
+
+    path: Path
+    table: str
+    rows: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def spool_dirs(root: Path) -> tuple[Path, Path, Path]:
+    """(tmp, ready, quarantine) under ``root``, created if missing."""
+    dirs = (root / "tmp", root / "ready", root / "quarantine")
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    return dirs
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text)[:40] or "_"
+
+
+class SpoolWriter:
+    """Writes one segment per table per flush (the producer side)."""
+
+    def __init__(self, root: str | os.PathLike[str], host: str | None = None) -> None:
+        self.root = Path(root)
+        self.tmp, self.ready, self.quarantine = spool_dirs(self.root)
+        self.host = _safe(host or socket.gethostname())
+        self._seq = itertools.count()
+
+    def write(self, tables: dict[str, pa.Table]) -> list[Path]:
+        """Write each table as a segment; all of them become visible, or (on error) none do."""
+        written: list[tuple[Path, Path]] = []
+        try:
+            for table, data in tables.items():
+                name = (f"{time.time_ns():020d}-{table}-{self.host}-{os.getpid()}-{next(self._seq)}"
+                        f"-{data.num_rows}{SUFFIX}")
+                tmp = self.tmp / name
+                with open(tmp, "wb") as f:
+                    pq.write_table(data, f, compression="zstd")
+                    f.flush()
+                    os.fsync(f.fileno())
+                written.append((tmp, self.ready / name))
+            # Renames last, so a failure above leaves nothing in ready/ that would be ingested twice later.
+            for tmp, final in written:
+                os.rename(tmp, final)
+            _fsync_dir(self.ready)
+        except OSError as exc:
+            for tmp, _ in written:
+                tmp.unlink(missing_ok=True)
+            raise SpoolError(f"cannot write a spool segment under {self.root}: {exc}") from exc
+        return [final for _, final in written]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def parse_name(path: Path) -> Segment | None:
+    """The segment a ready file name describes, or None for a name that is not a segment's."""
+    if not path.name.endswith(SUFFIX):
+        return None
+    parts = path.name[: -len(SUFFIX)].split("-")
+    if len(parts) != 6 or parts[1] not in TABLE_ORDER or not parts[5].isdigit():
+        return None
+    return Segment(path, parts[1], int(parts[5]))
+
+
+def ready_segments(root: Path, limit: int) -> tuple[list[Segment], list[Path]]:
+    """Up to ``limit`` ready segments, oldest first, and the ready files whose names are not segments'."""
+    ready = root / "ready"
+    try:
+        names = sorted(os.listdir(ready))
+    except FileNotFoundError:
+        return [], []
+    segments: list[Segment] = []
+    strangers: list[Path] = []
+    for name in names:
+        seg = parse_name(ready / name)
+        if seg is None:
+            strangers.append(ready / name)
+        elif len(segments) < limit:
+            segments.append(seg)
+    return segments, strangers
+
+
+def backlog(root: Path) -> int:
+    """How many segments wait in ready/."""
+    try:
+        return sum(1 for n in os.listdir(root / "ready") if n.endswith(SUFFIX))
+    except FileNotFoundError:
+        return 0
+
+
+def quarantine(root: Path, path: Path) -> Path:
+    """Move an unreadable file out of ready/ so it never blocks the queue; returns its new path."""
+    target = root / "quarantine" / path.name
+    (root / "quarantine").mkdir(parents=True, exist_ok=True)
+    os.replace(path, target)
+    return target

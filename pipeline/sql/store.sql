@@ -1,0 +1,25 @@
+-- Statements the store runs. Values are always parameters.
+
+-- name: schema-version-create
+-- The migration ledger; created before any migration runs.
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL);
+
+-- name: schema-version-current
+-- The highest migration applied so far (0 on a new file).
+SELECT coalesce(max(version), 0) FROM schema_version;
+
+-- name: schema-version-record
+-- Records that a migration has been applied.
+INSERT INTO schema_version VALUES ($version, $applied_at);
+
+-- name: segments-already-ingested
+-- Which of the given segment names the ledger already holds (a crash after commit, before unlink).
+SELECT segment FROM ingested_segments WHERE list_contains($names, segment);
+
+-- name: series-insert
+-- Registers custom series; a series seen before keeps its row.
+INSERT OR IGNORE INTO series SELECT DISTINCT series_id, name, kind, labels FROM __batch;
+
+-- name: ledger-insert
+-- Records ingested segments in the same transaction as their rows.
+INSERT INTO ingested_segments SELECT segment, rows, $ingested_at FROM __ledger;

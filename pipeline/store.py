@@ -1,0 +1,206 @@
+"""The DuckDB store: the one module that opens the database for writing.
+
+Exactly one process owns a duckpulse database (DuckDB lets one process open a file for writing, and no other
+process may even read it meanwhile). ``Store.open`` takes an exclusive ``flock`` on ``<db>.owner.lock`` first,
+so a second owner fails at once with a message saying what to do, instead of DuckDB's bare lock error.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from . import sqlfiles
+from .clock import Clock, utc_datetime
+from .errors import OwnershipError, SpoolError
+
+SCHEMA_FILE = "schema.sql"
+STORE_FILE = "store.sql"
+TABLES = ("series", "requests", "queries", "points", "process_samples")
+
+
+def quote_identifier(name: str) -> str:
+    """Quote an SQL identifier; the one place identifiers are put into SQL text."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _migrations() -> list[tuple[int, str]]:
+    blocks = sqlfiles.load(SCHEMA_FILE)
+    out = []
+    for name, sql in blocks.items():
+        out.append((int(name.removeprefix("migration-")), sql))
+    return sorted(out)
+
+
+class OwnerLock:
+    """An exclusive advisory lock next to the database, held for the owner's whole life."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + ".owner.lock")
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self._fd)
+            raise OwnershipError(
+                f"{db_path} is already owned by process {holder} (lock file {self.path}). Only one process "
+                "may own a duckpulse database. Make this process a producer instead: "
+                "Monitor(spool_dir=...) writes segments that the owner ingests, and "
+                f"`duckpulse serve --db {db_path} --spool DIR` runs an owner for them."
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
+
+    def forget(self) -> None:
+        """In a forked child: close the inherited descriptor without unlocking (that would unlock the parent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class Store:
+    """The owner's connection to the DuckDB file (or an in-memory database for tests)."""
+
+    def __init__(self, db_path: str | os.PathLike[str] | None, clock: Clock) -> None:
+        self.clock = clock
+        self.path = Path(db_path) if db_path not in (None, ":memory:") else None
+        self._owner_lock = OwnerLock(self.path) if self.path is not None else None
+        try:
+            self.con = duckdb.connect(str(self.path) if self.path else ":memory:")
+        except duckdb.Error as exc:
+            if self._owner_lock:
+                self._owner_lock.release()
+            raise OwnershipError(f"cannot open {self.path}: {exc}. If another program (a notebook, the "
+                                 "duckdb CLI) has the file open, close it first.") from exc
+        # One connection, used by the flusher, the jobs and the webapp: DuckDB connections are not safe to
+        # share between threads without a lock, and one writer at a time is what DuckDB does anyway.
+        self.lock = threading.RLock()
+        self.migrate()
+
+    # -- schema ------------------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Apply every migration newer than the file's schema_version; returns the version reached."""
+        with self.lock:
+            self.con.execute(sqlfiles.query(STORE_FILE, "schema-version-create"))
+            current = self.scalar(sqlfiles.query(STORE_FILE, "schema-version-current"))
+            for version, sql in _migrations():
+                if version <= current:
+                    continue
+                with self.transaction():
+                    self.con.execute(sql)
+                    self.con.execute(sqlfiles.query(STORE_FILE, "schema-version-record"),
+                                     {"version": version, "applied_at": utc_datetime(self.clock.now())})
+                current = version
+            return int(current)
+
+    # -- writing -----------------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self.lock:
+            self.con.execute("BEGIN TRANSACTION")
+            try:
+                yield
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+            self.con.execute("COMMIT")
+
+    def _insert_arrow(self, table: str, data: pa.Table) -> None:
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}; expected one of {TABLES}")
+        self.con.register("__batch", data)
+        try:
+            if table == "series":
+                self.con.execute(sqlfiles.query(STORE_FILE, "series-insert"))
+            else:
+                self.con.execute(f"INSERT INTO {quote_identifier(table)} BY NAME SELECT * FROM __batch")
+        finally:
+            self.con.unregister("__batch")
+
+    def append(self, tables: dict[str, pa.Table]) -> None:
+        """Append a flush's tables in one transaction: all of them are committed, or none."""
+        with self.transaction():
+            for table, data in tables.items():
+                self._insert_arrow(table, data)
+
+    def already_ingested(self, names: Sequence[str]) -> set[str]:
+        with self.lock:
+            rows = self.con.execute(sqlfiles.query(STORE_FILE, "segments-already-ingested"),
+                                    {"names": list(names)}).fetchall()
+        return {r[0] for r in rows}
+
+    def ingest_files(self, table: str, files: Sequence[tuple[str, Path, int]]) -> None:
+        """Load segment files of one table and record them in the ledger, in one transaction.
+
+        ``files`` holds (segment name, path, rows). Raises duckdb.Error if any file is unreadable; nothing is
+        then committed, and the caller retries the files one by one to find the bad one.
+        """
+        ledger = pa.table({"segment": [f[0] for f in files], "rows": pa.array([f[2] for f in files], pa.int64())})
+        paths = [str(f[1]) for f in files]
+        try:
+            self._ingest_files_locked(table, paths, ledger)
+        except duckdb.Error as exc:
+            raise SpoolError(f"cannot load {len(paths)} segment(s) of {table}: {exc}") from exc
+
+    def _ingest_files_locked(self, table: str, paths: list[str], ledger: pa.Table) -> None:
+        if table not in TABLES:
+            raise SpoolError(f"unknown table {table!r} in a segment name")
+        with self.transaction():
+            if table == "series":
+                self.con.execute(sqlfiles.query(STORE_FILE, "series-insert").replace(
+                    "FROM __batch", "FROM read_parquet($files)"), {"files": paths})
+            else:
+                self.con.execute(f"INSERT INTO {quote_identifier(table)} BY NAME SELECT * FROM read_parquet($files)",
+                                 {"files": paths})
+            self.con.register("__ledger", ledger)
+            try:
+                self.con.execute(sqlfiles.query(STORE_FILE, "ledger-insert"),
+                                 {"ingested_at": utc_datetime(self.clock.now())})
+            finally:
+                self.con.unregister("__ledger")
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def scalar(self, sql: str, params: dict[str, Any] | None = None) -> Any:
+        with self.lock:
+            row = self.con.execute(sql, params or {}).fetchone()
+        return None if row is None else row[0]
+
+    def fetchall(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.lock:
+            return self.con.execute(sql, params or {}).fetchall()
+
+    def close(self) -> None:
+        with self.lock:
+            try:
+                self.con.execute("CHECKPOINT")
+            finally:
+                self.con.close()
+                if self._owner_lock:
+                    self._owner_lock.release()
+
+    def abandon(self) -> None:
+        """In a forked child: forget the parent's connection without closing it.
+
+        Closing would checkpoint into the parent's file from the child. The connection object is leaked on
+        purpose (kept referenced forever) so that no destructor ever runs in the child.
+        """
+        # A list would not do: module globals are cleared at interpreter exit, which would run the destructor.
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(self.con))
+        if self._owner_lock:
+            self._owner_lock.forget()

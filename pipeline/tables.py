@@ -1,0 +1,140 @@
+"""The buffered tables: how a recorded tuple becomes an Arrow column, for each table of sql/schema.sql.
+
+The hot path appends plain tuples; ``to_batch`` turns a chunk of them into one Arrow record batch off the hot
+path. Strings (routes, methods, fingerprints) become dictionary-encoded columns with 16-bit indices (a chunk
+never holds more than ``MAX_CHUNK_ROWS`` rows, so the indices always fit), which is what keeps a buffered
+request under 40 bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .fingerprint import FingerprintCache, fingerprint_id
+
+MAX_CHUNK_ROWS = 32_767  # int16 dictionary indices must address every distinct value of a chunk
+TIMESTAMP = pa.timestamp("us")
+DICT_STRING = pa.dictionary(pa.int16(), pa.string())
+
+Row = tuple[Any, ...]
+
+
+class EmptyValueError(ValueError):
+    """A name that must not be empty (a route, a method, a fingerprint) is."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a buffered tuple: its name, its Arrow type and whether an empty string is refused."""
+
+    name: str
+    arrow_type: pa.DataType
+    non_empty: bool = False
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """The tuple layout the hot path appends for one table, and the table it lands in."""
+
+    name: str
+    columns: tuple[Column, ...]
+    # Turns the raw column sequences into the stored ones (queries: SQL text -> fingerprint); None: as is.
+    prepare: Callable[[list[Sequence[Any]]], list[Sequence[Any]]] | None = None
+
+    @property
+    def schema(self) -> pa.Schema:
+        fields = [pa.field(c.name, c.arrow_type) for c in self.columns]
+        return pa.schema([*fields, pa.field("pid", pa.int32()), pa.field("host", DICT_STRING)])
+
+
+def _to_array(values: Sequence[Any], column: Column) -> pa.Array:
+    if column.arrow_type == TIMESTAMP:
+        seconds = pa.array(values, pa.float64())
+        if seconds.null_count:
+            raise TypeError(f"{column.name}: a timestamp is missing")
+        micros = pc.multiply(seconds, 1_000_000.0).cast(pa.int64(), safe=False)
+        return micros.cast(TIMESTAMP)
+    if column.arrow_type == DICT_STRING:
+        encoded = pa.array(values, pa.string()).dictionary_encode()
+        if column.non_empty and (encoded.null_count or "" in encoded.dictionary.to_pylist()):
+            raise EmptyValueError(f"{column.name} is empty or missing")
+        return pa.DictionaryArray.from_arrays(encoded.indices.cast(pa.int16()), encoded.dictionary)
+    return pa.array(values, column.arrow_type)
+
+
+def to_batch(spec: TableSpec, rows: Sequence[Row], pid: int, host: str) -> pa.RecordBatch:
+    """Convert tuples to one record batch; raises (TypeError, ValueError, pa.ArrowException) on a bad row."""
+    if len(rows) > MAX_CHUNK_ROWS:
+        raise ValueError(f"a chunk holds at most {MAX_CHUNK_ROWS} rows, got {len(rows)}")
+    columns: list[Sequence[Any]] = [list(c) for c in zip(*rows, strict=True)] if rows else [
+        [] for _ in spec.columns]
+    if spec.prepare is not None:
+        columns = spec.prepare(columns)
+    arrays = [_to_array(values, column) for values, column in zip(columns, spec.columns, strict=True)]
+    n = len(rows)
+    arrays.append(pa.array(np.full(n, pid, dtype=np.int32)))
+    arrays.append(pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int16)), pa.array([host])))
+    return pa.RecordBatch.from_arrays(arrays, schema=spec.schema)
+
+
+_fingerprints = FingerprintCache(maxsize=8192)
+
+
+def _prepare_queries(columns: list[Sequence[Any]]) -> list[Sequence[Any]]:
+    # The raw SQL text is replaced here, before anything is written: only fingerprints are ever stored.
+    ts, sql, name, duration, success, request_id, route = columns
+    get = _fingerprints.get
+    fps = [get(s) for s in sql]
+    ids = [fingerprint_id(f) for f in fps]
+    return [ts, fps, ids, name, duration, success, request_id, route]
+
+
+# Tuple layouts, in the order the hot path builds them.
+REQUESTS = TableSpec("requests", (
+    Column("ts", TIMESTAMP),
+    Column("route", DICT_STRING, non_empty=True),
+    Column("method", DICT_STRING, non_empty=True),
+    Column("status", pa.int16()),
+    Column("duration_ms", pa.float64()),
+    Column("request_id", pa.int64()),
+    Column("query_count", pa.int32()),
+))
+QUERIES = TableSpec("queries", (
+    Column("ts", TIMESTAMP),
+    Column("fingerprint", DICT_STRING, non_empty=True),
+    Column("fingerprint_id", pa.int64()),
+    Column("name", DICT_STRING),
+    Column("duration_ms", pa.float64()),
+    Column("success", pa.bool_()),
+    Column("request_id", pa.int64()),
+    Column("route", DICT_STRING),
+), prepare=_prepare_queries)
+POINTS = TableSpec("points", (
+    Column("ts", TIMESTAMP),
+    Column("series_id", pa.int64()),
+    Column("value", pa.float64()),
+))
+PROCESS_SAMPLES = TableSpec("process_samples", (
+    Column("ts", TIMESTAMP),
+    Column("rss_bytes", pa.int64()),
+    Column("vms_bytes", pa.int64()),
+    Column("cpu_percent", pa.float64()),
+    Column("num_threads", pa.int32()),
+    Column("num_fds", pa.int32()),
+    Column("gc_collections", pa.int64()),
+    Column("uss_bytes", pa.int64()),
+))
+SERIES_SCHEMA = pa.schema([
+    pa.field("series_id", pa.int64()), pa.field("name", pa.string()),
+    pa.field("kind", pa.string()), pa.field("labels", pa.string()),
+])
+
+SPECS: dict[str, TableSpec] = {s.name: s for s in (REQUESTS, QUERIES, POINTS, PROCESS_SAMPLES)}
+# Every table a flush or a segment may carry; series first so points never refer to an unknown series.
+TABLE_ORDER = ("series", "requests", "queries", "points", "process_samples")
