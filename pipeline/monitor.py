@@ -31,8 +31,10 @@ import pyarrow as pa
 
 from .buffer import RAW_CAP, Buffer
 from .clock import SYSTEM_CLOCK, Clock
+from .context import current_request as _current_request
 from .errors import ConfigError, DuckPulseError, InvalidMetricError, NoMonitorError
 from .ingest import Ingestor
+from .jobs import Jobs, owner_jobs
 from .instruments import Counter, Gauge, Histogram, Registry, RejectedInstrument
 from .logs import ThrottledLog, logger
 from .process import ProcessSampler
@@ -135,7 +137,13 @@ class Monitor:
             assert self.spool_dir is not None
             self._sink = _SpoolSink(SpoolWriter(self.spool_dir, self.host))
         self._closed = False
+        self.jobs_runner = Jobs(self.clock, self.log)
+        if self.store is not None:
+            for job in owner_jobs(self):
+                self.jobs_runner.add(job)
         self._start_process_state()
+        if self.store is not None and jobs:
+            self.jobs_runner.start()
         _register(self)
 
     # -- per-process state (re-created in a forked child) ------------------------------------------------
@@ -170,6 +178,7 @@ class Monitor:
         # producer into the owner's spool, which the parent ingests.
         if self._closed:
             return
+        self.jobs_runner = Jobs(self.clock, self.log)  # the scheduler's threads stayed in the parent
         if self.store is not None:
             self.store.abandon()
             self.store = None
@@ -206,9 +215,18 @@ class Monitor:
 
     def track_query(self, sql: str, duration_ms: float, success: bool = True, *, name: str | None = None,
                     request_id: int | None = None, route: str | None = None) -> None:
-        """Record one database query; only its fingerprint (literals replaced by ?) is ever stored."""
+        """Record one database query; only its fingerprint (literals replaced by ?) is ever stored.
+
+        Inside a request opened by an integration, the query is tied to that request (id and route) and
+        counted in the request's ``query_count``.
+        """
         try:
             if 0.0 <= duration_ms < INF:
+                ctx = _current_request.get()
+                if ctx is not None:
+                    ctx.query_count += 1
+                    if request_id is None:
+                        request_id, route = ctx.request_id, route or ctx.route
                 row = (self._now(), sql, name, duration_ms, success, request_id, route)
                 raw = self._raw_queries
                 if len(raw) < RAW_CAP:
@@ -346,10 +364,11 @@ class Monitor:
                 raise
             return 0
 
-    def run_jobs_now(self) -> None:
-        """Run every owner job once, synchronously (for tests and scripts): flush, then ingest."""
+    def run_jobs_now(self) -> dict[str, Any]:
+        """Flush, then run every owner job once, synchronously (for tests and scripts); returns each job's
+        result by name (a producer has no jobs: it only flushes)."""
         self.flush()
-        self.ingest_now()
+        return self.jobs_runner.run_all_now()
 
     def tick(self) -> None:
         """One step of the flusher loop: compact, and flush / ingest / sample when they are due."""
@@ -361,7 +380,6 @@ class Monitor:
         if now >= self._next_flush or self._buffer.pending_rows >= self.flush_rows:
             self._next_flush = now + self.flush_interval_seconds
             self.flush()
-            self.ingest_now()
 
     def _run(self) -> None:
         # Compaction runs often (it bounds memory); flushing runs every flush_interval_seconds on self.clock.
@@ -390,6 +408,7 @@ class Monitor:
             buffered_bytes=self._buffer.nbytes(),
             role="owner" if self.is_owner else "producer",
             pid=self.pid,
+            jobs=self.jobs_runner.status(),
         )
         if self.ingestor is not None:
             st = self.ingestor.stats
@@ -405,6 +424,7 @@ class Monitor:
         if self._closed:
             return
         self._stop.set()
+        self.jobs_runner.shutdown()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
         try:

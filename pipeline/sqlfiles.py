@@ -46,6 +46,12 @@ def parse(text: str, filename: str) -> dict[str, str]:
     return blocks
 
 
+def names() -> list[str]:
+    """The .sql files shipped in the package, sorted."""
+    folder = resources.files("pipeline").joinpath("sql")
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
+
+
 @functools.cache
 def load(filename: str) -> dict[str, str]:
     """The named blocks of ``pipeline/sql/<filename>``, read as a package resource (never from the CWD)."""

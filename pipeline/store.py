@@ -21,9 +21,8 @@ import pyarrow as pa
 
 from . import sqlfiles
 from .clock import Clock, utc_datetime
-from .errors import OwnershipError, SpoolError
+from .errors import OwnershipError, SpoolError, SqlFileError
 
-SCHEMA_FILE = "schema.sql"
 STORE_FILE = "store.sql"
 TABLES = ("series", "requests", "queries", "points", "process_samples")
 
@@ -34,11 +33,16 @@ def quote_identifier(name: str) -> str:
 
 
 def _migrations() -> list[tuple[int, str]]:
-    blocks = sqlfiles.load(SCHEMA_FILE)
-    out = []
-    for name, sql in blocks.items():
-        out.append((int(name.removeprefix("migration-")), sql))
-    return sorted(out)
+    """Every ``migration-N`` block of every sql/*.sql file (each concept keeps its tables in its own file)."""
+    found: dict[int, str] = {}
+    for filename in sqlfiles.names():
+        for name, sql in sqlfiles.load(filename).items():
+            if name.startswith("migration-"):
+                version = int(name.removeprefix("migration-"))
+                if version in found:
+                    raise SqlFileError(f"sql/{filename}: migration-{version} is defined in two files")
+                found[version] = sql
+    return sorted(found.items())
 
 
 class OwnerLock:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from .store import Store
+
 
 class FakeClock:
     """A clock that moves only when told to.
@@ -36,3 +38,8 @@ class FakeClock:
         """Set the wall clock (it may jump backwards, as NTP can make it); monotonic time does not move."""
         with self._lock:
             self._wall = float(epoch_seconds)
+
+
+def memory_store(clock: FakeClock | None = None) -> Store:
+    """A fresh in-memory store with the full schema: a real DuckDB, nothing on disk."""
+    return Store(None, clock or FakeClock())

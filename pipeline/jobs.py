@@ -1,0 +1,124 @@
+"""The owner's scheduled jobs, on APScheduler 3.x's BackgroundScheduler.
+
+Every job is a plain function of ``now`` (epoch seconds from the monitor's clock) closed over the store, so
+tests run it directly with a fake clock (``Jobs.run_all_now``) and never wait for the scheduler. The scheduler
+only decides *when*: each job has ``max_instances=1`` and coalescing, so a slow run is never stacked up, and a
+job that raises is logged, counted and simply runs again at its next interval.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+from .clock import Clock
+from .logs import ThrottledLog
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
+
+
+@dataclass(frozen=True)
+class Job:
+    """A named periodic job: ``run(now)`` every ``interval_seconds``."""
+
+    name: str
+    interval_seconds: float
+    run: Callable[[float], Any]
+
+
+@dataclass
+class JobStatus:
+    """What the health endpoint shows of a job."""
+
+    runs: int = 0
+    failures: int = 0
+    last_run_at: float | None = None
+    last_duration_seconds: float | None = None
+    last_error: str | None = None
+    last_result: Any = None
+
+
+class Jobs:
+    """The owner's jobs and their status; starts a scheduler only when asked to."""
+
+    def __init__(self, clock: Clock, log: ThrottledLog) -> None:
+        self.clock = clock
+        self.log = log
+        self._jobs: dict[str, Job] = {}
+        self._status: dict[str, JobStatus] = {}
+        self._lock = threading.Lock()
+        self._scheduler: Any = None
+
+    def add(self, job: Job) -> None:
+        if job.name in self._jobs:
+            raise ValueError(f"a job named {job.name!r} exists already")
+        self._jobs[job.name] = job
+        self._status[job.name] = JobStatus()
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._jobs)
+
+    def run(self, name: str) -> Any:
+        """Run one job now, on this thread; an exception is counted and logged, never raised."""
+        job = self._jobs[name]
+        status = self._status[name]
+        started = time.perf_counter()
+        now = self.clock.now()
+        try:
+            result = job.run(now)
+        except Exception as exc:
+            with self._lock:
+                status.failures += 1
+                status.last_error = f"{type(exc).__name__}: {exc}"
+            self.log.warning(f"job:{name}", f"duckpulse job {name!r} failed (it runs again in "
+                             f"{job.interval_seconds:g} s): {status.last_error}", exc_info=exc)
+            result = None
+        else:
+            with self._lock:
+                status.last_error = None
+                status.last_result = result
+        with self._lock:
+            status.runs += 1
+            status.last_run_at = now
+            status.last_duration_seconds = time.perf_counter() - started
+        return result
+
+    def run_all_now(self) -> dict[str, Any]:
+        """Run every job once, in the order they were added, synchronously."""
+        return {name: self.run(name) for name in self._jobs}
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            return {name: asdict(st) for name, st in self._status.items()}
+
+    def start(self) -> None:
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
+                                                                    "misfire_grace_time": None})
+        for job in self._jobs.values():
+            scheduler.add_job(self.run, "interval", args=[job.name], id=job.name, name=job.name,
+                              seconds=job.interval_seconds)
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def shutdown(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+
+
+def owner_jobs(monitor: Monitor) -> list[Job]:
+    """The jobs an owner runs, in the order ``run_jobs_now`` runs them.
+
+    Ingest comes first so that rollups and sweeps see the producers' latest rows.
+    """
+    return [
+        Job("ingest", monitor.flush_interval_seconds, lambda now: monitor.ingest_now()),
+    ]
