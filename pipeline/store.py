@@ -95,6 +95,7 @@ class Store:
         # One connection, used by the flusher, the jobs and the webapp: DuckDB connections are not safe to
         # share between threads without a lock, and one writer at a time is what DuckDB does anyway.
         self.lock = threading.RLock()
+        self._readers = threading.local()
         self.migrate()
 
     # -- schema ------------------------------------------------------------------------------------------
@@ -180,6 +181,16 @@ class Store:
                 self.con.unregister("__ledger")
 
     # -- reading -----------------------------------------------------------------------------------------
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A read connection for the calling thread (DuckDB cursors on one database read concurrently and
+        see committed data; the writer's lock is not taken)."""
+        cursor: duckdb.DuckDBPyConnection | None = getattr(self._readers, "cursor", None)
+        if cursor is None:
+            with self.lock:
+                cursor = self.con.cursor()
+            self._readers.cursor = cursor
+        return cursor
+
     def scalar(self, sql: str, params: dict[str, Any] | None = None) -> Any:
         with self.lock:
             row = self.con.execute(sql, params or {}).fetchone()
