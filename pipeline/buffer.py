@@ -18,7 +18,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from .tables import MAX_CHUNK_ROWS, EmptyValueError, SERIES_SCHEMA, SPECS, TABLE_ORDER, Row, TableSpec, to_batch
+from .tables import (
+    MAX_CHUNK_ROWS,
+    SERIES_SCHEMA,
+    SPECS,
+    TABLE_ORDER,
+    EmptyValueError,
+    Row,
+    TableSpec,
+    to_batch,
+)
 
 # Raw tuples cost ~150 B each; columns cost ~30 B. Keeping at most this many raw tuples per table bounds the
 # memory a buffered metric costs at 1M buffered to the columnar size plus a few bytes.
@@ -142,7 +151,7 @@ class Buffer:
 
     def committed(self, tables: dict[str, pa.Table]) -> int:
         """Count what ``take`` returned as flushed; returns the number of metric rows."""
-        rows = sum(t.num_rows for n, t in tables.items() if n != "series")
+        rows = int(sum(t.num_rows for n, t in tables.items() if n != "series"))
         with self.lock:
             self.flushed += rows
         return rows
@@ -164,4 +173,4 @@ class Buffer:
     def nbytes(self) -> int:
         """Bytes held in compacted columns (the raw lists are bounded by RAW_CAP)."""
         with self.lock:
-            return sum(b.nbytes for batches in self._batches.values() for b in batches)
+            return int(sum(b.nbytes for batches in self._batches.values() for b in batches))

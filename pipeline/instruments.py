@@ -193,13 +193,14 @@ class Registry:
                            f"(max_series_per_metric={self._max_series}); {clean} is folded into {OVERFLOW_LABELS}")
                 clean = dict(OVERFLOW_LABELS)
                 okey = (name, kind, tuple(sorted(clean.items())))
-                if okey in self._instruments:
-                    return self._instruments[okey]
+                existing = self._instruments.get(okey)
+                if existing is not None:
+                    return existing
                 key = okey
             else:
                 self._per_name[(name, kind)] = count + 1
             sid = series_id(name, kind, clean)
-            cls = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}[kind]
+            cls: type[_Instrument] = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}[kind]
             inst = cls(name, clean, sid, self._buffer, self._now, self._reject)
             self._buffer.add_series(sid, name, kind, clean)
             self._instruments[key] = inst

@@ -11,6 +11,7 @@ processes spool next to it; a producer (``spool_dir``) writes segments for an ow
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import inspect
 import itertools
@@ -34,8 +35,8 @@ from .clock import SYSTEM_CLOCK, Clock
 from .context import current_request as _current_request
 from .errors import ConfigError, DuckPulseError, InvalidMetricError, NoMonitorError
 from .ingest import Ingestor
-from .jobs import Jobs, owner_jobs
 from .instruments import Counter, Gauge, Histogram, Registry, RejectedInstrument
+from .jobs import Jobs, owner_jobs
 from .logs import ThrottledLog, logger
 from .process import ProcessSampler
 from .spool import SpoolWriter
@@ -393,10 +394,8 @@ class Monitor:
     # -- state -------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Counts that prove nothing is lost silently: recorded == flushed + sum(dropped) + pending."""
-        try:
+        with contextlib.suppress(InvalidMetricError):  # stats() reports problems, it does not raise them
             self._compact()
-        except InvalidMetricError:
-            pass
         counts = self._buffer.counts()
         with self._counts_lock:
             counts["folded"] = dict(self._folded)
