@@ -1,0 +1,176 @@
+"""Many processes: producers spool segments, one owner ingests them exactly once, whatever is killed."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import Monitor, OwnershipError
+from pipeline.spool import ready_segments
+
+ROLES = str(Path(__file__).with_name("process_roles.py"))
+
+
+def start(*args: object) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, ROLES, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 120) -> str:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return out
+
+
+def owner(db: Path, spool: Path) -> Monitor:
+    return Monitor(db_path=db, ingest_dir=spool, jobs=False, memory_interval_seconds=None)
+
+
+def count_rows(db: Path, spool: Path) -> tuple[int, int, float]:
+    with owner(db, spool) as mon:
+        mon.ingest_now()
+        assert mon.store is not None
+        got = mon.store.fetchall("SELECT count(*), count(DISTINCT request_id), sum(duration_ms) FROM requests")[0]
+    return int(got[0]), int(got[1]), float(got[2] or 0)
+
+
+def test_four_producers_and_an_owner_give_every_row_exactly_once(tmp_path: Path) -> None:
+    """4 producer processes x 25,000 records while an owner ingests: exactly 100,000 rows, sums equal."""
+    db, spool = tmp_path / "m.duckdb", tmp_path / "spool"
+    producers = [start("producer", spool, 25_000, p * 25_000, 2_500) for p in range(4)]
+    with owner(db, spool) as mon:
+        while any(p.poll() is None for p in producers):
+            mon.ingest_now()
+        for p in producers:
+            assert "flushed 25000" in finish(p)
+        mon.ingest_now()
+        assert mon.store is not None
+        got = mon.store.fetchall("SELECT count(*), count(DISTINCT request_id), sum(duration_ms), "
+                                 "count(DISTINCT pid) FROM requests")
+        assert got == [(100_000, 100_000, sum(range(100_000)) / 4, 4)]
+        assert mon.stats()["ingest"]["backlog"] == 0
+        assert mon.store.fetchall("SELECT sum(rows) FROM ingested_segments") == [(100_000,)]
+    assert os.listdir(spool / "ready") == []
+
+
+def test_owner_killed_repeatedly_mid_ingest_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """The owner is SIGKILLed at random moments of ingesting, 20+ times; in the end every row is there once."""
+    db, spool = tmp_path / "m.duckdb", tmp_path / "spool"
+    total = 60_000
+    finish(start("producer", spool, total, 0, 200))  # 300 segments
+    rng = random.Random(1)
+    kills = 0
+    while kills < 25:
+        proc = start("ingest_loop", db, spool, 3)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith("owner")  # it holds the file and is ingesting
+        time.sleep(rng.uniform(0.0, 0.15))
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+    assert kills >= 20, "the backlog ran out before 20 kills; make it larger"
+    assert count_rows(db, spool) == (total, total, sum(range(total)) / 4)
+
+
+def test_a_killed_producer_keeps_what_it_flushed(tmp_path: Path) -> None:
+    """SIGKILL on a producer loses only its unflushed tail; other producers are unaffected."""
+    db, spool = tmp_path / "m.duckdb", tmp_path / "spool"
+    victim = start("producer_then_hang", spool, 1_000, 500)
+    bystander = start("producer", spool, 3_000, 10_000, 1_000)
+    assert victim.stdout is not None and victim.stdout.readline().strip() == "ready"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    finish(bystander)
+    assert os.listdir(spool / "tmp") == []
+    with owner(db, spool) as mon:
+        mon.ingest_now()
+        assert mon.store is not None
+        got = mon.store.fetchall("SELECT request_id >= 10000, count(*) FROM requests GROUP BY ALL ORDER BY 1")
+    assert got == [(False, 1_000), (True, 3_000)]
+
+
+def test_a_second_owner_fails_at_once_with_what_to_do(tmp_path: Path) -> None:
+    """While one process owns the file, another owner fails fast, naming the holder and the producer mode."""
+    db = tmp_path / "m.duckdb"
+    proc = start("own_and_wait", db)
+    try:
+        assert proc.stdout is not None
+        pid = int(proc.stdout.readline().split()[1])
+        with pytest.raises(OwnershipError, match=rf"owned by process {pid}.*Monitor\(spool_dir=\.\.\.\)"):
+            Monitor(db_path=db, jobs=False)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    with Monitor(db_path=db, jobs=False, memory_interval_seconds=None):
+        pass  # the lock is released when the owner exits
+
+
+def test_corrupt_and_foreign_segments_are_quarantined_and_counted(tmp_path: Path) -> None:
+    """Garbage, a truncated file and a stray file go to quarantine/; good segments around them are ingested."""
+    db, spool = tmp_path / "m.duckdb", tmp_path / "spool"
+    with Monitor(spool_dir=spool, jobs=False, memory_interval_seconds=None) as producer:
+        producer.track_request("/a", "GET", 200, 1.0)
+        producer.flush()
+        (spool / "ready" / "00000000000000000001-requests-h-1-0-5.parquet").write_bytes(b"garbage" * 100)
+        good = next((spool / "ready").iterdir())
+        data = good.read_bytes()
+        (spool / "ready" / "00000000000000000002-requests-h-1-0-1.parquet").write_bytes(data[: len(data) // 2])
+        (spool / "ready" / "notes.txt").write_text("not a segment")
+        pq.write_table(pa.table({"x": [1]}), spool / "ready" / "00000000000000000003-requests-h-1-0-1.parquet")
+        producer.track_request("/b", "GET", 200, 2.0)
+        producer.flush()
+    with owner(db, spool) as mon:
+        mon.ingest_now()
+        assert mon.store is not None
+        assert mon.store.fetchall("SELECT route FROM requests ORDER BY route") == [("/a",), ("/b",)]
+        stats = mon.stats()["ingest"]
+        assert stats["quarantined"] == 4 and stats["backlog"] == 0
+    assert sorted(os.listdir(spool / "quarantine")) == sorted([
+        "00000000000000000001-requests-h-1-0-5.parquet", "00000000000000000002-requests-h-1-0-1.parquet",
+        "00000000000000000003-requests-h-1-0-1.parquet", "notes.txt"])
+
+
+def test_segments_committed_before_a_crash_are_not_loaded_twice(tmp_path: Path) -> None:
+    """A segment whose name is in the ledger (crash after commit, before unlink) is removed, not reloaded."""
+    db, spool = tmp_path / "m.duckdb", tmp_path / "spool"
+    with Monitor(spool_dir=spool, jobs=False, memory_interval_seconds=None) as producer:
+        producer.track_request("/a", "GET", 200, 1.0)
+        producer.flush()
+    (segment,) = ready_segments(spool, 10)[0]
+    copy = segment.path.read_bytes()
+    with owner(db, spool) as mon:
+        mon.ingest_now()
+        segment.path.write_bytes(copy)  # as if the unlink had not happened
+        mon.ingest_now()
+        assert mon.store is not None
+        assert mon.store.fetchall("SELECT count(*) FROM requests") == [(1,)]
+    assert not segment.path.exists()
+
+
+def test_a_failing_spool_keeps_the_data_buffered_until_it_recovers(tmp_path: Path) -> None:
+    """When a segment cannot be written, flush() returns False, counts the failure and loses nothing."""
+    spool = tmp_path / "spool"
+    with Monitor(spool_dir=spool, jobs=False, memory_interval_seconds=None) as mon:
+        mon.track_request("/a", "GET", 200, 1.0)
+        (spool / "tmp").rmdir()
+        (spool / "tmp").write_text("not a directory")  # every write now fails, even as root
+        assert mon.flush() is False
+        stats = mon.stats()
+        assert (stats["flush_failures"], stats["pending"], stats["flushed"]) == (1, 1, 0)
+        assert "cannot write a spool segment" in stats["last_flush_error"]
+        (spool / "tmp").unlink()
+        (spool / "tmp").mkdir()
+        assert mon.flush() is True
+        assert mon.stats()["flushed"] == 1
+    assert len(ready_segments(spool, 10)[0]) == 1
