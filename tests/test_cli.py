@@ -1,0 +1,58 @@
+"""The duckpulse command: serve as an owner for a spool, and the demo."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import Monitor
+from pipeline.cli import main
+
+
+def test_serve_ingests_continuously_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """`duckpulse serve` ingests what producers spool while it runs, and on SIGTERM ingests once more and exits 0."""
+    db, spool = tmp_path / "m.duckdb", tmp_path / "spool"
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--db", str(db), "--spool", str(spool),
+                             "--interval", "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert "owning" in proc.stdout.readline()
+        with Monitor(spool_dir=spool, jobs=False, memory_interval_seconds=None) as producer:
+            producer.track_request("/a", "GET", 200, 1.0)
+            producer.flush()
+            deadline = time.monotonic() + 30
+            while any((spool / "ready").iterdir()) and time.monotonic() < deadline:
+                time.sleep(0.05)  # waiting on another process, which has no hook to call
+            assert not any((spool / "ready").iterdir()), "serve did not ingest while running"
+            producer.track_request("/b", "GET", 200, 1.0)
+            producer.flush()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "stopped" in out
+    with Monitor(db_path=db, jobs=False, memory_interval_seconds=None) as mon:
+        assert mon.store is not None
+        assert mon.store.fetchall("SELECT route FROM requests ORDER BY route") == [("/a",), ("/b",)]
+
+
+def test_demo_prints_percentiles_per_route(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`duckpulse demo` drives the sample app and prints p50/p95/p99 per route computed in SQL."""
+    assert main(["demo", "--duration", "1", "--db", str(tmp_path / "demo.duckdb")]) == 0
+    out = capsys.readouterr().out
+    assert "p95_ms" in out and "/books/<int:book_id>" in out
+
+
+def test_errors_exit_non_zero_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A duckpulse error becomes a message on stderr and exit status 2."""
+    db = tmp_path / "m.duckdb"
+    with Monitor(db_path=db, jobs=False, memory_interval_seconds=None):
+        assert main(["demo", "--duration", "0", "--db", str(db)]) == 2
+    assert "already owned" in capsys.readouterr().err

@@ -1,0 +1,33 @@
+"""The wheel is self-contained: the SQL ships inside it and is found from any working directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_ships_sql_and_works_outside_the_checkout(tmp_path: Path) -> None:
+    """A wheel built from the project holds sql/*.sql; unpacked elsewhere, a Monitor creates the schema from it."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("duckpulse-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        assert "pipeline/sql/schema.sql" in names and "pipeline/sql/queries.sql" in names
+        assert any(n.endswith("entry_points.txt") for n in names)
+        zf.extractall(tmp_path / "site")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import pipeline, sys; assert 'site' in pipeline.__file__, pipeline.__file__; "
+            "m = pipeline.Monitor(db_path='x.duckdb', jobs=False, memory_interval_seconds=None); "
+            "m.track_request('/a', 'GET', 200, 1.0); m.flush(); "
+            "print(m.store.fetchall('select count(*) from requests')[0][0]); m.close()")
+    out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r}); "
+                          + code], cwd=elsewhere, capture_output=True, text=True, timeout=120,
+                         env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "1"
