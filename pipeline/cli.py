@@ -6,10 +6,15 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any
 
 from .errors import DuckPulseError
+
+# Starts the dashboard beside the owner: (monitor, host, port) -> a running server with ``url`` and ``stop()``.
+# pipeline never imports webapp (an import-linter contract), so webapp's entry point (webapp.cli:main) passes it in.
+DashboardStarter = Callable[[Any, str, int], Any]
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -25,10 +30,19 @@ def _serve(args: argparse.Namespace) -> int:
     monitor = Monitor(db_path=args.db, ingest_dir=args.spool, flush_interval_seconds=args.interval)
     print(f"duckpulse: owning {args.db}, ingesting segments from {args.spool} (pid {monitor.pid}); "
           "stop with Ctrl-C or SIGTERM", flush=True)
+    dashboard = None
     try:
+        starter: DashboardStarter | None = getattr(args, "dashboard", None)
+        if starter is not None:
+            dashboard = starter(monitor, args.host, args.port)
+            print(f"duckpulse: dashboard at {dashboard.url}", flush=True)
+        else:
+            print("duckpulse: no dashboard with this entry point; `python -m webapp serve` serves one", flush=True)
         while not stop.wait(args.interval):
             pass
     finally:
+        if dashboard is not None:
+            dashboard.stop()  # no new requests while the last ingest runs
         monitor.close()  # a last flush and ingest
     print(f"duckpulse: stopped; {monitor.stats()['ingest']['rows']} rows ingested", flush=True)
     return 0
@@ -50,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--db", required=True, help="the DuckDB file to own")
     serve.add_argument("--spool", required=True, help="the spool directory producers write to")
     serve.add_argument("--interval", type=float, default=1.0, help="seconds between ingests (default 1)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address the dashboard binds to (default 127.0.0.1; any other needs DUCKPULSE_TOKEN)")
+    serve.add_argument("--port", type=int, default=8050, help="port of the dashboard (default 8050; 0: any free)")
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="an instrumented sample app under generated traffic")
@@ -59,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, dashboard: DashboardStarter | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.dashboard = dashboard
     try:
         return int(args.func(args))
     except DuckPulseError as exc:

@@ -1,0 +1,188 @@
+"""The dashboard's endpoints: parameters in, named queries run on this thread's read cursor, JSON out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import duckdb
+from flask import Blueprint, Response, jsonify, render_template, request, url_for
+
+from pipeline import Monitor
+from pipeline.clock import utc_datetime
+
+from . import exposition, openapi, params, reads
+from .config import Settings
+from .params import ApiError, iso, iso_epoch
+
+RANGE = ("window", "start", "end")
+QUERIES_LIMIT = 50
+
+
+class Api:
+    """The views of one mounted dashboard, bound to its monitor and settings."""
+
+    def __init__(self, monitor: Monitor, settings: Settings, name: str) -> None:
+        self.monitor = monitor
+        self.settings = settings
+        self.name = name
+        # Counters and histograms of /metrics count rows stamped from this moment on.
+        self.exposition_since = utc_datetime(monitor.clock.now())
+        self.authorized: Callable[[], bool] = lambda: True
+
+    def register(self, bp: Blueprint) -> None:
+        rules: list[tuple[str, str, Callable[..., Response | str], tuple[str, ...]]] = [
+            ("/", "page", self.page, ("GET",)),
+            ("/api/metrics/performance", "performance", self.performance, ("GET",)),
+            ("/api/routes", "routes", self.routes, ("GET",)),
+            ("/api/series", "series", self.series, ("GET",)),
+            ("/api/queries", "queries", self.queries, ("GET",)),
+            ("/api/memory", "memory", self.memory, ("GET",)),
+            ("/api/health", "health", self.health, ("GET",)),
+            ("/api/openapi.json", "openapi", self.openapi, ("GET",)),
+            ("/metrics", "metrics", self.metrics, ("GET",)),
+        ]
+        for rule, endpoint, view, methods in rules:
+            bp.add_url_rule(rule, endpoint, view, methods=list(methods))
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.monitor.clock.now()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        store = self.monitor.store
+        if store is None or self.monitor.closed:
+            raise ApiError(503, "the monitor this dashboard reads has been closed; restart the server")
+        return store.reader()
+
+    @staticmethod
+    def _args(known: tuple[str, ...]) -> Mapping[str, str]:
+        args = request.args.to_dict(flat=True)
+        params.check_known(args, known)
+        return args
+
+    def _json(self, body: Mapping[str, Any]) -> Response:
+        return jsonify({**body, "timestamp": iso_epoch(self._now())})
+
+    # -- the page ----------------------------------------------------------------------------------------
+    def page(self) -> str:
+        """The HTML dashboard (a shell: its script fetches everything from the API)."""
+        return render_template(
+            "duckpulse_dashboard.html",
+            api_base=url_for(f"{self.name}.page").rstrip("/"),
+            refresh_ms=int(self.settings.refresh_seconds * 1000),
+            token_required=self.settings.token is not None,
+            static=lambda filename: url_for(f"{self.name}.static", filename=filename),
+        )
+
+    # -- JSON endpoints ----------------------------------------------------------------------------------
+    def performance(self) -> Response:
+        """The plan's summary: requests, queries and memory over a window back from now."""
+        args = self._args(("window",))
+        span = params.time_range(args, self._now())
+        return self._json(reads.performance(self._cursor(), span, self.settings.slow_queries_limit))
+
+    def routes(self) -> Response:
+        """Per route: count, error rate and p50/p95/p99 over a range."""
+        span = params.time_range(self._args(RANGE), self._now())
+        return self._json({"start": iso(span.start), "end": iso(span.end),
+                           "routes": reads.route_stats(self._cursor(), span)})
+
+    def series(self) -> Response:
+        """Per route and time bucket: p50/p95/p99, count and error rate."""
+        args = self._args((*RANGE, "step", "route"))
+        span = params.time_range(args, self._now())
+        step = params.step(args, span)
+        route = params.text(args, "route")
+        return self._json({"start": iso(span.start), "end": iso(span.end), "stepSeconds": step.total_seconds(),
+                           "series": reads.route_series(self._cursor(), span, step, route)})
+
+    def queries(self) -> Response:
+        """Per query fingerprint: count, total and p95 time, N+1 flags."""
+        args = self._args((*RANGE, "limit"))
+        span = params.time_range(args, self._now())
+        limit = params.integer(args, "limit", QUERIES_LIMIT, 1, 1000)
+        threshold = self.settings.n_plus_one_threshold
+        return self._json({"start": iso(span.start), "end": iso(span.end), "nPlusOneThreshold": threshold,
+                           "queries": reads.query_fingerprints(self._cursor(), span, limit, threshold)})
+
+    def memory(self) -> Response:
+        """Per process: latest, mean and peak resident memory, and its RSS over time."""
+        args = self._args((*RANGE, "step"))
+        span = params.time_range(args, self._now())
+        step = params.step(args, span)
+        return self._json({"start": iso(span.start), "end": iso(span.end), "stepSeconds": step.total_seconds(),
+                           "processes": reads.memory(self._cursor(), span, step)})
+
+    def health(self) -> Response:
+        """Whether nothing is being lost: drops, failed flushes, the spool backlog, the last ingest, the jobs."""
+        self._args(())
+        stats = self.monitor.stats()
+        detailed = self.authorized()  # error texts can name files and SQL: only for those holding the token
+        return self._json(health_body(stats, detailed))
+
+    def openapi(self) -> Response:
+        """The OpenAPI 3 document of this API."""
+        self._args(())
+        return jsonify(openapi.document(url_for(f"{self.name}.page").rstrip("/")))
+
+    def metrics(self) -> Response:
+        """The Prometheus text exposition."""
+        self._args(())
+        process_since = utc_datetime(self._now() - exposition.PROCESS_STALE_SECONDS)
+        text = exposition.render(self._cursor(), self.exposition_since, process_since, self.monitor.stats())
+        return Response(text, content_type=exposition.CONTENT_TYPE)
+
+
+def _total(counts: Any) -> int:
+    return int(sum(counts.values())) if isinstance(counts, Mapping) else int(counts or 0)
+
+
+def health_body(stats: Mapping[str, Any], detailed: bool) -> dict[str, Any]:
+    """``/api/health`` from ``Monitor.stats()``; ``detailed`` adds the error messages."""
+    problems: list[str] = []
+    dropped = dict(stats.get("dropped") or {})
+    if _total(dropped):
+        problems.append(f"{_total(dropped)} metrics were dropped (see dropped): the buffer filled faster than "
+                        "flushes emptied it")
+    if stats.get("flush_failures"):
+        problems.append(f"{stats['flush_failures']} flushes failed")
+    ingest = stats.get("ingest")
+    spool: dict[str, Any] | None = None
+    if isinstance(ingest, Mapping):
+        spool = {"backlog": int(ingest.get("backlog", 0)), "segments": int(ingest.get("segments", 0)),
+                 "rows": int(ingest.get("rows", 0)), "quarantined": int(ingest.get("quarantined", 0)),
+                 "failures": int(ingest.get("failures", 0)), "lastIngestAt": iso_epoch(ingest.get("last_ingest_at"))}
+        if detailed:
+            spool["lastError"] = ingest.get("last_error")
+        if spool["failures"]:
+            problems.append(f"{spool['failures']} ingest runs failed")
+        if spool["quarantined"]:
+            problems.append(f"{spool['quarantined']} spool segments were unreadable and set aside")
+    jobs: dict[str, dict[str, Any]] = {}
+    for job_name, job in dict(stats.get("jobs") or {}).items():
+        jobs[job_name] = {"runs": int(job.get("runs", 0)), "failures": int(job.get("failures", 0)),
+                          "lastRunAt": iso_epoch(job.get("last_run_at")),
+                          "lastDurationSeconds": job.get("last_duration_seconds")}
+        if detailed:
+            jobs[job_name]["lastError"] = job.get("last_error")
+        if job.get("last_error"):
+            problems.append(f"the last run of job {job_name!r} failed")
+    body: dict[str, Any] = {
+        "status": "degraded" if problems else "ok",
+        "problems": problems,
+        "role": stats.get("role"),
+        "pid": stats.get("pid"),
+        "recorded": int(stats.get("recorded", 0)),
+        "flushed": int(stats.get("flushed", 0)),
+        "pending": int(stats.get("pending", 0)),
+        "dropped": {k: int(v) for k, v in dropped.items()},
+        "rejected": {k: int(v) for k, v in dict(stats.get("rejected") or {}).items()},
+        "flushFailures": int(stats.get("flush_failures", 0)),
+        "lastFlushAt": iso_epoch(stats.get("last_flush_at")),
+        "spool": spool,
+        "jobs": jobs,
+    }
+    if detailed:
+        body["lastFlushError"] = stats.get("last_flush_error")
+    return body

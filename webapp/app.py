@@ -1,0 +1,163 @@
+"""The application factory and the blueprint that carries the whole dashboard.
+
+``create_app`` is a Flask app holding nothing but the blueprint at the root; ``blueprint`` mounts the same
+dashboard inside a user's app under a prefix. Authentication and the JSON error envelope apply to every path
+under the prefix, including paths no route matches (so an unauthenticated client learns nothing, not even
+which URLs exist).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from flask import Blueprint, Flask, Response, jsonify, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from pipeline import Monitor
+from pipeline.errors import ConfigError
+
+from . import config as config_module
+from .api import Api
+from .config import Settings
+from .params import ApiError
+
+logger = logging.getLogger("duckpulse.webapp")
+EXTENSION = "duckpulse"
+PUBLIC_ENDPOINTS = ("health", "page", "static")  # health by design; the page and its scripts hold no data
+# The page may load only what the app serves: a browser-side guarantee that nothing leaves the host.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def envelope(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
+    """The one error shape of the API: ``{"error": {"status": ..., "message": ...}}``."""
+    response = jsonify({"error": {"status": status, "message": message}})
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _http_message(exc: HTTPException, prefix: str) -> str:
+    if isinstance(exc, NotFound):
+        return (f"nothing at {request.path}; the endpoints of this API are described at "
+                f"{prefix}/api/openapi.json")
+    if isinstance(exc, MethodNotAllowed):
+        allowed = sorted(set(exc.valid_methods or ()) - {"HEAD", "OPTIONS"})
+        return f"{request.method} is not allowed on {request.path}; use {' or '.join(allowed) or 'another method'}"
+    return f"{exc.name}: {exc.description}"
+
+
+def blueprint(monitor: Monitor, url_prefix: str = "/duckpulse", *, token: str | None = None,
+              settings: Settings | None = None, name: str = "duckpulse") -> Blueprint:
+    """The dashboard of ``monitor`` (an owner in this process) as a blueprint mounted at ``url_prefix``.
+
+    ``token``, when given, is the bearer token every endpoint but ``/api/health`` requires; it overrides the
+    token of ``settings`` (default: ``DUCKPULSE_*`` environment variables).
+    """
+    if not isinstance(monitor, Monitor) or not monitor.is_owner:
+        raise ConfigError("the dashboard reads the DuckDB file, so it needs the owner's Monitor (one created "
+                          "with db_path=...); a producer (spool_dir=...) has no database to read. Serve the "
+                          "dashboard from `duckpulse serve`, which owns the file")
+    settings = settings or config_module.load()
+    if token is not None:  # validated like the setting it overrides
+        settings = replace(settings, token=config_module.load({"DUCKPULSE_TOKEN": token}, environ={}).token)
+    prefix = url_prefix.rstrip("/")
+    bp = Blueprint(name, __name__, url_prefix=prefix or None, static_folder="static", static_url_path="/static",
+                   template_folder="templates")
+    api = Api(monitor, settings, name)
+    api.register(bp)
+
+    def in_scope() -> bool:
+        path = request.path
+        return not prefix or path == prefix or path.startswith(prefix + "/")
+
+    def authorized() -> bool:
+        expected = settings.token
+        if expected is None:
+            return True
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected.encode())
+
+    api.authorized = authorized
+
+    def authenticate() -> Response | None:
+        if not in_scope() or settings.token is None:
+            return None
+        if request.endpoint in {f"{name}.{e}" for e in PUBLIC_ENDPOINTS}:
+            return None
+        if not authorized():
+            return envelope(401, "this endpoint needs the dashboard's token: send the header 'Authorization: "
+                                 "Bearer <token>' (the token is the DUCKPULSE_TOKEN the server was started with)",
+                            {"WWW-Authenticate": 'Bearer realm="duckpulse"'})
+        return None
+
+    def api_error(exc: ApiError) -> Response:
+        return envelope(exc.status, exc.message)
+
+    def internal_error(exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):  # raised inside a view (abort): same envelope as routing errors
+            return envelope(exc.code or 500, _http_message(exc, prefix))
+        logger.exception("duckpulse dashboard: %s %s failed", request.method, request.path)
+        return envelope(500, f"the server failed while answering {request.path} ({type(exc).__name__}); "
+                             "the server log has the details")
+
+    def secure(response: Response) -> Response:
+        if in_scope():
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "no-referrer")
+            if response.mimetype == "text/html":
+                response.headers["Content-Security-Policy"] = CSP
+            elif request.endpoint != f"{name}.static":
+                response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    bp.register_error_handler(ApiError, api_error)
+    bp.register_error_handler(Exception, internal_error)
+
+    def on_register(state: BlueprintSetupState) -> None:
+        app = state.app
+        # Routing errors (404, 405) happen before any blueprint is chosen, so they reach only app-level handlers:
+        # answer those under our prefix, and hand the rest to whatever handled them before.
+        previous: Callable[[Any], Any] | None = app.error_handler_spec[None][None].get(HTTPException)
+
+        def routing_error(exc: HTTPException) -> Any:
+            if in_scope():
+                return envelope(exc.code or 500, _http_message(exc, prefix))
+            return previous(exc) if previous is not None else exc
+
+        app.register_error_handler(HTTPException, routing_error)
+        app.before_request(authenticate)
+        app.after_request(secure)
+
+    bp.record_once(on_register)
+    return bp
+
+
+def create_app(config: Mapping[str, Any] | None = None, *, monitor: Monitor | None = None) -> Flask:
+    """The dashboard as a Flask app.
+
+    ``config`` holds ``DUCKPULSE_*`` keys (environment variables fill the rest; other keys go to Flask's
+    ``app.config``). With ``monitor`` (the owner's Monitor in this process) the app reads through its store;
+    without, the app becomes the owner of ``DUCKPULSE_DB_PATH``, ingesting segments from
+    ``DUCKPULSE_SPOOL_DIR``. Serving on a non-loopback ``DUCKPULSE_HOST`` without ``DUCKPULSE_TOKEN`` is refused.
+    """
+    settings = config_module.load(config)
+    config_module.check_exposure(settings.host, settings.token)
+    if monitor is None:
+        if settings.db_path is None:
+            raise ConfigError("DUCKPULSE_DB_PATH is not set: give the DuckDB file to serve, e.g. "
+                              "create_app({'DUCKPULSE_DB_PATH': 'metrics.duckdb'}), or pass monitor=...")
+        monitor = Monitor(db_path=settings.db_path, ingest_dir=settings.spool_dir)
+    app = Flask(__name__, static_folder=None)
+    app.config.update({k: v for k, v in (config or {}).items() if not k.startswith(config_module.PREFIX)})
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep byRoute in the SQL's order (busiest first)
+    app.register_blueprint(blueprint(monitor, url_prefix="", settings=settings))
+    app.extensions[EXTENSION] = {"monitor": monitor, "settings": settings}
+    return app

@@ -1,0 +1,137 @@
+"""What the API reads: the named queries of ``pipeline/sql/dashboard.sql``, shaped into JSON-ready values.
+
+Every function takes a DuckDB read cursor (``Store.reader()``, one per serving thread, so concurrent clients read
+in parallel) and bound values; none of them builds SQL text.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+import duckdb
+
+from pipeline import sqlfiles
+
+from .params import TimeRange, iso
+
+SQL_FILE = "dashboard.sql"
+Row = dict[str, Any]
+
+
+def rows(cursor: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any]) -> list[Row]:
+    """Run one named block with bound values; each row as a dict keyed by column name."""
+    result = cursor.execute(sqlfiles.query(SQL_FILE, name), params)
+    columns = [d[0] for d in result.description or ()]
+    return [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
+
+
+def _range(span: TimeRange) -> dict[str, Any]:
+    return {"since": span.start, "until": span.end}
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None (JSON has no NaN)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _rate(errors: int, count: int) -> float:
+    return errors / count if count else 0.0
+
+
+def performance(cursor: duckdb.DuckDBPyConnection, span: TimeRange, slow_limit: int) -> dict[str, Any]:
+    """The plan's ``/api/metrics/performance`` body, less its timestamp."""
+    req = rows(cursor, "performance-requests", _range(span))[0]
+    by_route = rows(cursor, "performance-by-route", _range(span))
+    qry = rows(cursor, "performance-queries", _range(span))[0]
+    slow = rows(cursor, "slow-queries", {**_range(span), "limit": slow_limit})
+    mem = rows(cursor, "performance-memory", _range(span))[0]
+    return {
+        "requests": {
+            "total": int(req["total"]),
+            "byRoute": {r["route"]: int(r["count"]) for r in by_route},
+            "avgDuration": _number(req["avg_ms"]),
+            "p95Duration": _number(req["p95_ms"]),
+        },
+        "queries": {
+            "total": int(qry["total"]),
+            "avgDuration": _number(qry["avg_ms"]),
+            "slowQueries": [
+                {"fingerprint": s["fingerprint"], "count": int(s["count"]), "avgDuration": _number(s["avg_ms"]),
+                 "p95Duration": _number(s["p95_ms"]), "maxDuration": _number(s["max_ms"])}
+                for s in slow
+            ],
+        },
+        "memory": {
+            "current": None if mem["current_bytes"] is None else int(mem["current_bytes"]),
+            "avg": _number(mem["avg_bytes"]),
+        },
+    }
+
+
+def _percentiles(pcts: list[float] | None) -> dict[str, float | None]:
+    p50, p95, p99 = pcts if pcts else (None, None, None)
+    return {"p50": _number(p50), "p95": _number(p95), "p99": _number(p99)}
+
+
+def route_stats(cursor: duckdb.DuckDBPyConnection, span: TimeRange) -> list[Row]:
+    """Per route: count, errors, error rate, mean, max and p50/p95/p99 duration in ms."""
+    return [
+        {"route": r["route"], "count": int(r["count"]), "errors": int(r["errors"]),
+         "errorRate": _rate(r["errors"], r["count"]), "avg": _number(r["avg_ms"]), "max": _number(r["max_ms"]),
+         **_percentiles(r["pcts"])}
+        for r in rows(cursor, "route-stats", _range(span))
+    ]
+
+
+def route_series(cursor: duckdb.DuckDBPyConnection, span: TimeRange, step: timedelta,
+                 route: str | None) -> list[Row]:
+    """Per route, the non-empty ``step`` buckets: count, errors, error rate and p50/p95/p99 in ms."""
+    series: dict[str, list[Row]] = {}
+    for r in rows(cursor, "route-series", {**_range(span), "step": step, "route": route}):
+        series.setdefault(r["route"], []).append(
+            {"t": iso(r["bucket"]), "count": int(r["count"]), "errors": int(r["errors"]),
+             "errorRate": _rate(r["errors"], r["count"]), **_percentiles(r["pcts"])})
+    return [{"route": name, "points": points} for name, points in series.items()]
+
+
+def query_fingerprints(cursor: duckdb.DuckDBPyConnection, span: TimeRange, limit: int,
+                       threshold: int) -> list[Row]:
+    """Per fingerprint: count, failures, total/mean/p95/max ms, routes and the N+1 flags."""
+    return [
+        {"fingerprint": r["fingerprint"],
+         # A string: the 64-bit id does not survive JavaScript's 53-bit numbers.
+         "fingerprintId": str(r["fingerprint_id"]),
+         "name": r["name"], "count": int(r["count"]), "failures": int(r["failures"]),
+         "totalDuration": _number(r["total_ms"]), "avgDuration": _number(r["avg_ms"]),
+         "p95Duration": _number(r["p95_ms"]), "maxDuration": _number(r["max_ms"]),
+         "routes": [route for route in r["routes"] if route is not None],
+         "nPlusOne": r["n_plus_one_requests"] > 0,
+         "nPlusOneRequests": int(r["n_plus_one_requests"]),
+         "maxPerRequest": int(r["max_per_request"])}
+        for r in rows(cursor, "query-fingerprints", {**_range(span), "limit": limit, "threshold": threshold})
+    ]
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def memory(cursor: duckdb.DuckDBPyConnection, span: TimeRange, step: timedelta) -> list[Row]:
+    """Per process: its latest sample, mean and peak RSS, and its RSS per ``step`` bucket."""
+    points: dict[tuple[str, int], list[Row]] = {}
+    for r in rows(cursor, "memory-series", {**_range(span), "step": step}):
+        points.setdefault((r["host"], r["pid"]), []).append(
+            {"t": iso(r["bucket"]), "avg": _number(r["avg_rss_bytes"]), "max": int(r["max_rss_bytes"])})
+    return [
+        {"host": r["host"], "pid": int(r["pid"]), "samples": int(r["samples"]), "current": int(r["rss_bytes"]),
+         "avg": _number(r["avg_rss_bytes"]), "max": int(r["max_rss_bytes"]), "vms": int(r["vms_bytes"]),
+         "cpuPercent": _number(r["cpu_percent"]), "numThreads": int(r["num_threads"]),
+         "numFds": _optional_int(r["num_fds"]), "firstSeen": iso(r["first_seen"]),
+         "lastSeen": iso(r["last_seen"]), "points": points.get((r["host"], r["pid"]), [])}
+        for r in rows(cursor, "memory-per-process", _range(span))
+    ]
