@@ -121,4 +121,6 @@ def owner_jobs(monitor: Monitor) -> list[Job]:
     """
     return [
         Job("ingest", monitor.flush_interval_seconds, lambda now: monitor.ingest_now()),
+        # The alert sweep: every rule over its window; single-event thresholds are also checked per flush.
+        *([Job("alerts", monitor.alerts.interval_seconds, monitor.alerts.sweep)] if monitor.alerts else []),
     ]

@@ -30,6 +30,9 @@ from typing import Any, ParamSpec, TypeVar
 
 import pyarrow as pa
 
+from .alerts.engine import Alerts
+from .alerts.notify import Notifier
+from .alerts.rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule
 from .buffer import RAW_CAP, Buffer
 from .clock import SYSTEM_CLOCK, Clock
 from .context import current_request as _current_request
@@ -110,6 +113,8 @@ class Monitor(_HotState):
         log_interval_seconds: float = 60.0,
         ingest_dir: str | os.PathLike[str] | None = None,
         host: str | None = None,
+        default_rules: bool = True,
+        alert_interval_seconds: float = 10.0,
     ) -> None:
         if (db_path is None) == (spool_dir is None):
             raise ConfigError("Monitor needs exactly one of db_path (this process owns the DuckDB file) and "
@@ -157,6 +162,13 @@ class Monitor(_HotState):
             # Swapped in only when asked for, so the default hot path pays nothing for sampling.
             self.track_request = self._track_request_sampled  # type: ignore[method-assign]
         self._closed = False
+        # Alert rules are evaluated by the owner only (a producer has no database to sweep).
+        self.alerts: Alerts | None = None
+        self._after_flush: Callable[[dict[str, pa.Table]], None] | None = None
+        if self.store is not None:
+            self.alerts = Alerts(self.store, self.clock, self.log, default_rules=default_rules,
+                                 interval_seconds=alert_interval_seconds)
+            self._after_flush = self.alerts.after_flush
         self.jobs_runner = Jobs(self.clock, self.log)
         if self.store is not None:
             for job in owner_jobs(self):
@@ -376,7 +388,39 @@ class Monitor(_HotState):
                 return False
             self._buffer.committed(tables)
             self.last_flush_at = self.clock.now()
+            if self._after_flush is not None and self.store is not None:  # owner only (a forked child is not)
+                self._after_flush(tables)  # single-event alert thresholds; never raises
             return True
+
+    # -- alerts (pipeline/alerts) --------------------------------------------------------------------------
+    def _owner_alerts(self) -> Alerts:
+        if self.alerts is None:
+            raise ConfigError("alert rules are evaluated by the process that owns the DuckDB file; add them "
+                              "there (Monitor(db_path=...) or `duckpulse serve`), not in a spool_dir producer")
+        return self.alerts
+
+    def add_threshold(self, metric: str, op: str, value: float, level: str, message: str = "", *,
+                      aggregation: str = "max", window_seconds: float = 60.0, for_seconds: float = 0.0,
+                      keep_firing_seconds: float = 0.0, by: tuple[str, ...] | list[str] | str = (),
+                      where: Mapping[str, object] | None = None, name: str | None = None,
+                      repeat_interval_seconds: float = DEFAULT_REPEAT_INTERVAL_SECONDS) -> Rule:
+        """Alert when ``aggregation(metric)`` over the window is ``op value`` (owner only); returns the rule.
+
+        The defaults keep the plan's meaning: ``add_threshold("request_duration", "gt", 3000, "critical")``
+        alerts on any single request over 3 s. See ``pipeline.alerts.rules.Rule`` for every field.
+        """
+        return self._owner_alerts().add_threshold(
+            metric, op, value, level, message, aggregation=aggregation, window_seconds=window_seconds,
+            for_seconds=for_seconds, keep_firing_seconds=keep_firing_seconds, by=by, where=where, name=name,
+            repeat_interval_seconds=repeat_interval_seconds)
+
+    def load_rules(self, path: str | os.PathLike[str]) -> list[Rule]:
+        """Add the alert rules of a TOML file (all or none; a bad file raises ConfigError with file:line)."""
+        return self._owner_alerts().load_rules(Path(path))
+
+    def on_alert(self, callback: Notifier) -> Callable[[], None]:
+        """Call ``callback(notification)`` for every alert notification; returns an unsubscribe function."""
+        return self._owner_alerts().on_alert(callback)
 
     def ingest_now(self) -> int:
         """Owner only: ingest ready spool segments now; returns the rows loaded."""
@@ -459,6 +503,8 @@ class Monitor(_HotState):
         finally:
             self._closed = True
             _unregister(self)
+            if self.alerts is not None and self.store is not None:
+                self.alerts.close()  # webhooks deliver what they hold, within a timeout
             if self.store is not None:
                 self.store.close()
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from .store import Store
+
+if TYPE_CHECKING:
+    from .alerts.notify import Notification
 
 
 class FakeClock:
@@ -43,3 +47,24 @@ class FakeClock:
 def memory_store(clock: FakeClock | None = None) -> Store:
     """A fresh in-memory store with the full schema: a real DuckDB, nothing on disk."""
     return Store(None, clock or FakeClock())
+
+
+class RecordingNotifier:
+    """An alert notifier that records every notification it is given, for tests (``mon.on_alert(rec)``)."""
+
+    def __init__(self) -> None:
+        self.notifications: list[Notification] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, notification: Notification) -> None:
+        with self._lock:
+            self.notifications.append(notification)
+
+    def states(self) -> list[tuple[str, str]]:
+        """(rule, state) of each notification received, in order."""
+        with self._lock:
+            return [(n.rule, n.state) for n in self.notifications]
+
+    def clear(self) -> None:
+        with self._lock:
+            self.notifications.clear()

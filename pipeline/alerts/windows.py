@@ -1,0 +1,123 @@
+"""The data side of a sweep: every rule's aggregate per label set, computed in one set-based SQL statement.
+
+Rules are not queried one by one. They are folded into *combos*, one per distinct (metric, window, label keys),
+each source table is read once over its longest window and joined to its combos, every combo is grouped once
+(all aggregations at the same time, percentiles only where a rule asks for one), and the result is joined to
+the rules, which pick their aggregation and filter on their ``where`` values. The rules and combos travel as
+registered Arrow tables: the SQL text in ``sql/alerts.sql`` never changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from .. import sqlfiles
+from .rules import MAX_LABEL_KEYS, METRICS, Rule
+from .state import SQL, Labels, StateKey
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+SOURCES = ("requests", "queries", "process_samples", "points")
+_SINCE_PARAM = {"requests": "requests_since_us", "queries": "queries_since_us",
+                "process_samples": "samples_since_us", "points": "points_since_us"}
+_PERCENTILES = ("p50", "p95", "p99")
+
+
+def _us(epoch_seconds: float) -> int:
+    return round(epoch_seconds * 1_000_000)
+
+
+def positions(rule: Rule) -> dict[str, int]:
+    """Each label key of the rule -> its position (0-based l1..l8) in sweep-aggregates."""
+    spec = METRICS.get(rule.metric)
+    if spec is not None:
+        return {key: spec.labels.index(key) for key in rule.key_names}
+    return {key: i for i, key in enumerate(rule.key_names)}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The registered tables and parameters of one sweep-aggregates run, and how to read its rows back."""
+
+    combos: pa.Table
+    rules: pa.Table
+    params: dict[str, Any]
+    # For each rule (by its index in the rules table): its name and the (label, position) of its `by` keys.
+    outputs: list[tuple[str, tuple[tuple[str, int], ...]]]
+
+
+def plan(rules: Sequence[Rule], now: float) -> Plan:
+    """Fold ``rules`` into combos and a rules table for the query at time ``now``."""
+    combo_ids: dict[tuple[str, float, tuple[str, ...]], int] = {}
+    combo_rows: list[dict[str, Any]] = []
+    rule_rows: list[dict[str, Any]] = []
+    outputs: list[tuple[str, tuple[tuple[str, int], ...]]] = []
+    since = dict.fromkeys(SOURCES, now)
+    for index, rule in enumerate(rules):
+        pos = positions(rule)
+        key = (rule.metric, float(rule.window_seconds), rule.key_names)
+        combo = combo_ids.get(key)
+        if combo is None:
+            combo = combo_ids[key] = len(combo_rows)
+            builtin = rule.metric in METRICS
+            row: dict[str, Any] = {"combo": combo, "source": rule.source, "metric": rule.metric,
+                                   "start_us": _us(now - rule.window_seconds), "need_q": False}
+            for i in range(MAX_LABEL_KEYS):
+                row[f"k{i + 1}"] = builtin and i in pos.values()
+                row[f"n{i + 1}"] = None if builtin or i >= len(rule.key_names) else rule.key_names[i]
+            combo_rows.append(row)
+            since[rule.source] = min(since[rule.source], now - rule.window_seconds)
+        if rule.aggregation in _PERCENTILES:
+            combo_rows[combo]["need_q"] = True
+        where = dict(rule.where)
+        rule_row: dict[str, Any] = {"rule_index": index, "combo": combo, "aggregation": rule.aggregation,
+                                    "window_seconds": float(rule.window_seconds)}
+        by_position = {p: k for k, p in pos.items()}
+        for i in range(MAX_LABEL_KEYS):
+            rule_row[f"w{i + 1}"] = where.get(by_position[i]) if i in by_position else None
+        rule_rows.append(rule_row)
+        outputs.append((rule.name, tuple(sorted((k, pos[k]) for k in rule.by))))
+    combo_schema = pa.schema([("combo", pa.int32()), ("source", pa.string()), ("metric", pa.string()),
+                              ("start_us", pa.int64()), ("need_q", pa.bool_()),
+                              *[(f"k{i + 1}", pa.bool_()) for i in range(MAX_LABEL_KEYS)],
+                              *[(f"n{i + 1}", pa.string()) for i in range(MAX_LABEL_KEYS)]])
+    rule_schema = pa.schema([("rule_index", pa.int32()), ("combo", pa.int32()), ("aggregation", pa.string()),
+                             ("window_seconds", pa.float64()),
+                             *[(f"w{i + 1}", pa.string()) for i in range(MAX_LABEL_KEYS)]])
+    params: dict[str, Any] = {"now_us": _us(now)}
+    params.update({_SINCE_PARAM[source]: _us(t) for source, t in since.items()})
+    return Plan(pa.Table.from_pylist(combo_rows, combo_schema), pa.Table.from_pylist(rule_rows, rule_schema),
+                params, outputs)
+
+
+def aggregate(store: Store, rules: Sequence[Rule], now: float) -> dict[StateKey, float]:
+    """Every rule's aggregate over its window ending at ``now``, by (rule name, label set).
+
+    Reads through the calling thread's read cursor, so a sweep never holds up the flusher's writes.
+    """
+    if not rules:
+        return {}
+    p = plan(rules, now)
+    cursor = store.reader()
+    cursor.register("__alert_combos", p.combos)
+    cursor.register("__alert_rules", p.rules)
+    try:
+        rows = cursor.execute(sqlfiles.query(SQL, "sweep-aggregates"), p.params).fetchall()
+    finally:
+        cursor.unregister("__alert_combos")
+        cursor.unregister("__alert_rules")
+    samples: dict[StateKey, float] = {}
+    outputs = p.outputs
+    for row in rows:
+        value = row[9]
+        if value is None:
+            continue
+        name, by = outputs[row[0]]
+        labels: Labels = tuple((key, row[1 + position]) for key, position in by)
+        samples[(name, labels)] = float(value)
+    return samples
