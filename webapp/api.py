@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import UTC
 from typing import Any
 
 import duckdb
 from flask import Blueprint, Response, jsonify, render_template, request, url_for
+from flask.typing import ResponseReturnValue
 
 from pipeline import Monitor
 from pipeline.clock import utc_datetime
+from pipeline.errors import ConfigError
 
 from . import exposition, openapi, params, reads
 from .config import Settings
@@ -17,6 +20,9 @@ from .params import ApiError, iso, iso_epoch
 
 RANGE = ("window", "start", "end")
 QUERIES_LIMIT = 50
+HISTORY_LIMIT = 200
+SILENCE_FIELDS = ("matchers", "duration", "endsAt", "comment")
+MAX_MATCHERS = 16
 
 
 class Api:
@@ -31,13 +37,18 @@ class Api:
         self.authorized: Callable[[], bool] = lambda: True
 
     def register(self, bp: Blueprint) -> None:
-        rules: list[tuple[str, str, Callable[..., Response | str], tuple[str, ...]]] = [
+        rules: list[tuple[str, str, Callable[..., ResponseReturnValue], tuple[str, ...]]] = [
             ("/", "page", self.page, ("GET",)),
             ("/api/metrics/performance", "performance", self.performance, ("GET",)),
             ("/api/routes", "routes", self.routes, ("GET",)),
             ("/api/series", "series", self.series, ("GET",)),
             ("/api/queries", "queries", self.queries, ("GET",)),
             ("/api/memory", "memory", self.memory, ("GET",)),
+            ("/api/alerts", "alerts", self.alerts, ("GET",)),
+            ("/api/alerts/history", "alert_history", self.alert_history, ("GET",)),
+            ("/api/silences", "silences", self.silences, ("GET",)),
+            ("/api/silences", "silence_create", self.create_silence, ("POST",)),
+            ("/api/silences/<silence_id>", "silence_expire", self.expire_silence, ("DELETE",)),
             ("/api/health", "health", self.health, ("GET",)),
             ("/api/openapi.json", "openapi", self.openapi, ("GET",)),
             ("/metrics", "metrics", self.metrics, ("GET",)),
@@ -114,6 +125,50 @@ class Api:
         return self._json({"start": iso(span.start), "end": iso(span.end), "stepSeconds": step.total_seconds(),
                            "processes": reads.memory(self._cursor(), span, step)})
 
+    def alerts(self) -> Response:
+        """Alerts pending or firing now."""
+        self._args(())
+        return self._json({"alerts": reads.active_alerts(self._cursor())})
+
+    def alert_history(self) -> Response:
+        """Alert transitions over a range, newest first."""
+        args = self._args((*RANGE, "rule", "limit"))
+        span = params.time_range(args, self._now())
+        limit = params.integer(args, "limit", HISTORY_LIMIT, 1, 10_000)
+        return self._json({"start": iso(span.start), "end": iso(span.end),
+                           "events": reads.alert_history(self._cursor(), span, params.text(args, "rule"), limit)})
+
+    def silences(self) -> Response:
+        """Silences in force now."""
+        self._args(())
+        return self._json({"silences": reads.silences(self._cursor(), self._now())})
+
+    def _alerts_engine(self) -> Any:
+        engine = getattr(self.monitor, "alerts", None)
+        if engine is None:
+            raise ApiError(503, "this monitor evaluates no alerts, so it keeps no silences")
+        return engine
+
+    def create_silence(self) -> tuple[Response, int]:
+        """Mute alert notifications matching every matcher, for a duration or until a time (a write)."""
+        self._args(())
+        fields = silence_request(request.mimetype, request.get_json(silent=True))
+        try:
+            silence_id = self._alerts_engine().silence(**fields)
+        except ConfigError as exc:
+            raise ApiError(400, str(exc)) from None
+        found = [s for s in reads.silences(self._cursor(), self._now()) if s["id"] == silence_id]
+        if not found:  # it ended before it could be read back (a clock at the very edge of `until`)
+            raise ApiError(409, f"silence {silence_id} ended as soon as it was created; give a later end")
+        return self._json({"silence": found[0]}), 201
+
+    def expire_silence(self, silence_id: str) -> Response:
+        """End a silence now (a write); 404 when no silence with that id is in force."""
+        self._args(())
+        if len(silence_id) > 200 or not self._alerts_engine().unsilence(silence_id):
+            raise ApiError(404, f"no silence {silence_id[:200]!r} is in force; GET /api/silences lists those that are")
+        return self._json({"expired": silence_id})
+
     def health(self) -> Response:
         """Whether nothing is being lost: drops, failed flushes, the spool backlog, the last ingest, the jobs."""
         self._args(())
@@ -186,3 +241,40 @@ def health_body(stats: Mapping[str, Any], detailed: bool) -> dict[str, Any]:
     if detailed:
         body["lastFlushError"] = stats.get("last_flush_error")
     return body
+
+
+def silence_request(mimetype: str, body: Any) -> dict[str, Any]:
+    """The arguments of ``Alerts.silence`` from a POST /api/silences body, or ApiError saying what is wrong."""
+    example = '{"matchers": {"rule": "request_duration_critical"}, "duration": "1h", "comment": "deploying"}'
+    # JSON only: a cross-site form or no-cors fetch cannot send application/json without a CORS preflight,
+    # which this API never grants, so a web page cannot create silences on a loopback dashboard.
+    if mimetype != "application/json":
+        raise ApiError(415, f"send the silence as JSON with 'Content-Type: application/json', e.g. {example}")
+    if not isinstance(body, dict):
+        raise ApiError(400, f"the body must be a JSON object such as {example}")
+    unknown = sorted(set(body) - set(SILENCE_FIELDS))
+    if unknown:
+        raise ApiError(400, f"unknown field(s) {', '.join(unknown)}; a silence has {', '.join(SILENCE_FIELDS)}")
+    matchers = body.get("matchers")
+    if (not isinstance(matchers, dict) or not 1 <= len(matchers) <= MAX_MATCHERS
+            or not all(isinstance(k, str) and 0 < len(k) <= 200 and isinstance(v, str) and len(v) <= 1000
+                       for k, v in matchers.items())):
+        raise ApiError(400, f"matchers must be an object of 1 to {MAX_MATCHERS} string values keyed by rule, "
+                            f"metric, level or a label name, e.g. {example}")
+    has_duration, has_end = body.get("duration") is not None, body.get("endsAt") is not None
+    if has_duration == has_end:
+        raise ApiError(400, "give exactly one of duration (such as \"2h\") and endsAt (ISO 8601, UTC)")
+    fields: dict[str, Any] = {"matchers": dict(matchers)}
+    if has_duration:
+        if not isinstance(body["duration"], str):
+            raise ApiError(400, f"duration must be a string: {params.DURATION_FORM}")
+        fields["duration_seconds"] = params.duration("duration", body["duration"]).total_seconds()
+    else:
+        if not isinstance(body["endsAt"], str):
+            raise ApiError(400, "endsAt must be a string: ISO 8601 such as 2026-01-01T12:00:00Z")
+        fields["until"] = params.timestamp("endsAt", body["endsAt"]).replace(tzinfo=UTC).timestamp()
+    comment = body.get("comment", "")
+    if not isinstance(comment, str) or len(comment) > 1000:
+        raise ApiError(400, "comment must be a string of at most 1000 characters")
+    fields["comment"] = comment
+    return fields

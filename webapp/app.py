@@ -88,7 +88,17 @@ def blueprint(monitor: Monitor, url_prefix: str = "/duckpulse", *, token: str | 
     api.authorized = authorized
 
     def authenticate() -> Response | None:
-        if not in_scope() or settings.token is None:
+        if not in_scope():
+            return None
+        if settings.token is None:
+            # Without a token the dashboard is for this machine only. A request naming another host reached it
+            # through a proxy or a DNS-rebinding web page: refuse it, or that page could read the data.
+            hostname = request.host.rpartition("]")[0][1:] if request.host.startswith("[") else (
+                request.host.partition(":")[0])
+            if not config_module.is_loopback(hostname):
+                return envelope(403, f"this dashboard has no token, so it answers only requests addressed to "
+                                     f"localhost, not {request.host!r}; set DUCKPULSE_TOKEN to serve it under "
+                                     "another name")
             return None
         if request.endpoint in {f"{name}.{e}" for e in PUBLIC_ENDPOINTS}:
             return None

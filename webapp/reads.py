@@ -6,6 +6,7 @@ in parallel) and bound values; none of them builds SQL text.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import timedelta
 from typing import Any
@@ -14,15 +15,15 @@ import duckdb
 
 from pipeline import sqlfiles
 
-from .params import TimeRange, iso
+from .params import TimeRange, iso, iso_epoch
 
 SQL_FILE = "dashboard.sql"
 Row = dict[str, Any]
 
 
-def rows(cursor: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any]) -> list[Row]:
+def rows(cursor: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any], sql_file: str = SQL_FILE) -> list[Row]:
     """Run one named block with bound values; each row as a dict keyed by column name."""
-    result = cursor.execute(sqlfiles.query(SQL_FILE, name), params)
+    result = cursor.execute(sqlfiles.query(sql_file, name), params)
     columns = [d[0] for d in result.description or ()]
     return [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
 
@@ -134,4 +135,39 @@ def memory(cursor: duckdb.DuckDBPyConnection, span: TimeRange, step: timedelta) 
          "numFds": _optional_int(r["num_fds"]), "firstSeen": iso(r["first_seen"]),
          "lastSeen": iso(r["last_seen"]), "points": points.get((r["host"], r["pid"]), [])}
         for r in rows(cursor, "memory-per-process", _range(span))
+    ]
+
+
+def _labels(text: str) -> dict[str, Any]:
+    labels = json.loads(text) if text else {}
+    return labels if isinstance(labels, dict) else {}
+
+
+def active_alerts(cursor: duckdb.DuckDBPyConnection) -> list[Row]:
+    """Alerts pending or firing, most severe first."""
+    return [
+        {"rule": r["rule"], "labels": _labels(r["labels"]), "metric": r["metric"], "level": r["level"],
+         "state": r["state"], "value": _number(r["value"]), "threshold": _number(r["threshold"]),
+         "since": iso(r["since"]), "evaluatedAt": iso(r["evaluated_at"]), "message": r["message"]}
+        for r in rows(cursor, "alerts-active", {})
+    ]
+
+
+def alert_history(cursor: duckdb.DuckDBPyConnection, span: TimeRange, rule: str | None, limit: int) -> list[Row]:
+    """Alert transitions over the range, newest first."""
+    return [
+        {"ts": iso(r["ts"]), "rule": r["rule"], "labels": _labels(r["labels"]), "metric": r["metric"],
+         "level": r["level"], "from": r["from_state"], "to": r["to_state"], "value": _number(r["value"]),
+         "threshold": _number(r["threshold"]), "message": r["message"]}
+        for r in rows(cursor, "alert-history", {**_range(span), "rule": rule, "limit": limit})
+    ]
+
+
+def silences(cursor: duckdb.DuckDBPyConnection, now: float) -> list[Row]:
+    """The silences in force at ``now`` (pipeline/sql/alerts.sql's own query)."""
+    result = cursor.execute(sqlfiles.query("alerts.sql", "silences-active"), {"now_us": int(now * 1_000_000)})
+    return [
+        {"id": sid, "matchers": _labels(matchers), "startsAt": iso_epoch(starts), "endsAt": iso_epoch(ends),
+         "comment": comment, "createdAt": iso_epoch(created)}
+        for sid, matchers, starts, ends, comment, created in result.fetchall()
     ]

@@ -183,3 +183,23 @@ FROM process_samples
 WHERE ts >= $since
 GROUP BY host, pid
 ORDER BY host, pid;
+
+-- name: alerts-active
+-- Alerts pending or firing now (alert_state of pipeline/sql/alerts.sql), most severe first, each with the
+-- message of its latest transition.
+WITH latest AS (
+    SELECT rule, labels, arg_max(message, ts) AS message FROM alert_events GROUP BY rule, labels
+)
+SELECT s.rule, s.labels, s.metric, s.level, s.state, s.value, s.threshold, s.since, s.evaluated_at,
+       coalesce(l.message, '') AS message
+FROM alert_state s LEFT JOIN latest l USING (rule, labels)
+WHERE s.state IN ('pending', 'firing')
+ORDER BY CASE s.level WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, s.since, s.rule, s.labels;
+
+-- name: alert-history
+-- Alert transitions over the range (of one rule when $rule is not NULL), newest first, at most $limit.
+SELECT ts, rule, labels, metric, level, from_state, to_state, value, threshold, message
+FROM alert_events
+WHERE ts >= $since AND ts <= $until AND ($rule IS NULL OR rule = $rule)
+ORDER BY ts DESC, rule, labels
+LIMIT $limit;
