@@ -9,6 +9,8 @@ from .errors import NoMonitorError as NoMonitorError
 from .errors import OwnershipError as OwnershipError
 from .monitor import Monitor as Monitor
 from .monitor import default_monitor as default_monitor
+from .percentiles import Percentile as Percentile
+from .percentiles import percentiles as percentiles
 
 __all__ = ["Clock", "ConfigError", "DuckPulseError", "InvalidMetricError", "Monitor", "NoMonitorError",
-           "OwnershipError", "SystemClock", "default_monitor"]
+           "OwnershipError", "Percentile", "SystemClock", "default_monitor", "percentiles"]

@@ -119,8 +119,14 @@ def owner_jobs(monitor: Monitor) -> list[Job]:
 
     Ingest comes first so that rollups and sweeps see the producers' latest rows.
     """
+    from . import archive, retention, rollup  # here: they import Job from this module
+
     return [
         Job("ingest", monitor.flush_interval_seconds, lambda now: monitor.ingest_now()),
+        rollup.job(monitor),
         # The alert sweep: every rule over its window; single-event thresholds are also checked per flush.
         *([Job("alerts", monitor.alerts.interval_seconds, monitor.alerts.sweep)] if monitor.alerts else []),
+        # Archive before retention, so that an hour reaches the history before its raw rows expire.
+        archive.job(monitor),
+        retention.job(monitor),
     ]

@@ -23,16 +23,18 @@ import threading
 import time as _time
 import weakref
 from collections import Counter as _Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import pyarrow as pa
 
 from .alerts.engine import Alerts
 from .alerts.notify import Notifier
 from .alerts.rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule
+from .archive import ArchiveSettings
 from .buffer import RAW_CAP, Buffer
 from .clock import SYSTEM_CLOCK, Clock
 from .context import current_request as _current_request
@@ -41,9 +43,16 @@ from .ingest import Ingestor
 from .instruments import Counter, Gauge, Histogram, Registry, RejectedInstrument
 from .jobs import Jobs, owner_jobs
 from .logs import ThrottledLog, logger
+from .percentiles import Percentile
+from .percentiles import percentiles as _percentiles
 from .process import ProcessSampler
+from .retention import RetentionSettings
+from .rollup import RollupSettings
 from .spool import SpoolWriter
 from .store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 INF = math.inf
 P = ParamSpec("P")
@@ -115,6 +124,9 @@ class Monitor(_HotState):
         host: str | None = None,
         default_rules: bool = True,
         alert_interval_seconds: float = 10.0,
+        rollup: RollupSettings | None = None,
+        retention: RetentionSettings | None = None,
+        archive: ArchiveSettings | None = None,
     ) -> None:
         if (db_path is None) == (spool_dir is None):
             raise ConfigError("Monitor needs exactly one of db_path (this process owns the DuckDB file) and "
@@ -142,6 +154,10 @@ class Monitor(_HotState):
         self.memory_interval_seconds = memory_interval_seconds
         self.host = host or socket.gethostname()
         self.log = ThrottledLog(self.clock, log_interval_seconds)
+        # The storage jobs' settings (pipeline/rollup.py, retention.py, archive.py); defaults when None.
+        self.rollup_settings = rollup or RollupSettings()
+        self.retention_settings = retention or RetentionSettings()
+        self.archive_settings = archive or ArchiveSettings()
 
         self.store: Store | None = None
         self.ingestor: Ingestor | None = None
@@ -421,6 +437,13 @@ class Monitor(_HotState):
     def on_alert(self, callback: Notifier) -> Callable[[], None]:
         """Call ``callback(notification)`` for every alert notification; returns an unsubscribe function."""
         return self._owner_alerts().on_alert(callback)
+
+    def percentiles(self, metric: str, quantiles: float | Sequence[float] = (0.5, 0.95, 0.99),
+                    window: str | float | timedelta | None = None,
+                    **options: Any) -> dict[float, Percentile] | pd.DataFrame:
+        """Quantiles of a metric from this owner's database; ``pipeline.percentiles`` documents every option."""
+        result: dict[float, Percentile] | pd.DataFrame = _percentiles(self, metric, quantiles, window, **options)
+        return result
 
     def ingest_now(self) -> int:
         """Owner only: ingest ready spool segments now; returns the rows loaded."""

@@ -1,0 +1,82 @@
+"""``connect()``: a DuckDB connection for notebooks over the Parquet history, plus the live file when it is free.
+
+The history is what the archive job writes (``pipeline/archive.py``): one view per table over its hive
+partitions (with ``date`` and ``hour`` columns from the paths, which prune files when filtered on). The
+connection is in memory and only reads Parquet, so it works while an owner process is running. The live DuckDB
+file is attached read-only as ``live`` only when no owner holds it: DuckDB lets no other process open a file
+that an owner has open, even read-only, and attaching it would in turn keep an owner from starting.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import duckdb
+
+from . import sqlfiles
+from .archive import FILE_NAME, SERIES_DIR, TABLES, default_history_dir
+from .errors import ConfigError
+from .logs import logger
+
+SQL = "history.sql"
+LIVE = "live"  # the name the live database is attached under
+_VIEWS = {table: f"history-view-{table.replace('_', '-')}" for table in TABLES}
+
+
+def owner_running(db_path: str | os.PathLike[str]) -> bool:
+    """Whether an owner process holds the database now (its ``<db>.owner.lock`` flock, tested without waiting)."""
+    path = Path(db_path)
+    lock_file = path.with_name(path.name + ".owner.lock")
+    try:
+        fd = os.open(lock_file, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the shared lock at once: the check must never hold an owner off
+    return False
+
+
+def connect(history_dir: str | os.PathLike[str] | None = None,
+            db_path: str | os.PathLike[str] | None = None, *, attach_live: bool = True) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per archived table, and the live file as ``live``.
+
+    ``history_dir`` defaults to ``<db_path>.history``. Views exist for the tables that have history; the live
+    database is attached (read-only) when ``db_path`` is given, exists, no owner holds it and ``attach_live``.
+    """
+    if history_dir is None:
+        if db_path is None:
+            raise ConfigError("history.connect() needs history_dir=..., or db_path=... to use <db>.history")
+        history_dir = default_history_dir(db_path)
+    root = Path(history_dir).resolve()
+    con = duckdb.connect(":memory:")
+    try:
+        # Relative paths in the views resolve here first, then in the working directory (the user's own files).
+        con.execute(sqlfiles.query(SQL, "history-search-path"), {"paths": f"{root},{Path.cwd()}"})
+        con.execute(sqlfiles.query(SQL, "history-sketch-macros"))
+        for table, block in _VIEWS.items():
+            if any((root / table).glob(f"*/*/{FILE_NAME}")):
+                con.execute(sqlfiles.query(SQL, block))
+        if (root / SERIES_DIR / FILE_NAME).exists():
+            con.execute(sqlfiles.query(SQL, "history-view-series"))
+        if attach_live and db_path is not None and Path(db_path).exists():
+            _attach_live(con, Path(db_path))
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _attach_live(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+    if owner_running(db_path):
+        logger.info("duckpulse history: %s is held by its owner; querying the Parquet history only", db_path)
+        return
+    try:
+        con.execute(sqlfiles.query(SQL, "history-attach-live"), {"path": str(db_path)})
+    except duckdb.Error as exc:  # an owner started between the check and the attach
+        logger.info("duckpulse history: cannot attach %s read-only (%s); querying the history only", db_path, exc)

@@ -1,0 +1,184 @@
+"""Tiered retention: raw rows, minute rollups and hour rollups each expire after their own time, then CHECKPOINT.
+
+DuckDB reuses the blocks that deleted rows free, but never shrinks the file; ``compact`` (``duckpulse
+compact``) rewrites it into a fresh file with ``COPY FROM DATABASE`` and swaps the two atomically.
+
+Retention never deletes what the next tier has not absorbed yet: raw rows stay until the minute rollups cover
+them, minute rollups until the hour rollups do, whatever the settings say (a stalled rollup job delays expiry
+instead of losing data).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from . import sqlfiles
+from .clock import SYSTEM_CLOCK, utc_datetime
+from .errors import ConfigError, OwnershipError
+from .rollup import HOUR_SECONDS, MINUTE_SECONDS, ceil_to, read_state
+from .store import OwnerLock, Store
+
+if TYPE_CHECKING:
+    from .jobs import Job
+    from .monitor import Monitor
+
+SQL = "retention.sql"
+DAY_SECONDS = 86_400
+RAW_BLOCKS = ("retention-requests", "retention-queries", "retention-process-samples", "retention-points",
+              "retention-ingested-segments")
+MINUTE_BLOCKS = ("retention-rollups-1m", "retention-rollup-bins-1m")
+HOUR_BLOCKS = ("retention-rollups-1h", "retention-rollup-bins-1h")
+
+
+def _days(name: str, value: float) -> None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if not ok:
+        raise ConfigError(f"{name}={value!r}: expected a finite number of days > 0 (e.g. 0.5 keeps 12 hours)")
+
+
+@dataclass(frozen=True)
+class RetentionSettings:
+    """How long each tier is kept."""
+
+    # Raw requests, queries, process samples and points, and the ingest ledger.
+    raw_days: float = 7.0
+    # Per-minute rollups (statistics and bins).
+    rollups_1m_days: float = 30.0
+    # Per-hour rollups: what percentiles over long ranges read.
+    rollups_1h_days: float = 400.0
+    # How often the owner runs the job.
+    interval_seconds: float = 3600.0
+
+    def __post_init__(self) -> None:
+        _days("raw_days", self.raw_days)
+        _days("rollups_1m_days", self.rollups_1m_days)
+        _days("rollups_1h_days", self.rollups_1h_days)
+        ok = isinstance(self.interval_seconds, int | float) and math.isfinite(self.interval_seconds)
+        if not ok or self.interval_seconds <= 0:
+            raise ConfigError(f"interval_seconds={self.interval_seconds!r}: expected a finite number of seconds > 0")
+
+
+@dataclass(frozen=True)
+class RetentionSummary:
+    """What one run deleted, and the cutoffs it used (epoch seconds)."""
+
+    raw_cutoff: float
+    rollups_1m_cutoff: float
+    rollups_1h_cutoff: float
+    deleted: dict[str, int] = field(default_factory=dict)  # block name -> rows
+    checkpointed: bool = False
+
+
+def cutoff(now: float, keep_seconds: float) -> float:
+    """The oldest time kept: rows stamped before ``now - keep_seconds`` expire."""
+    if not keep_seconds > 0:
+        raise ConfigError(f"keep_seconds={keep_seconds!r}: expected a number of seconds > 0")
+    return now - keep_seconds
+
+
+def run(store: Store, now: float, settings: RetentionSettings | None = None) -> RetentionSummary:
+    """Delete every expired row of every tier in one transaction, then CHECKPOINT."""
+    settings = settings or RetentionSettings()
+    raw_cut = cutoff(now, settings.raw_days * DAY_SECONDS)
+    minute_cut = cutoff(now, settings.rollups_1m_days * DAY_SECONDS)
+    hour_cut = cutoff(now, settings.rollups_1h_days * DAY_SECONDS)
+    deleted: dict[str, int] = {}
+    with store.lock:
+        state = read_state(store)
+        if "1m" in state:
+            raw_cut = min(raw_cut, state["1m"].rolled_until)
+        if "1h" in state:
+            minute_cut = min(minute_cut, state["1h"].rolled_until)
+        with store.transaction():
+            for blocks, cut in ((RAW_BLOCKS, raw_cut), (MINUTE_BLOCKS, minute_cut), (HOUR_BLOCKS, hour_cut)):
+                for block in blocks:
+                    row = store.con.execute(sqlfiles.query(SQL, block), {"cutoff": utc_datetime(cut)}).fetchone()
+                    deleted[block.removeprefix("retention-")] = int(row[0]) if row else 0
+            for tier, cut, step in (("1m", minute_cut, MINUTE_SECONDS), ("1h", hour_cut, HOUR_SECONDS)):
+                store.con.execute(sqlfiles.query(SQL, "retention-advance-tier"), {
+                    "tier": tier, "first_kept": utc_datetime(ceil_to(cut, step)), "now": utc_datetime(now)})
+        try:
+            store.con.execute(sqlfiles.query(SQL, "retention-checkpoint"))
+            checkpointed = True
+        except duckdb.Error:  # another connection's open transaction: the next run checkpoints instead
+            checkpointed = False
+    return RetentionSummary(raw_cut, minute_cut, hour_cut, deleted, checkpointed)
+
+
+def job(monitor: Monitor) -> Job:
+    """The owner's "retention" job."""
+    from .jobs import Job
+
+    store = monitor.store
+    if store is None:
+        raise ConfigError("only the process that owns the DuckDB file runs the retention job")
+    settings = monitor.retention_settings
+    return Job("retention", settings.interval_seconds, lambda now: run(store, now, settings))
+
+
+@dataclass(frozen=True)
+class CompactResult:
+    """The file ``compact`` rewrote, and its size before and after."""
+
+    path: Path
+    bytes_before: int
+    bytes_after: int
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def compact(db_path: str | os.PathLike[str]) -> CompactResult:
+    """Rewrite a database no owner holds into a fresh file, giving the space of deleted rows back.
+
+    The copy is written beside the file and renamed over it only once complete, so a crash at any point leaves
+    either the old file or the new one, never a mix.
+    """
+    path = Path(db_path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such DuckDB file to compact")
+    try:
+        lock = OwnerLock(path)
+    except OwnershipError:
+        lock_file = path.with_name(path.name + ".owner.lock")
+        holder = lock_file.read_text(errors="replace").strip() or "unknown"
+        raise OwnershipError(
+            f"cannot compact {path}: process {holder} owns it (lock file {lock_file}). Compacting rewrites the "
+            "whole file, so stop the owner first (`duckpulse serve`, or the application that opened "
+            "Monitor(db_path=...)), then run `duckpulse compact` again") from None
+    target = path.with_name(path.name + ".compact-tmp")
+    try:
+        before = path.stat().st_size
+        for stale in (target, target.with_name(target.name + ".wal")):
+            stale.unlink(missing_ok=True)  # the leftovers of a compaction that crashed
+        # An in-memory store runs the copy, so that the only module that writes DuckDB stays pipeline/store.py.
+        scratch = Store(None, SYSTEM_CLOCK)
+        try:
+            with scratch.lock:
+                scratch.con.execute(sqlfiles.query(SQL, "compact-attach-source"), {"path": str(path)})
+                scratch.con.execute(sqlfiles.query(SQL, "compact-attach-target"), {"path": str(target)})
+                scratch.con.execute(sqlfiles.query(SQL, "compact-copy"))
+                scratch.con.execute(sqlfiles.query(SQL, "compact-detach-target"))
+                scratch.con.execute(sqlfiles.query(SQL, "compact-detach-source"))
+        finally:
+            scratch.close()
+        _fsync(target)
+        # Detaching checkpointed the source, so a WAL left beside it would only describe the old file.
+        path.with_name(path.name + ".wal").unlink(missing_ok=True)
+        os.replace(target, path)
+        _fsync(path.parent)
+        return CompactResult(path, before, path.stat().st_size)
+    finally:
+        target.unlink(missing_ok=True)
+        lock.release()

@@ -1,0 +1,74 @@
+-- The notebook connection over the Parquet history (pipeline/history.py). Paths in the views are relative:
+-- pipeline.history.connect() points DuckDB's file_search_path at the history directory, so that no path is
+-- ever spliced into SQL text. Values are parameters.
+
+-- name: history-search-path
+-- Resolves the views' relative paths against the history directory (then the working directory).
+SET GLOBAL file_search_path = $paths;
+
+-- name: history-view-requests
+-- Raw requests, one hive partition per hour.
+CREATE OR REPLACE VIEW requests AS
+SELECT * FROM read_parquet('requests/*/*/*.parquet', hive_partitioning = true,
+                           hive_types = {'date': DATE, 'hour': INTEGER});
+
+-- name: history-view-queries
+-- Raw queries, one hive partition per hour.
+CREATE OR REPLACE VIEW queries AS
+SELECT * FROM read_parquet('queries/*/*/*.parquet', hive_partitioning = true,
+                           hive_types = {'date': DATE, 'hour': INTEGER});
+
+-- name: history-view-process-samples
+-- Process samples, one hive partition per hour.
+CREATE OR REPLACE VIEW process_samples AS
+SELECT * FROM read_parquet('process_samples/*/*/*.parquet', hive_partitioning = true,
+                           hive_types = {'date': DATE, 'hour': INTEGER});
+
+-- name: history-view-points
+-- Custom-metric points, one hive partition per hour.
+CREATE OR REPLACE VIEW points AS
+SELECT * FROM read_parquet('points/*/*/*.parquet', hive_partitioning = true,
+                           hive_types = {'date': DATE, 'hour': INTEGER});
+
+-- name: history-view-rollups-1m
+-- Per-minute rollup statistics, one hive partition per hour.
+CREATE OR REPLACE VIEW rollups_1m AS
+SELECT * FROM read_parquet('rollups_1m/*/*/*.parquet', hive_partitioning = true,
+                           hive_types = {'date': DATE, 'hour': INTEGER});
+
+-- name: history-view-rollup-bins-1m
+-- Per-minute log-bucket bins, one hive partition per hour.
+CREATE OR REPLACE VIEW rollup_bins_1m AS
+SELECT * FROM read_parquet('rollup_bins_1m/*/*/*.parquet', hive_partitioning = true,
+                           hive_types = {'date': DATE, 'hour': INTEGER});
+
+-- name: history-view-rollups-1h
+-- Per-hour rollup statistics, one hive partition per hour.
+CREATE OR REPLACE VIEW rollups_1h AS
+SELECT * FROM read_parquet('rollups_1h/*/*/*.parquet', hive_partitioning = true,
+                           hive_types = {'date': DATE, 'hour': INTEGER});
+
+-- name: history-view-rollup-bins-1h
+-- Per-hour log-bucket bins, one hive partition per hour.
+CREATE OR REPLACE VIEW rollup_bins_1h AS
+SELECT * FROM read_parquet('rollup_bins_1h/*/*/*.parquet', hive_partitioning = true,
+                           hive_types = {'date': DATE, 'hour': INTEGER});
+
+-- name: history-view-series
+-- The custom series.
+CREATE OR REPLACE VIEW series AS SELECT * FROM read_parquet('series/*.parquet');
+
+-- name: history-sketch-macros
+-- The log-bucket mapping of pipeline/sketch.py (the same macros as migration-2 creates in the database).
+CREATE OR REPLACE MACRO duckpulse_sketch_bin(v) AS
+    CASE WHEN isfinite(v) AND v > 0 THEN CAST(ceil(ln(v) / ln(1.02)) AS INTEGER)
+         WHEN v > 0 OR isnan(v) THEN 40000
+         ELSE -40000 END;
+CREATE OR REPLACE MACRO duckpulse_sketch_value(b) AS
+    CASE WHEN b <= -40000 THEN 0.0
+         WHEN b >= 40000 THEN CAST('inf' AS DOUBLE)
+         ELSE 2.0 * pow(1.02, b) / (1.02 + 1.0) END;
+
+-- name: history-attach-live
+-- The live database, read-only (only when no owner holds it).
+ATTACH $path AS live (READ_ONLY);
