@@ -67,15 +67,16 @@ class SpoolWriter:
         """Write each table as a segment; all of them become visible, or (on error) none do."""
         written: list[tuple[Path, Path]] = []
         try:
+            spool_dirs(self.root)  # re-created if a cleaner or an operator removed them: the next flush recovers
             for table, data in tables.items():
                 name = (f"{time.time_ns():020d}-{table}-{self.host}-{os.getpid()}-{next(self._seq)}"
                         f"-{data.num_rows}{SUFFIX}")
                 tmp = self.tmp / name
+                written.append((tmp, self.ready / name))  # before writing: a half-written file is removed too
                 with open(tmp, "wb") as f:
                     pq.write_table(data, f, compression="zstd")
                     f.flush()
                     os.fsync(f.fileno())
-                written.append((tmp, self.ready / name))
             # Renames last, so a failure above leaves nothing in ready/ that would be ingested twice later.
             for tmp, final in written:
                 os.rename(tmp, final)

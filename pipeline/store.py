@@ -7,6 +7,7 @@ so a second owner fails at once with a message saying what to do, instead of Duc
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
@@ -25,6 +26,13 @@ from .errors import OwnershipError, SpoolError, SqlFileError
 
 STORE_FILE = "store.sql"
 TABLES = ("series", "requests", "queries", "points", "process_samples")
+# What DuckDB 2.x says when a COMMIT was written to the WAL but the automatic checkpoint after it failed (e.g. on
+# a full disk): the rows are durable, so the caller must not write them again, but the instance is invalidated.
+_DURABLE_ANYWAY = "COMMIT succeeded and is durable"
+# Errors that say the database could not take rows (disk full, I/O error, invalidated instance), as opposed to
+# a segment file that cannot be read: the segments must then stay in the spool for a later run.
+_STORE_FAILURES = (duckdb.IOException, duckdb.FatalException, duckdb.TransactionException,
+                   duckdb.OutOfMemoryException, duckdb.ConnectionException)
 
 
 def quote_identifier(name: str) -> str:
@@ -96,6 +104,8 @@ class Store:
         # share between threads without a lock, and one writer at a time is what DuckDB does anyway.
         self.lock = threading.RLock()
         self._readers = threading.local()
+        self._invalidated = False  # DuckDB invalidated the instance after a fatal error: reopen before writing
+        self._generation = 0  # bumped at each reopen, so per-thread read cursors of the old instance are dropped
         self.migrate()
 
     # -- schema ------------------------------------------------------------------------------------------
@@ -118,13 +128,33 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self.lock:
-            self.con.execute("BEGIN TRANSACTION")
+            if self._invalidated:
+                self._reopen()
+            committing = False
             try:
-                yield
-            except BaseException:
-                self.con.execute("ROLLBACK")
-                raise
-            self.con.execute("COMMIT")
+                self.con.execute("BEGIN TRANSACTION")
+                try:
+                    yield
+                except BaseException:
+                    self.con.execute("ROLLBACK")
+                    raise
+                committing = True
+                self.con.execute("COMMIT")
+            except duckdb.FatalException as exc:
+                # After a fatal error (an automatic checkpoint that hit a full disk) DuckDB refuses every statement
+                # until the database is reopened; the next transaction does that, once the cause may be gone.
+                self._invalidated = self.path is not None
+                if not (committing and _DURABLE_ANYWAY in str(exc)):
+                    raise
+
+    def _reopen(self) -> None:
+        """Replace a connection DuckDB invalidated with a new one (which replays the WAL); raises while the cause
+        lasts, and the next transaction tries again."""
+        with contextlib.suppress(duckdb.Error):
+            self.con.close()
+        self.con = duckdb.connect(str(self.path))
+        self._invalidated = False
+        self._generation += 1
 
     def _insert_arrow(self, table: str, data: pa.Table) -> None:
         if table not in TABLES:
@@ -136,7 +166,10 @@ class Store:
             else:
                 self.con.execute(f"INSERT INTO {quote_identifier(table)} BY NAME SELECT * FROM __batch")
         finally:
-            self.con.unregister("__batch")
+            # In a transaction that a failed statement aborted, unregister fails too: keep the first error (e.g.
+            # "No space left on device") rather than "transaction is aborted". register() replaces it next time.
+            with contextlib.suppress(duckdb.TransactionException):
+                self.con.unregister("__batch")
 
     def append(self, tables: dict[str, pa.Table]) -> None:
         """Append a flush's tables in one transaction: all of them are committed, or none."""
@@ -146,8 +179,14 @@ class Store:
 
     def already_ingested(self, names: Sequence[str]) -> set[str]:
         with self.lock:
-            rows = self.con.execute(sqlfiles.query(STORE_FILE, "segments-already-ingested"),
-                                    {"names": list(names)}).fetchall()
+            if self._invalidated:  # an owner that only ingests must recover too, not only one that flushes
+                self._reopen()
+            try:
+                rows = self.con.execute(sqlfiles.query(STORE_FILE, "segments-already-ingested"),
+                                        {"names": list(names)}).fetchall()
+            except duckdb.FatalException:
+                self._invalidated = self.path is not None
+                raise
         return {r[0] for r in rows}
 
     def ingest_files(self, table: str, files: Sequence[tuple[str, Path, int]]) -> None:
@@ -160,6 +199,10 @@ class Store:
         paths = [str(f[1]) for f in files]
         try:
             self._ingest_files_locked(table, paths, ledger)
+        except _STORE_FAILURES as exc:
+            if not any(p in str(exc) for p in paths):
+                raise  # the database could not take the rows (disk full...): not the files' fault
+            raise SpoolError(f"cannot load {len(paths)} segment(s) of {table}: {exc}") from exc
         except duckdb.Error as exc:
             raise SpoolError(f"cannot load {len(paths)} segment(s) of {table}: {exc}") from exc
 
@@ -178,17 +221,19 @@ class Store:
                 self.con.execute(sqlfiles.query(STORE_FILE, "ledger-insert"),
                                  {"ingested_at": utc_datetime(self.clock.now())})
             finally:
-                self.con.unregister("__ledger")
+                with contextlib.suppress(duckdb.TransactionException):  # keep the first error, as in _insert_arrow
+                    self.con.unregister("__ledger")
 
     # -- reading -----------------------------------------------------------------------------------------
     def reader(self) -> duckdb.DuckDBPyConnection:
         """A read connection for the calling thread (DuckDB cursors on one database read concurrently and
         see committed data; the writer's lock is not taken)."""
         cursor: duckdb.DuckDBPyConnection | None = getattr(self._readers, "cursor", None)
-        if cursor is None:
+        if cursor is None or getattr(self._readers, "generation", 0) != self._generation:
             with self.lock:
                 cursor = self.con.cursor()
             self._readers.cursor = cursor
+            self._readers.generation = self._generation
         return cursor
 
     def scalar(self, sql: str, params: dict[str, Any] | None = None) -> Any:
