@@ -56,6 +56,15 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compact(args: argparse.Namespace) -> int:
+    from .retention import compact
+
+    result = compact(args.db)
+    print(f"duckpulse: compacted {result.path}: {result.bytes_before / 1e6:.1f} MB -> "
+          f"{result.bytes_after / 1e6:.1f} MB", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duckpulse", description="Performance monitoring stored in DuckDB.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=20.0, help="seconds of traffic (default 20)")
     demo.add_argument("--db", default="duckpulse-demo.duckdb", help="the DuckDB file to write")
     demo.set_defaults(func=_demo)
+
+    compact = sub.add_parser("compact", help="rewrite a DuckDB file no owner holds, giving deleted rows' space back")
+    compact.add_argument("--db", required=True, help="the DuckDB file to compact")
+    compact.set_defaults(func=_compact)
     return parser
 
 
