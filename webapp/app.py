@@ -140,7 +140,14 @@ def blueprint(monitor: Monitor, url_prefix: str = "/duckpulse", *, token: str | 
         def routing_error(exc: HTTPException) -> Any:
             if in_scope():
                 return envelope(exc.code or 500, _http_message(exc, prefix))
-            return previous(exc) if previous is not None else exc
+            # Outside the prefix: whatever the app would have used without us (the handler we replaced, or one
+            # for a base class such as Exception), else Flask's default page.
+            handlers = app.error_handler_spec[None][None]
+            for cls in type(exc).__mro__:
+                handler = previous if cls is HTTPException else handlers.get(cls)
+                if handler is not None:
+                    return handler(exc)
+            return exc
 
         app.register_error_handler(HTTPException, routing_error)
         app.before_request(authenticate)

@@ -346,7 +346,8 @@ def document(base: str) -> dict[str, Any]:
             "/api/silences/{silence_id}": {"delete": {
                 "summary": "End a silence now.",
                 "parameters": [{"name": "silence_id", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
+                                "description": "The id POST /api/silences returned.",
+                                "schema": {"type": "string", "pattern": "^[0-9A-Za-z_-]{1,200}$"}}],
                 "responses": {"200": {"description": "Ended", "content": {"application/json": {
                     "schema": _ref("SilenceExpired")}}},
                     "404": _error("No silence with that id is in force."), **_ERRORS},
