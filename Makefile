@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.test-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test,bench]'
+# The dashboard is tested in headless Chromium (tests/test_webapp_browser.py): Debian's package.
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	touch $@
 
 demo: $(VENV)/.installed
