@@ -1,0 +1,348 @@
+"""Soak: an instrumented Flask app under sustained load, with the exact accounting of every request.
+
+The app runs in its own process (a real threaded werkzeug server on 127.0.0.1, HTTP/1.1 keep-alive) as the
+embedded owner of a DuckDB file, with the default flush interval, buffer bound and scheduled jobs. Client
+threads in this process send requests for ``--minutes``; every few seconds this process samples the app's RSS
+(psutil, from outside) and the app writes its ``Monitor.stats()`` to a JSON-lines file. At the end the app gets
+SIGTERM, whose handler calls ``sys.exit(0)`` (duckpulse's atexit hook makes the final flush), and this process
+opens the DuckDB file and checks that every request a client got a response for is a row, or is counted as
+dropped or rejected::
+
+    .venv/bin/python benchmarks/soak.py [--minutes 10] [--clients 8] [--rps 400] [--max-buffered N]
+
+Exit status 0 when the accounting is exact, nothing was dropped and RSS stayed flat; 1 otherwise. Not a test:
+it runs for minutes. The figures go to RELIABILITY.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+# Paths the clients request, with their weights; each app route also records one or two queries and a counter.
+PATHS = [("/users/{n}", 6), ("/items", 2), ("/search?q={n}", 2), ("/fail", 1), ("/missing/{n}", 1)]
+# Queries each route records (known here, so the queries table can be checked too): path prefix -> count.
+QUERIES_PER_PATH = {"/users/": 2, "/items": 1, "/search": 1, "/fail": 1, "/missing/": 0}
+
+
+# -- the app process ------------------------------------------------------------------------------------------
+def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_interval_seconds: float) -> None:
+    """Run the instrumented app until SIGTERM; write stats() every 2 s to ``stats_file``."""
+    import atexit
+
+    from flask import Flask, Response, g, request
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    holder: list[Any] = []
+
+    def write_final() -> None:
+        # Registered before pipeline is imported, so it runs after duckpulse's own atexit hook (LIFO): the
+        # figures are those after the final flush that hook made.
+        st = holder[0].stats()
+        final = {k: st[k] for k in ("recorded", "flushed", "pending", "dropped", "rejected", "sampled_out",
+                                    "flush_failures")}
+        Path(stats_file + ".final").write_text(json.dumps(final))
+
+    atexit.register(write_final)
+    from pipeline import Monitor
+
+    mon = Monitor(db_path=db, max_buffered=max_buffered, flush_interval_seconds=flush_interval_seconds)
+    holder.append(mon)
+    app = Flask("soak")
+    app.logger.disabled = True  # /fail raises on purpose: tens of thousands of tracebacks would drown the figures
+    integration = _instrument(app, mon, g, request)
+    hits = mon.counter("soak_hits", {"app": "soak"})
+
+    @app.get("/users/<int:user_id>")
+    def user(user_id: int) -> dict[str, Any]:
+        mon.track_query(f"SELECT * FROM users WHERE id = {user_id}", random.uniform(0.1, 3.0))
+        with mon.time_query("load_orders", f"SELECT * FROM orders WHERE user_id = {user_id} AND total > 10.5"):
+            total = sum(range(user_id % 100))
+        hits.inc()
+        return {"id": user_id, "total": total}
+
+    @app.get("/items")
+    def items() -> dict[str, Any]:
+        mon.track_query("SELECT id, name FROM items ORDER BY id LIMIT 50", random.uniform(0.5, 8.0))
+        hits.inc()
+        return {"items": list(range(50))}
+
+    @app.get("/search")
+    def search() -> dict[str, Any]:
+        q = request.args.get("q", "")
+        mon.track_query(f"SELECT * FROM items WHERE name LIKE '%{q}%'", random.uniform(1.0, 20.0))
+        mon.histogram("search_terms_len").observe(len(q))
+        return {"q": q, "hits": []}
+
+    @app.get("/fail")
+    def fail() -> Response:
+        mon.track_query("UPDATE accounts SET balance = balance - 100 WHERE id = 7", 2.0, success=False)
+        raise RuntimeError("a failing endpoint, on purpose")
+
+    class KeepAlive(WSGIRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_request(self, *args: Any, **kwargs: Any) -> None:  # 100k access-log lines help nobody here
+            pass
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=KeepAlive)
+
+    # The documented way to get a final flush on SIGTERM: the app's own handler exits normally, and
+    # duckpulse's atexit hook flushes; duckpulse installs no signal handler of its own.
+    def on_term(*_: object) -> None:
+        sys.exit(0)  # raised in the main thread, inside serve_forever
+
+    signal.signal(signal.SIGTERM, on_term)
+    stop = threading.Event()
+
+    def write_stats() -> None:
+        assert mon.store is not None
+        reader = mon.store.reader()  # this thread's own cursor
+        with open(stats_file, "a") as f:
+            while not stop.wait(2.0):
+                st = mon.stats()
+                # DuckDB's own memory (its buffer pool caches the growing file) lives in this process too.
+                row = reader.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()
+                f.write(json.dumps({"t": time.time(), "pending": st["pending"], "recorded": st["recorded"],
+                                    "flushed": st["flushed"], "dropped": st["dropped"],
+                                    "flush_failures": st["flush_failures"],
+                                    "buffered_bytes": st["buffered_bytes"],
+                                    "duckdb_bytes": int(row[0] or 0) if row else 0}) + "\n")
+                f.flush()
+
+    threading.Thread(target=write_stats, daemon=True).start()
+    Path(port_file + ".tmp").write_text(json.dumps({"port": server.port, "integration": integration,
+                                                   "max_buffered": mon.max_buffered}))
+    os.rename(port_file + ".tmp", port_file)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        stop.set()
+        server.server_close()
+
+
+def _instrument(app: Any, mon: Any, g: Any, request: Any) -> str:
+    """The Flask integration when it exists; else the same thing by hand with request hooks."""
+    try:
+        from pipeline.integrations.flask import DuckPulse
+    except ImportError:
+        pass
+    else:
+        try:
+            DuckPulse(app, monitor=mon)
+            return "pipeline.integrations.flask.DuckPulse"
+        except TypeError:
+            pass
+
+    @app.before_request
+    def _start() -> None:
+        g.duckpulse_start = time.perf_counter()
+
+    @app.after_request
+    def _record(response: Any) -> Any:
+        rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+        mon.track_request(rule, request.method, response.status_code,
+                          (time.perf_counter() - g.duckpulse_start) * 1000.0)
+        return response
+
+    return "before_request/after_request hooks calling Monitor.track_request"
+
+
+# -- the load and the measurement ------------------------------------------------------------------------------
+class Client(threading.Thread):
+    """Sends requests over one keep-alive connection until told to stop; counts what it got back."""
+
+    def __init__(self, port: int, stop: threading.Event, interval_seconds: float, seed: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.stop, self.interval = port, stop, interval_seconds
+        self.rng = random.Random(seed)
+        self.answered: Counter[str] = Counter()  # path kind -> responses received
+        self.statuses: Counter[int] = Counter()
+        self.errors = 0
+        self.latencies_ms: list[float] = []
+
+    def run(self) -> None:
+        con = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        paths, weights = zip(*PATHS, strict=True)
+        next_at = time.perf_counter()
+        while not self.stop.is_set():
+            template = self.rng.choices(paths, weights)[0]
+            path = template.format(n=self.rng.randrange(1, 10_000))
+            started = time.perf_counter()
+            try:
+                con.request("GET", path)
+                resp = con.getresponse()
+                resp.read()
+            except (OSError, http.client.HTTPException):
+                self.errors += 1
+                con.close()
+                con = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                continue
+            if len(self.latencies_ms) < 200_000:
+                self.latencies_ms.append((time.perf_counter() - started) * 1000.0)
+            self.statuses[resp.status] += 1
+            self.answered[template.split("{")[0].split("?")[0]] += 1
+            if self.interval:
+                next_at += self.interval
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    next_at = time.perf_counter()  # behind schedule: do not burst to catch up
+        con.close()
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--minutes", type=float, default=10.0, help="how long the load lasts (default 10)")
+    parser.add_argument("--clients", type=int, default=8, help="client threads (default 8)")
+    parser.add_argument("--rps", type=float, default=400.0,
+                        help="target requests per second over all clients; 0 = as fast as they can (default 400)")
+    parser.add_argument("--max-buffered", type=int, default=1_000_000, help="Monitor(max_buffered=...)")
+    parser.add_argument("--flush-interval", type=float, default=1.0, help="Monitor(flush_interval_seconds=...)")
+    parser.add_argument("--sample-seconds", type=float, default=5.0, help="RSS sampling period (default 5)")
+    parser.add_argument("--dir", default=None, help="work directory (default: a fresh temporary one)")
+    parser.add_argument("--serve", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        db, port_file, stats_file, max_buffered, flush = args.serve
+        serve(db, port_file, stats_file, int(max_buffered), float(flush))
+        return 0
+
+    import duckdb
+    import psutil
+
+    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="duckpulse-soak-"))
+    work.mkdir(parents=True, exist_ok=True)
+    db, port_file, stats_file = work / "soak.duckdb", work / "port.json", work / "stats.jsonl"
+    for p in (db, port_file, stats_file, Path(str(stats_file) + ".final")):
+        p.unlink(missing_ok=True)
+    app_proc = subprocess.Popen([sys.executable, __file__, "--serve", str(db), str(port_file), str(stats_file),
+                                 str(args.max_buffered), str(args.flush_interval)])
+    deadline = time.monotonic() + 60
+    while not port_file.exists():
+        if app_proc.poll() is not None or time.monotonic() > deadline:
+            print("the app process did not start", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    info = json.loads(port_file.read_text())
+    print(f"== soak: {args.minutes:g} min, {args.clients} client threads, target "
+          f"{'unlimited' if not args.rps else f'{args.rps:g} req/s'}, app pid {app_proc.pid} on port "
+          f"{info['port']}, instrumented with {info['integration']}; work dir {work}", flush=True)
+
+    proc = psutil.Process(app_proc.pid)
+    stop = threading.Event()
+    interval = args.clients / args.rps if args.rps else 0.0
+    clients = [Client(info["port"], stop, interval, seed) for seed in range(args.clients)]
+    started = time.monotonic()
+    for c in clients:
+        c.start()
+    rss: list[tuple[float, int]] = []
+    end = started + args.minutes * 60
+    while time.monotonic() < end:
+        rss.append((time.monotonic() - started, proc.memory_info().rss))
+        done = sum(sum(c.answered.values()) for c in clients)
+        print(f"  t={rss[-1][0]:6.0f}s  rss={_mb(rss[-1][1])}  responses={done:,}", flush=True)
+        time.sleep(min(args.sample_seconds, max(0.0, end - time.monotonic())))
+    stop.set()
+    for c in clients:
+        c.join(timeout=60)
+    elapsed = time.monotonic() - started
+    rss.append((elapsed, proc.memory_info().rss))
+
+    app_proc.send_signal(signal.SIGTERM)
+    rc = app_proc.wait(timeout=120)
+
+    answered: Counter[str] = Counter()
+    statuses: Counter[int] = Counter()
+    for c in clients:
+        answered.update(c.answered)
+        statuses.update(c.statuses)
+    sent = sum(answered.values())
+    errors = sum(c.errors for c in clients)
+    latencies = sorted(x for c in clients for x in c.latencies_ms)
+    expected_queries = sum(n * QUERIES_PER_PATH[k] for k, n in answered.items())
+    final = json.loads(Path(str(stats_file) + ".final").read_text())
+    samples = [json.loads(line) for line in stats_file.read_text().splitlines() if line.strip()]
+    with contextlib.closing(duckdb.connect(str(db), read_only=True)) as con:
+        def one(sql: str) -> Any:
+            row = con.execute(sql).fetchone()
+            return None if row is None else row[0]
+        request_rows = int(one("SELECT count(*) FROM requests"))
+        query_rows = int(one("SELECT count(*) FROM queries"))
+        by_status = dict(con.execute("SELECT status, count(*) FROM requests GROUP BY 1 ORDER BY 1").fetchall())
+        sample_rows = int(one("SELECT count(*) FROM process_samples"))
+        point_rows = int(one("SELECT count(*) FROM points"))
+        leaked = int(one("SELECT count(*) FROM queries WHERE regexp_matches(fingerprint, '[0-9]')"))
+
+    dropped = sum(final["dropped"].values())
+    rejected = sum(final["rejected"].values())
+    first_rss = rss[0][1]
+    warm = [r for t, r in rss if t >= min(60.0, elapsed / 10)] or [r for _, r in rss]
+    last_rss, max_rss = rss[-1][1], max(r for _, r in rss)
+    growth_after_warmup = last_rss - warm[0]
+    flat = growth_after_warmup <= max(16 * 2**20, 0.10 * warm[0])
+    max_pending = max((s["pending"] for s in samples), default=0)
+    max_buffered_bytes = max((s["buffered_bytes"] for s in samples), default=0)
+    duckdb_mem = [s["duckdb_bytes"] for s in samples] or [0]
+    # Least-squares slope of RSS after warm-up, in MB per minute: a leak shows as a steady positive slope.
+    pts = [(t, r) for t, r in rss if t >= min(60.0, elapsed / 10)]
+    slope = 0.0
+    if len(pts) > 2:
+        mt, mr = statistics.fmean(t for t, _ in pts), statistics.fmean(r for _, r in pts)
+        var = sum((t - mt) ** 2 for t, _ in pts)
+        slope = sum((t - mt) * (r - mr) for t, r in pts) / var * 60 / 2**20 if var else 0.0
+    exact = sent == request_rows + dropped + rejected and dropped == 0 and errors == 0
+    queries_exact = expected_queries == query_rows
+
+    print("\n== results")
+    print(f"  duration                      {elapsed:.0f} s, exit status of the app {rc}")
+    print(f"  requests answered (clients)   {sent:,}  ({sent / elapsed:,.0f}/s), connection errors {errors}")
+    print(f"  statuses seen by clients      {dict(sorted(statuses.items()))}")
+    print(f"  request rows in DuckDB        {request_rows:,}  by status {by_status}")
+    print(f"  dropped / rejected (counted)  {dropped} {final['dropped']} / {rejected} {final['rejected']}")
+    print(f"  accounting                    {sent:,} == {request_rows:,} + {dropped} + {rejected}: "
+          f"{'EXACT' if sent == request_rows + dropped + rejected else 'MISMATCH'}")
+    print(f"  query rows (expected)         {query_rows:,} ({expected_queries:,}): "
+          f"{'EXACT' if queries_exact else 'MISMATCH'}; fingerprints holding a digit: {leaked}")
+    print(f"  points / process samples      {point_rows:,} / {sample_rows:,}")
+    print(f"  monitor at exit               recorded {final['recorded']:,} flushed {final['flushed']:,} "
+          f"pending {final['pending']} flush_failures {final['flush_failures']}")
+    print(f"  buffer pending, max sampled   {max_pending:,} of max_buffered {info['max_buffered']:,} "
+          f"({len(samples)} samples every 2 s); buffered bytes max {max_buffered_bytes:,}")
+    print(f"  DuckDB memory first/last/max  {_mb(duckdb_mem[0])} / {_mb(duckdb_mem[-1])} / {_mb(max(duckdb_mem))}; "
+          f"database file {_mb(db.stat().st_size)}")
+    print(f"  app RSS first/last/max        {_mb(first_rss)} / {_mb(last_rss)} / {_mb(max_rss)}; after warm-up "
+          f"{_mb(warm[0])} -> {_mb(last_rss)} ({growth_after_warmup / 2**20:+.1f} MB): "
+          f"{'FLAT' if flat else 'GROWING'}; trend {slope:+.2f} MB/min")
+    if latencies:
+        q = statistics.quantiles(latencies, n=100)
+        print(f"  client latency p50/p99        {q[49]:.2f} / {q[98]:.2f} ms")
+    ok = exact and queries_exact and flat and rc == 0 and final["pending"] == 0 and leaked == 0
+    print(f"\n{'PASS' if ok else 'FAIL'}: every answered request is a row or a counted drop, RSS flat, "
+          "buffer within its bound")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
