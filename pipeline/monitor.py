@@ -529,7 +529,13 @@ class Monitor(_HotState):
             if self.alerts is not None and self.store is not None:
                 self.alerts.close()  # webhooks deliver what they hold, within a timeout
             if self.store is not None:
-                self.store.close()
+                try:
+                    self.store.close()
+                except Exception as exc:  # e.g. the final checkpoint on a full disk: the WAL keeps what was committed
+                    self._note_failure("close", f"closing {self.db_path} failed (committed rows stay in its WAL and "
+                                       f"are replayed at the next open): {exc}", exc)
+                    if self.strict:
+                        raise
 
     @property
     def closed(self) -> bool:

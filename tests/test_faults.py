@@ -101,7 +101,8 @@ class Space:
 
     def give(self, driven: Driven) -> None:
         if self.kind == "rlimit":
-            driven("fsize", "max")
+            if driven.proc.poll() is None:  # else the limit ended with the process
+                driven("fsize", "max")
         else:
             self._filler.unlink()
 
@@ -364,3 +365,21 @@ def test_a_producer_killed_mid_write_never_leaves_a_partial_segment_in_ready(tmp
     rows, _, ingest = _ingest_all(tmp_path / "m.duckdb", spool)
     assert ingest["quarantined"] == 0
     assert rows == expected and rows > 0
+
+
+def test_closing_an_owner_on_a_full_disk_does_not_raise_and_keeps_what_was_committed(
+        space: Space, tmp_path: Path) -> None:
+    """close() on a full disk raises nothing into the app (the checkpoint fails, the WAL keeps the committed
+    rows); what its last flush could not write is counted as pending; a new owner finds every committed row."""
+    owner = Driven("owner", space.dir / "m.duckdb", tmp_path / "owner.log")
+    owner("record", 5_000, 0)
+    assert owner("flush")["ok"] is True
+    space.take(owner)
+    owner("record", 200_000, 5_000)
+    st = owner.close()["stats"]
+    assert (st["flushed"], st["pending"]) == (5_000, 200_000)
+    assert st["flush_failures"] >= 1
+    space.give(owner)
+    again = Driven("owner", space.dir / "m.duckdb", tmp_path / "again.log")
+    assert again("count") | {"stats": None} == {"rows": 5_000, "ids": 5_000, "stats": None}
+    again.close()
