@@ -12,6 +12,7 @@
   var MAX_CHARTS = 6;
   var timer = null;
   var generation = 0;
+  var refreshes = 0;
 
   // -- the token: from ?token= once (then removed from the address bar), kept in sessionStorage --------------
   function takeTokenFromUrl() {
@@ -113,7 +114,7 @@
 
   // lines: [{cls, values: [[timeMs, value|null], ...]}]; a null value breaks the line.
   function lineChart(lines, opts) {
-    var width = 320, height = opts.height || 140, left = 44, right = 8, top = 8, bottom = 20;
+    var width = 320, height = opts.height || 140, left = 56, right = 8, top = 8, bottom = 20;
     var chart = svg("svg", { viewBox: "0 0 " + width + " " + height, role: "img",
                              "aria-label": opts.label || "chart" });
     var times = [], maxValue = 0;
@@ -220,14 +221,28 @@
 
   function showMemory(data) {
     fillRows(document.querySelector("#memory tbody"), data.processes.map(function (p) {
-      var spark = el("td");
-      spark.appendChild(lineChart([{ cls: "rss", values: p.points.map(function (pt) {
-        return [Date.parse(pt.t), pt.avg];
-      }) }], { format: bytes, height: 60, label: "RSS of " + p.pid }));
-      spark.style.minWidth = "160px";
       return [p.host + " / " + p.pid, bytes(p.current), bytes(p.avg), bytes(p.max),
-              p.cpuPercent.toFixed(1) + "%", p.numThreads, spark];
-    }), "no process samples in this window", 7);
+              p.cpuPercent.toFixed(1) + "%", p.numThreads];
+    }), "no process samples in this window", 6);
+    var box = document.getElementById("memory-charts");
+    box.textContent = "";
+    data.processes.slice(0, MAX_CHARTS).forEach(function (p) {
+      var figure = el("figure", null, "chart");
+      figure.setAttribute("data-pid", String(p.pid));
+      figure.style.margin = "0";
+      figure.appendChild(el("h4", "RSS of " + p.host + " / " + p.pid));
+      figure.appendChild(lineChart([{ cls: "rss", values: p.points.map(function (pt) {
+        return [Date.parse(pt.t), pt.avg];
+      }) }], { format: bytes, height: 110, label: "RSS of " + p.pid }));
+      box.appendChild(figure);
+    });
+  }
+
+  function alertValue(a) {
+    if (a.value === null) { return "no data"; }
+    if (a.metric.indexOf("duration") >= 0) { return ms(a.value); }
+    if (a.metric === "memory_rss") { return bytes(a.value); }
+    return String(Math.round(a.value * 1000) / 1000);
   }
 
   function showAlerts(data) {
@@ -239,8 +254,10 @@
       item.setAttribute("data-rule", a.rule);
       item.appendChild(el("span", a.level, "level " + a.level));
       item.appendChild(el("strong", a.rule));
-      item.appendChild(el("span", " " + (a.message || "") + " (value " + a.value + ", threshold " + a.threshold +
-                                  ", " + a.state + " since " + a.since + ")", "muted"));
+      var labels = Object.keys(a.labels).map(function (k) { return k + "=" + a.labels[k]; }).join(", ");
+      item.appendChild(el("span", (labels ? " {" + labels + "}" : "") + " " + (a.message || "") + " (" +
+                                  alertValue(a) + ", " + a.state + " since " +
+                                  new Date(a.since).toLocaleTimeString() + ")", "muted"));
       list.appendChild(item);
     });
   }
@@ -274,7 +291,8 @@
       showError("");
       document.getElementById("token-form").hidden = true;
       document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
-      body.setAttribute("data-loaded", "true");
+      refreshes += 1;
+      body.setAttribute("data-refreshes", String(refreshes));  // lets a test (or a curious user) see it is live
     }, function (error) {
       if (error instanceof ApiError && error.status === 401) {
         document.getElementById("token-form").hidden = false;
