@@ -64,6 +64,10 @@ _BUILTIN = {
     "query_duration": _Metric("queries", ("fingerprint",), ("name", "route", "host", "success")),
 }
 _RESULT_COLUMNS = ("count", "method", "error_bound")
+# Request's HTTP method is grouped as "method" (its column) or "http_method", and always comes back as
+# "http_method": the result's "method" column says how each percentile was computed.
+_ALIASES = {"http_method": "method"}
+_OUTPUT_NAMES = {"method": "http_method"}
 
 
 @dataclass(frozen=True)
@@ -276,8 +280,9 @@ def percentiles(source: Any, metric: str, quantiles: float | Sequence[float] = (
 
     ``source``: a Monitor (the owner), a Store, a DuckDB connection, or a file path (opened read-only; fails
     while an owner holds the file). ``metric``: ``request_duration``, ``query_duration`` or the name of a custom
-    histogram. ``by``: group-by columns (requests: route, method, status_class, and status, host from raw rows
-    only; queries: fingerprint, and name, route, host, success from raw rows only; histograms: label names).
+    histogram. ``by``: group-by columns (requests: route, method (returned as ``http_method``), status_class, and
+    status, host from raw rows only; queries: fingerprint, and name, route, host, success from raw rows only;
+    histograms: label names).
     ``where``: {column: value or list of values}. ``method``: ``auto`` (exact up to ``exact_up_to_seconds``, or
     when the rollups do not cover the range), ``exact`` or ``sketch``. ``interpolation``: ``nearest``
     (nearest rank, ``quantile_disc``) or ``linear`` (``quantile_cont``).
@@ -288,6 +293,9 @@ def percentiles(source: Any, metric: str, quantiles: float | Sequence[float] = (
     """
     qs = _quantiles(quantiles)
     by_cols = (by,) if isinstance(by, str) else tuple(by)
+    if metric == "request_duration":
+        by_cols = tuple(_ALIASES.get(c, c) for c in by_cols)
+        where = {_ALIASES.get(k, k): v for k, v in where.items()} if where else where
     if method not in ("auto", "exact", "sketch"):
         raise ConfigError(f"method={method!r}: expected 'auto', 'exact' or 'sketch'")
     if interpolation not in ("nearest", "linear"):
@@ -302,7 +310,8 @@ def percentiles(source: Any, metric: str, quantiles: float | Sequence[float] = (
         if bad:
             raise ConfigError(f"by={by!r}: {metric} can be grouped by "
                               f"{', '.join(spec.rollup_columns + spec.raw_only_columns)}")
-    clash = [c for c in by_cols if c in _RESULT_COLUMNS or c in {_column_name(q) for q in qs}]
+    outputs = [_OUTPUT_NAMES.get(c, c) if spec is not None else c for c in by_cols]
+    clash = [c for c in outputs if c in _RESULT_COLUMNS or c in {_column_name(q) for q in qs}]
     if clash or len(set(by_cols)) != len(by_cols):
         raise ConfigError(f"by={by!r}: group names must be distinct and differ from the result columns")
     filters = _where(metric, spec, where)
@@ -326,11 +335,11 @@ def percentiles(source: Any, metric: str, quantiles: float | Sequence[float] = (
                                 state)
     bound = 0.0 if chosen == "exact" else sketch.RELATIVE_ERROR
     if not by_cols:
-        count = int(rows[0][0]) if rows else 0
+        count = int(rows[0][0] or 0) if rows else 0  # a sketch over no rows aggregates to one NULL row
         values = rows[0][1] if rows and rows[0][1] is not None else [None] * len(qs)
         return {q: Percentile(None if v is None else float(v), chosen, bound, count) for q, v in zip(qs, values,
                                                                                                     strict=True)}
-    return _frame(rows, group_keys, by_cols, qs, chosen, bound)
+    return _frame(rows, group_keys, tuple(outputs), qs, chosen, bound)
 
 
 def _run(con: duckdb.DuckDBPyConnection, metric: str, spec: _Metric | None, chosen: str, interpolation: str,
