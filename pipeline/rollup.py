@@ -162,7 +162,9 @@ def run(store: Store, now: float, settings: RollupSettings | None = None) -> Rol
             start = max(rolled_from, floor_to(minute.rolled_until - settings.grace_seconds, MINUTE_SECONDS))
         late = None
         if minute is not None and settings.late_lookback_seconds > 0:
-            lookback = max(rolled_from, floor_to(start - settings.late_lookback_seconds, MINUTE_SECONDS))
+            # Not clamped to rolled_from: rows stamped before the first rolled minute (the wall clock jumped
+            # back, a backlog older than the first run) are late rows too.
+            lookback = floor_to(start - settings.late_lookback_seconds, MINUTE_SECONDS)
             late = _late_minute(store, lookback, start)
             if late is not None:
                 start = late
@@ -173,7 +175,7 @@ def run(store: Store, now: float, settings: RollupSettings | None = None) -> Rol
                     hour = floor_to(end, HOUR_SECONDS)
                     _write_state(store, "1h", TierState(hour, hour), now)
             return RollupSummary()
-        summary = _roll(store, start, end, now, state, rolled_from)
+        summary = _roll(store, start, end, now, state, min(rolled_from, start))
     if late is not None:
         return RollupSummary(summary.minutes_start, summary.minutes_end, summary.hours_start, summary.hours_end,
                              late)
