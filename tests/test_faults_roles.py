@@ -128,9 +128,34 @@ def big_flushes(spool: str, rows: int) -> None:
         mon.flush()
 
 
+def webhook_sink(mode: str) -> None:
+    """An HTTP server for webhooks on 127.0.0.1: ``hang`` reads each request and never answers, ``fail``
+    answers 500, ``ok`` answers 204. Prints its port, then one line per request received."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            print("request", flush=True)
+            if mode == "hang":
+                time.sleep(600)
+            self.send_response(500 if mode == "fail" else 204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
 if __name__ == "__main__":
     name, *argv = sys.argv[1:]
-    fns = {"drive": drive, "term_exits": term_exits, "paced": paced, "big_flushes": big_flushes}
+    fns = {"drive": drive, "term_exits": term_exits, "paced": paced, "big_flushes": big_flushes,
+           "webhook_sink": webhook_sink}
     fn = fns[name]
     fn(*[int(a) if a.isdigit() else float(a) if a.replace(".", "", 1).isdigit() else a  # type: ignore[operator]
          for a in argv])
