@@ -7,11 +7,12 @@ sixteen clients read in parallel. The server runs on its own thread beside the m
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server, select_address_family
 
 from pipeline.errors import ConfigError
 
@@ -37,14 +38,17 @@ class DashboardServer:
         if token is not None:
             settings["DUCKPULSE_TOKEN"] = token
         self.app = create_app(settings, monitor=monitor)  # refuses a public host without a token
+        # The socket is bound here, not by werkzeug, which would print and sys.exit(1) on a busy port.
         try:
-            self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
-                                                       request_handler=_QuietHandler)
+            listener = socket.create_server((host, port), family=select_address_family(host, port))
         except OSError as exc:
             raise ConfigError(f"cannot serve the dashboard on {host}:{port}: {exc.strerror or exc}; choose "
                               "another port (--port, DUCKPULSE_PORT; 0 picks a free one) or address") from exc
+        with listener:  # werkzeug serves a duplicate of its descriptor
+            self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
+                                                       request_handler=_QuietHandler, fd=listener.fileno())
         self.host = host
-        self.port = int(self._server.server_port)
+        self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="duckpulse-dashboard", daemon=True)
 
