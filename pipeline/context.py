@@ -7,18 +7,44 @@ queries. Context variables follow threads and asyncio tasks, so concurrent reque
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
+from typing import Any
+
+# Turns a request (a WSGI environ, an ASGI scope) into its route template, or None while routing has not
+# matched yet. It must not raise: integrations wrap user resolvers before handing them over.
+RouteResolver = Callable[[Any], "str | None"]
 
 
 class RequestContext:
-    """What is known about the request in flight."""
+    """What is known about the request in flight.
 
-    __slots__ = ("query_count", "request_id", "route")
+    The route is either set by a framework hook (Flask's matched rule) or resolved on first need by
+    ``resolve(source)``: routing happens inside the application, after the context is opened, so the
+    answer is cached only once it is known.
+    """
 
-    def __init__(self, request_id: int, route: str | None = None) -> None:
+    __slots__ = ("_resolve", "_route", "_source", "query_count", "request_id")
+
+    def __init__(self, request_id: int, route: str | None = None, resolve: RouteResolver | None = None,
+                 source: Any = None) -> None:
         self.request_id = request_id
-        self.route = route  # the route template, once routing has matched it
+        self._route = route
+        self._resolve = resolve
+        self._source = source  # what resolve() reads: the environ or the scope of this request
         self.query_count = 0
+
+    @property
+    def route(self) -> str | None:
+        """The route template, once routing has matched it."""
+        route = self._route
+        if route is None and self._resolve is not None:
+            route = self._route = self._resolve(self._source)
+        return route
+
+    @route.setter
+    def route(self, value: str | None) -> None:
+        self._route = value
 
 
 current_request: ContextVar[RequestContext | None] = ContextVar("duckpulse_request", default=None)

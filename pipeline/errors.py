@@ -9,7 +9,8 @@ The exception tree::
     │                              otherwise counted in ``Monitor.stats()["rejected"]``)
     ├── SqlFileError               a named-query file in ``sql/`` is malformed (names file:line)
     ├── SpoolError                 a spool segment could not be written
-    └── NoMonitorError             an integration needed the default monitor and none is open
+    ├── NoMonitorError             an integration needed the default monitor and none is open
+    └── IntegrationMissingError    an integration's library (flask, starlette, sqlalchemy) is not installed
 
 Monitoring never raises into the host application: outside ``strict=True`` the recording API counts
 and logs problems instead of raising, so these errors reach user code only from set-up calls
@@ -49,3 +50,7 @@ class SpoolError(DuckPulseError):
 
 class NoMonitorError(DuckPulseError, RuntimeError):
     """No open Monitor exists where one is needed."""
+
+
+class IntegrationMissingError(DuckPulseError, ImportError):
+    """An integration was used without the library it instruments."""
