@@ -110,11 +110,18 @@ def test_old_history_is_pruned(file_store: Store, clock: FakeClock, tmp_path: Pa
     root = tmp_path / "hist"
     archive.run(file_store, clock.now(), ArchiveSettings(history_dir=root))
     (root / "requests" / "date=2026-01-01" / "notes").mkdir()  # not a partition: left alone
+    (root / "requests" / "date=someday" / "hour=xx").mkdir(parents=True)  # nor is this
     clock.advance(3 * 86400)
     summary = archive.run(file_store, clock.now(), ArchiveSettings(history_dir=root, history_days=1))
     assert summary.partitions_pruned == 2  # the two hours of requests (no other table had rows)
-    assert not list((root / "requests").glob("*/hour=*"))
+    assert not list((root / "requests").glob("date=2026-*/hour=*"))
     assert (root / "requests" / "date=2026-01-01" / "notes").is_dir()
+    assert (root / "requests" / "date=someday" / "hour=xx").is_dir()
+    assert not (root / "points").exists()
+    (root / "points" / "date=2026-01-01" / "hour=00").mkdir(parents=True)
+    pruning = ArchiveSettings(history_dir=root, history_days=1)
+    assert archive.run(file_store, clock.now(), pruning).partitions_pruned == 1
+    assert not (root / "points" / "date=2026-01-01").exists()  # an emptied date folder goes too
 
 
 def test_an_in_memory_store_has_no_history(store: Store, clock: FakeClock, tmp_path: Path) -> None:
@@ -192,6 +199,18 @@ def test_the_live_file_is_attached_when_no_owner_holds_it(db_path: Path, clock: 
     finally:
         con.close()
     con = history.connect(db_path=db_path, attach_live=False)
+    try:
+        assert "live" not in {r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
+    finally:
+        con.close()
+
+
+def test_a_file_duckdb_cannot_attach_leaves_the_history_usable(tmp_path: Path) -> None:
+    """If the live file cannot be attached (not a database, or an owner just started), the history still works."""
+    db = tmp_path / "broken.duckdb"
+    db.write_bytes(b"not a duckdb file at all" * 100)
+    assert not history.owner_running(db)  # no lock file: no owner ever ran
+    con = history.connect(db_path=db)
     try:
         assert "live" not in {r[0] for r in con.execute("SELECT database_name FROM duckdb_databases()").fetchall()}
     finally:
