@@ -1,0 +1,171 @@
+"""DB-API 2.0 (PEP 249) query tracking: ``conn = instrument(sqlite3.connect(path))``.
+
+The returned connection behaves like the one it wraps (every other attribute passes through), but every
+``execute``, ``executemany``, ``executescript`` (sqlite3) and ``callproc`` of its cursors, and the
+``execute`` shortcuts some drivers put on the connection itself (sqlite3, duckdb, psycopg 3), is timed and
+recorded with ``Monitor.track_query``: only the statement's fingerprint is stored, never its values. A
+failing statement is recorded with ``success=False`` and its exception propagates unchanged. Inside a request
+opened by a web integration the query is tied to that request.
+
+Works with synchronous drivers: sqlite3, duckdb, psycopg (2 and 3), and any other that follows PEP 249.
+Code that checks ``isinstance(conn, sqlite3.Connection)`` sees the wrapper, not the driver's class.
+DuckDB's relational API (``conn.sql(...)``, lazily executed) is not timed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..monitor import Monitor, default_monitor
+
+__all__ = ["InstrumentedConnection", "InstrumentedCursor", "instrument"]
+
+_perf_counter = time.perf_counter
+
+
+def instrument(connection: Any, monitor: Monitor | None = None) -> InstrumentedConnection:
+    """Wrap a DB-API connection so that every statement it runs is timed into ``monitor``.
+
+    ``monitor=None`` means ``pipeline.default_monitor()``, looked up now: without an open Monitor this raises
+    ``NoMonitorError``. Wrapping an instrumented connection again only changes its monitor.
+    """
+    if monitor is None:
+        monitor = default_monitor()
+    if isinstance(connection, InstrumentedConnection):
+        connection = connection.__wrapped__
+    return InstrumentedConnection(connection, monitor)
+
+
+def _sql_text(operation: Any, connection: Any) -> str:
+    if isinstance(operation, str):
+        return operation
+    if isinstance(operation, bytes | bytearray):
+        return bytes(operation).decode("utf-8", "replace")
+    as_string = getattr(operation, "as_string", None)  # psycopg's sql.SQL / sql.Composed
+    if as_string is not None:
+        try:
+            return str(as_string(connection))
+        except Exception:  # a composable that cannot render without more context: keep its repr's shape
+            pass
+    return str(operation)
+
+
+def _timed(monitor: Monitor, connection: Any, method: Callable[..., Any], operation: Any,
+           args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    start = _perf_counter()
+    try:
+        result = method(operation, *args, **kwargs)
+    except BaseException:
+        monitor.track_query(_sql_text(operation, connection), (_perf_counter() - start) * 1000.0, False)
+        raise
+    monitor.track_query(_sql_text(operation, connection), (_perf_counter() - start) * 1000.0, True)
+    return result
+
+
+class _Proxy:
+    """Attribute passthrough to the wrapped driver object (reads and writes, e.g. ``row_factory``)."""
+
+    __slots__ = ("__wrapped__", "_monitor")
+    __wrapped__: Any
+    _monitor: Monitor
+
+    def __init__(self, wrapped: Any, monitor: Monitor) -> None:
+        object.__setattr__(self, "__wrapped__", wrapped)
+        object.__setattr__(self, "_monitor", monitor)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__wrapped__, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.__wrapped__, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self.__wrapped__, name)
+
+    def __repr__(self) -> str:
+        return f"<duckpulse {type(self).__name__} of {self.__wrapped__!r}>"
+
+    def __enter__(self) -> Any:
+        enter = getattr(self.__wrapped__, "__enter__", None)
+        if enter is None:
+            raise TypeError(f"{type(self.__wrapped__).__name__!r} object does not support the context manager "
+                            "protocol")
+        result = enter()
+        return self if result is self.__wrapped__ else result
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self.__wrapped__.__exit__(*exc)
+
+
+class InstrumentedCursor(_Proxy):
+    """A DB-API cursor whose statements are timed."""
+
+    __slots__ = ("_connection",)
+    _connection: InstrumentedConnection
+
+    def __init__(self, cursor: Any, monitor: Monitor, connection: InstrumentedConnection) -> None:
+        super().__init__(cursor, monitor)
+        object.__setattr__(self, "_connection", connection)
+
+    @property
+    def connection(self) -> InstrumentedConnection:
+        """The instrumented connection this cursor came from (PEP 249's optional extension)."""
+        return self._connection
+
+    def _run(self, name: str, operation: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        cursor = self.__wrapped__
+        result = _timed(self._monitor, self._connection.__wrapped__, getattr(cursor, name), operation, args, kwargs)
+        return self if result is cursor else result  # sqlite3 and duckdb return the cursor itself
+
+    def execute(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._run("execute", operation, args, kwargs)
+
+    def executemany(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._run("executemany", operation, args, kwargs)
+
+    def executescript(self, script: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._run("executescript", script, args, kwargs)
+
+    def callproc(self, procname: str, *args: Any, **kwargs: Any) -> Any:
+        cursor = self.__wrapped__
+        start = _perf_counter()
+        success = False
+        try:
+            result = cursor.callproc(procname, *args, **kwargs)
+            success = True
+        finally:
+            self._monitor.track_query(f"CALL {procname}", (_perf_counter() - start) * 1000.0, success)
+        return self if result is cursor else result
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.__wrapped__)
+
+
+class InstrumentedConnection(_Proxy):
+    """A DB-API connection whose cursors, and ``execute`` shortcuts, time every statement."""
+
+    __slots__ = ()
+
+    def cursor(self, *args: Any, **kwargs: Any) -> InstrumentedCursor:
+        return InstrumentedCursor(self.__wrapped__.cursor(*args, **kwargs), self._monitor, self)
+
+    def _run(self, name: str, operation: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        connection = self.__wrapped__
+        method = getattr(connection, name)  # AttributeError, untimed, for a driver without the shortcut
+        result = _timed(self._monitor, connection, method, operation, args, kwargs)
+        if result is connection:  # duckdb's execute returns the connection, to chain .fetchall()
+            return self
+        if hasattr(result, "fetchone"):  # sqlite3 and psycopg return a new cursor: keep timing its statements
+            return InstrumentedCursor(result, self._monitor, self)
+        return result
+
+    def execute(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._run("execute", operation, args, kwargs)
+
+    def executemany(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._run("executemany", operation, args, kwargs)
+
+    def executescript(self, script: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._run("executescript", script, args, kwargs)
