@@ -32,6 +32,7 @@ SQL = "rollup.sql"
 MINUTE_SECONDS = 60
 HOUR_SECONDS = 3600
 SOURCES = ("requests", "queries", "histograms")
+CHUNK_SECONDS = 86_400  # the most one rollup transaction covers
 
 
 def floor_to(epoch_seconds: float, step_seconds: int) -> float:
@@ -118,7 +119,25 @@ def _late_minute(store: Store, start: float, end: float) -> float | None:
 
 def _roll(store: Store, minutes_start: float, minutes_end: float, now: float,
           state: dict[str, TierState], rolled_from: float) -> RollupSummary:
-    """Rebuild minutes [minutes_start, minutes_end) and every hour they touch, in one transaction."""
+    """Rebuild minutes [minutes_start, minutes_end) and every hour they touch, a day per transaction.
+
+    A catch-up over a long backlog (a first run over weeks of rows) then holds the store's lock for one day's
+    worth at a time, sorts a day at a time, and keeps its progress if it is interrupted.
+    """
+    hours: list[float] = []
+    start = minutes_start
+    while start < minutes_end:
+        end = min(floor_to(start, CHUNK_SECONDS) + CHUNK_SECONDS, minutes_end)
+        hours_start, hours_end = _roll_chunk(store, start, end, now, state, rolled_from)
+        if hours_end > hours_start:
+            hours += [hours_start, hours_end]
+        start = end
+    return RollupSummary(minutes_start, minutes_end, min(hours) if hours else None, max(hours) if hours else None)
+
+
+def _roll_chunk(store: Store, minutes_start: float, minutes_end: float, now: float,
+                state: dict[str, TierState], rolled_from: float) -> tuple[float, float]:
+    """Rebuild minutes [minutes_start, minutes_end) and the hours they touch in one transaction."""
     hours_start = floor_to(minutes_start, HOUR_SECONDS)
     hours_end = floor_to(minutes_end, HOUR_SECONDS)
     minute_params = {"start": utc_datetime(minutes_start), "end": utc_datetime(minutes_end)}
@@ -141,9 +160,7 @@ def _roll(store: Store, minutes_start: float, minutes_end: float, now: float,
         _write_state(store, "1h", TierState(
             min(hour_from, hour.rolled_from) if hour else hour_from,
             max(hours_end, hour.rolled_until) if hour else max(hours_end, hour_from)), now)
-    return RollupSummary(minutes_start, minutes_end,
-                         hours_start if hours_end > hours_start else None,
-                         hours_end if hours_end > hours_start else None)
+    return hours_start, hours_end
 
 
 def run(store: Store, now: float, settings: RollupSettings | None = None) -> RollupSummary:
