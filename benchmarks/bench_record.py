@@ -1,0 +1,183 @@
+"""Cost of recording one metric on the hot path, beside prometheus_client and the OpenTelemetry SDK.
+
+Budget (DESIGN.md, "Budgets"): <= 150 ns per recorded request or histogram observation, median, with the
+garbage collector ON and 100k-1M records buffered. Every case runs in many small timed batches, round-robin
+with its peers in this process, so a burst of load from elsewhere hits all of them alike; the median batch is
+the figure.
+The mean is printed too: it also carries the compactions that run inline when a raw list fills up, and the
+flusher thread's compactions competing for the GIL.
+
+A second table measures what recording really costs the application over a long run: a plain loop of
+``--loop`` calls per case on a fresh monitor (100k pre-filled), wall time per call minus the empty loop, with
+the time the garbage collector took. For duckpulse this includes compacting every row into Arrow columns
+(inline, or on the flusher thread: both take the GIL) and any collections compaction provokes.
+
+    .venv/bin/python benchmarks/bench_record.py [--rounds 250] [--number 1000] [--loop 500000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+import timeit
+from pathlib import Path
+
+from _common import (
+    Budget,
+    GcWatch,
+    batch_ns,
+    finish,
+    header,
+    interleaved,
+    parse_args,
+    quiet_monitor,
+    stopwatch,
+    table,
+    temp_dir,
+)
+
+BUDGET = Budget(150.0, at_most=True, label="<= 150 ns")
+PREFILL = 100_000
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rounds", type=int, default=250, help="timed batches per case (default 250)")
+    parser.add_argument("--number", type=int, default=1000, help="calls per timed batch (default 1000)")
+    parser.add_argument("--loop", type=int, default=500_000, help="calls per case in the amortized loop")
+
+
+LOOP_CASES = {
+    "duckpulse track_request": 'mon.track_request("/users/<id>", "GET", 200, 12.5)',
+    "duckpulse histogram.observe": "h.observe(12.5)",
+    "prometheus_client labels().observe": 'prom.labels(route="/x").observe(12.5)',
+    "OTel SDK histogram.record": "otel.record(12.5, attrs)",
+}
+
+
+def amortized(tmp: Path, loop: int) -> list[list[str]]:
+    """Per case: ns per call over a plain loop of ``loop`` calls, and the garbage collector's share."""
+    rows = []
+    for name, stmt in LOOP_CASES.items():
+        case_dir = tmp / name.split()[0] / name.split()[-1]
+        case_dir.mkdir(parents=True)
+        mon = quiet_monitor(case_dir)
+        provider, otel = _otel_histogram()
+        try:
+            h = mon.histogram("latency_ms", {"route": "/x"})
+            for i in range(PREFILL):
+                mon.track_request("/users/<id>", "GET", 200, float(i % 500))
+                h.observe(float(i % 500))
+            mon.stats()
+            namespace = {"mon": mon, "h": h, "prom": _prometheus_histogram(), "otel": otel,
+                         "attrs": {"route": "/x"}, "gc": gc}
+            empty = timeit.Timer("pass", "gc.enable()", globals=namespace).timeit(loop)
+            with GcWatch() as watch:
+                seconds = timeit.Timer(stmt, "gc.enable()", globals=namespace).timeit(loop)
+            # What the flusher thread has not compacted yet is compacted now, and counted, as it would be.
+            if name.startswith("duckpulse"):
+                seconds += stopwatch(mon.stats)
+        finally:
+            mon.close()
+            provider.shutdown()  # type: ignore[attr-defined]
+        per_call = (seconds - empty) / loop * 1e9
+        gc_ns = [s / loop * 1e9 for s in watch.seconds]
+        rows.append([name, f"{per_call:,.0f}", f"{sum(gc_ns):,.0f}",
+                     " / ".join(f"{c:,}" for c in watch.collections),
+                     " / ".join(f"{g:,.0f}" for g in gc_ns)])
+    return rows
+
+
+def _prometheus_histogram() -> object:
+    from prometheus_client import CollectorRegistry, Histogram
+
+    registry = CollectorRegistry()  # not the global one: nothing else in this process sees it
+    return Histogram("latency_ms", "request latency", ["route"], registry=registry)
+
+
+def _otel_histogram() -> tuple[object, object]:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    return provider, provider.get_meter("bench").create_histogram("latency_ms", unit="ms")
+
+
+def main() -> int:
+    args = parse_args(__doc__.splitlines()[0], _options)
+    header("bench_record: one metric on the hot path (gc ON, ns per call)")
+    with temp_dir("duckpulse-bench-record-") as tmp:
+        mon = quiet_monitor(tmp)
+        try:
+            h = mon.histogram("latency_ms", {"route": "/x"})
+            for i in range(PREFILL):
+                mon.track_request("/users/<id>", "GET", 200, float(i % 500))
+                h.observe(float(i % 500))
+            mon.stats()  # compacts the pre-fill into columns, as the flusher thread would
+            buffered_before = mon.stats()["pending"]
+            prom = _prometheus_histogram()
+            provider, otel = _otel_histogram()
+            namespace = {"mon": mon, "h": h, "prom": prom, "otel": otel, "attrs": {"route": "/x"},
+                         "time": time}
+            n = args.number
+            cases = {
+                "duckpulse track_request(positional)":
+                    batch_ns('mon.track_request("/users/<id>", "GET", 200, 12.5)', namespace, n),
+                "duckpulse track_request(keywords)":
+                    batch_ns('mon.track_request(route="/users/<id>", method="GET", status=200, '
+                             'duration_ms=12.5)', namespace, n),
+                "duckpulse histogram.observe":
+                    batch_ns("h.observe(12.5)", namespace, n),
+                "prometheus_client labels().observe":
+                    batch_ns('prom.labels(route="/x").observe(12.5)', namespace, n),
+                "OTel SDK histogram.record":
+                    batch_ns("otel.record(12.5, attrs)", namespace, n),
+                "(floor) time.time()":
+                    batch_ns("time.time()", namespace, n),
+            }
+            for run in cases.values():  # warm up every code path and cache
+                run()
+            samples = interleaved(cases, args.rounds)
+            buffered_after = mon.stats()["pending"]
+            stats = mon.stats()
+        finally:
+            mon.close()
+            provider.shutdown()  # type: ignore[attr-defined]
+
+    med = {name: statistics.median(v) for name, v in samples.items()}
+    prom_ns, otel_ns = med["prometheus_client labels().observe"], med["OTel SDK histogram.record"]
+    rows = []
+    verdicts = []
+    for name, values in samples.items():
+        ours = name.startswith("duckpulse")
+        verdict = BUDGET.verdict(med[name]) if ours else ""
+        if ours:
+            verdicts.append(verdict)
+        rows.append([
+            name, f"{med[name]:,.0f}", f"{min(values):,.0f}", f"{statistics.fmean(values):,.0f}",
+            BUDGET.label if ours else "", verdict,
+            f"{prom_ns / med[name]:.1f}x" if ours else "", f"{otel_ns / med[name]:.1f}x" if ours else "",
+        ])
+    print()
+    print(table(["case", "median ns", "best ns", "mean ns", "budget", "verdict", "prom/this", "otel/this"],
+                rows))
+    print(f"\n{args.rounds} batches of {args.number:,} calls per case, round-robin; buffered rows "
+          f"{buffered_before:,} -> {buffered_after:,} (flushed {stats['flushed']:,}, "
+          f"dropped {stats['dropped']})")
+    print("prom/this, otel/this: how many times faster than the peer (peer median / this median)")
+
+    with temp_dir("duckpulse-bench-record-loop-") as tmp:
+        loop_rows = amortized(tmp, args.loop)
+    print()
+    print(table(["case (plain loop, gc ON)", "amortized ns/call", "of which gc ns", "collections gen0/1/2",
+                 "gc ns gen0/1/2"], loop_rows,
+                title=f"Amortized over {args.loop:,} calls per case "
+                      "(no budget: what recording costs the app)"))
+    return finish(verdicts, args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
