@@ -77,7 +77,7 @@ class MetricsMiddleware:
 
     ``monitor=None`` records into ``pipeline.default_monitor()``, looked up at the first request.
     ``excluded_paths``: an entry ending in ``/`` excludes everything under it, any other entry that exact
-    path. ``route_resolver(scope)`` returns the route template or None (default: ``scope_route``).
+    path. ``route_resolver(scope)`` returns the route template, or None to fall back to ``scope_route``.
     ``response_time_header`` adds ``x-response-time`` to the response start. ``timer`` returns seconds.
     """
 
@@ -90,7 +90,10 @@ class MetricsMiddleware:
         self.monitor = monitor
         self._follow_default = monitor is None
         self.excluded = ExcludedPaths(excluded_paths)
-        self.resolve: RouteResolver = safe_resolver(route_resolver, "ASGI") or scope_route
+        self.resolve: RouteResolver = scope_route
+        resolve = safe_resolver(route_resolver, "ASGI")
+        if resolve is not None:
+            self.resolve = lambda scope: resolve(scope) or scope_route(scope)
         self.response_time_header = bool(response_time_header)
         self.timer = timer
 
