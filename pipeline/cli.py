@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -48,12 +51,37 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import run
+def _dashboard_or_none(args: argparse.Namespace) -> DashboardStarter | None:
+    starter: DashboardStarter | None = getattr(args, "dashboard", None)
+    if starter is None:
+        # The console script's demo still shows the dashboard: webapp is looked up at run time, only when
+        # installed, as DuckPulse(dashboard=True) does (pipeline never imports webapp at module level).
+        try:
+            starter = getattr(importlib.import_module("webapp.server"), "start", None)
+        except ImportError:
+            starter = None
+    return starter
 
-    print(f"duckpulse demo: generating traffic for {args.duration:g} s into {args.db}", flush=True)
-    run(args.db, args.duration)
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DemoSettings, run
+
+    settings = DemoSettings(db_path=Path(args.db), duration_seconds=args.duration, workers=args.workers,
+                            host=args.host, port=args.port, rate_per_second=args.rate)
+    run(settings, dashboard=_dashboard_or_none(args))
     return 0
+
+
+def _non_negative(kind: type[int] | type[float], what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = -1
+        if not value >= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+    return parse
 
 
 def _compact(args: argparse.Namespace) -> int:
@@ -62,6 +90,15 @@ def _compact(args: argparse.Namespace) -> int:
     result = compact(args.db)
     print(f"duckpulse: compacted {result.path}: {result.bytes_before / 1e6:.1f} MB -> "
           f"{result.bytes_after / 1e6:.1f} MB", flush=True)
+    return 0
+
+
+def _alerts_backtest(args: argparse.Namespace) -> int:
+    from .alerts.backtest import backtest_file
+
+    if not args.db:
+        raise DuckPulseError("which database? Pass --db PATH (or set DUCKPULSE_DB_PATH)")
+    print(backtest_file(args.db, args.rules, since=args.since, step=args.step, until=args.until), flush=True)
     return 0
 
 
@@ -78,14 +115,36 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8050, help="port of the dashboard (default 8050; 0: any free)")
     serve.set_defaults(func=_serve)
 
-    demo = sub.add_parser("demo", help="an instrumented sample app under generated traffic")
-    demo.add_argument("--duration", type=float, default=20.0, help="seconds of traffic (default 20)")
-    demo.add_argument("--db", default="duckpulse-demo.duckdb", help="the DuckDB file to write")
+    demo = sub.add_parser("demo", help="a sample bookshop app under generated traffic, with the dashboard",
+                          description="Run a sample bookshop (Flask + SQLite, instrumented with DuckPulse) under "
+                          "generated traffic, with the jobs, alerts printed here and the dashboard served; at the "
+                          "end, print p50/p95/p99 per route.")
+    demo.add_argument("--duration", type=_non_negative(float, "a number of seconds >= 0"), default=None,
+                      metavar="SECONDS", help="seconds of traffic (default: until Ctrl-C)")
+    demo.add_argument("--workers", type=_non_negative(int, "a number of processes >= 0"), default=0, metavar="N",
+                      help="run the bookshop in N producer processes, this one owning the file (default 0: "
+                           "everything in one process)")
+    demo.add_argument("--db", default="duckpulse-demo.duckdb", help="the DuckDB file to write "
+                      "(default duckpulse-demo.duckdb; kept afterwards for `duckpulse sql` and the notebooks)")
+    demo.add_argument("--host", default="127.0.0.1", help="address of the dashboard (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8050, help="port of the dashboard (default 8050; 0: any free)")
+    demo.add_argument("--rate", type=_non_negative(float, "a rate >= 0"), default=60.0, metavar="PER_SECOND",
+                      help="mean requests per second per process (default 60)")
     demo.set_defaults(func=_demo)
 
     compact = sub.add_parser("compact", help="rewrite a DuckDB file no owner holds, giving deleted rows' space back")
     compact.add_argument("--db", required=True, help="the DuckDB file to compact")
     compact.set_defaults(func=_compact)
+
+    alerts = sub.add_parser("alerts", help="alert rules").add_subparsers(dest="alerts_command", required=True)
+    backtest = alerts.add_parser("backtest", help="how often, and how long, rules would have fired over history")
+    backtest.add_argument("rules", help="a TOML file of [[rule]] tables")
+    backtest.add_argument("--since", default="7d", help="how far back to replay: 90m, 12h, 7d, 2w (default 7d)")
+    backtest.add_argument("--db", default=os.environ.get("DUCKPULSE_DB_PATH"),
+                          help="the DuckDB file (default $DUCKPULSE_DB_PATH); no owner may hold it")
+    backtest.add_argument("--step", default="60s", help="time between evaluations (default 60s)")
+    backtest.add_argument("--until", default=None, help="end of the replay, ISO 8601 UTC (default now)")
+    backtest.set_defaults(func=_alerts_backtest)
     return parser
 
 

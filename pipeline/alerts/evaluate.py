@@ -92,8 +92,9 @@ def step(rule: Rule, labels: Labels, old: AlertState | None, value: float | None
                          pending_since, last_true_at, now)
         return new, (_event(rule, labels, INACTIVE, target, value, now) if target != INACTIVE else None)
     if target == previous:
-        if target == FIRING and last_true_at != old.last_true_at:
-            # keep_firing_seconds counts from the last breach, which must survive a restart
+        if target == FIRING and rule.keep_firing_seconds and last_true_at != old.last_true_at:
+            # keep_firing_seconds counts from the last breach, which must survive a restart; without it the
+            # breach time is not needed, and a long firing alert is not rewritten at every sweep
             return replace(old, value=value, last_true_at=last_true_at, evaluated_at=now), None
         return old, None
     new = replace(old, state=target, value=value, since=now, pending_since=pending_since,

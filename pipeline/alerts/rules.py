@@ -65,11 +65,13 @@ FIELDS = (*REQUIRED_FIELDS, "name", "message", "aggregation", "window_seconds", 
 
 
 class RuleError(ConfigError):
-    """A rule is malformed; ``field`` names the offending field (None when it is the rule as a whole)."""
+    """A rule is malformed; ``field`` names the offending field (None when it is the rule as a whole), and
+    ``detail`` says what is wrong with it without naming the rule (a rules file names it its own way)."""
 
-    def __init__(self, message: str, field: str | None = None) -> None:
+    def __init__(self, message: str, field: str | None = None, detail: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+        self.detail = detail or message
 
 
 def _is_number(value: object) -> bool:
@@ -114,7 +116,7 @@ class Rule:
         self._validate()
 
     def _fail(self, field: str, message: str) -> RuleError:
-        return RuleError(f"rule {self.name!r}: {field}: {message}", field)
+        return RuleError(f"rule {self.name!r}: {field}: {message}", field, message)
 
     def _validate(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -281,12 +283,12 @@ def _rule_from_table(table: Mapping[str, Any]) -> Rule:
     missing = [key for key in REQUIRED_FIELDS if key not in table]
     if missing:
         raise RuleError(f"missing field {missing[0]!r}; every rule needs {', '.join(REQUIRED_FIELDS)}", missing[0])
-    by = table.get("by", ())
+    by = table.get("by", [])
     if not isinstance(by, str | list) or not all(isinstance(k, str) for k in by):
-        raise RuleError(f"by: {by!r} is not a list of label names, e.g. by = [\"route\"]", "by")
+        raise RuleError(f"{by!r} is not a list of label names, e.g. by = [\"route\"]", "by")
     where = table.get("where")
     if where is not None and not isinstance(where, dict):
-        raise RuleError(f"where: {where!r} is not a table, e.g. where = {{ method = \"POST\" }}", "where")
+        raise RuleError(f"{where!r} is not a table, e.g. where = {{ method = \"POST\" }}", "where")
     options = {k: v for k, v in table.items() if k not in ("metric", "op", "value", "level", "by", "where")}
     return make_rule(table["metric"], table["op"], table["value"], table["level"], by=by, where=where, **options)
 
@@ -316,7 +318,7 @@ def parse_rules(text: str, filename: str) -> list[Rule]:
         except RuleError as exc:
             line = _field_line(lines, index, exc.field)
             field = f", field {exc.field!r}" if exc.field else ""
-            raise RuleError(f"{filename}:{line}: {label}{field}: {exc}", exc.field) from None
+            raise RuleError(f"{filename}:{line}: {label}{field}: {exc.detail}", exc.field) from None
         if rule.name in seen:
             line = _field_line(lines, index, "name")
             raise RuleError(f"{filename}:{line}: {label}, field 'name': the name {rule.name!r} is already used by "

@@ -66,6 +66,7 @@ def plan(rules: Sequence[Rule], now: float) -> Plan:
             combo = combo_ids[key] = len(combo_rows)
             builtin = rule.metric in METRICS
             row: dict[str, Any] = {"combo": combo, "source": rule.source, "metric": rule.metric,
+                                   "window_seconds": float(rule.window_seconds),
                                    "start_us": _us(now - rule.window_seconds), "need_q": False}
             for i in range(MAX_LABEL_KEYS):
                 row[f"k{i + 1}"] = builtin and i in pos.values()
@@ -76,19 +77,22 @@ def plan(rules: Sequence[Rule], now: float) -> Plan:
             combo_rows[combo]["need_q"] = True
         where = dict(rule.where)
         rule_row: dict[str, Any] = {"rule_index": index, "combo": combo, "aggregation": rule.aggregation,
-                                    "window_seconds": float(rule.window_seconds)}
-        by_position = {p: k for k, p in pos.items()}
+                                    "window_seconds": float(rule.window_seconds), "op": rule.op,
+                                    "threshold": float(rule.value)}
+        key_at = {p: k for k, p in pos.items()}
         for i in range(MAX_LABEL_KEYS):
-            rule_row[f"w{i + 1}"] = where.get(by_position[i]) if i in by_position else None
+            rule_row[f"w{i + 1}"] = where.get(key_at[i]) if i in key_at else None
+            rule_row[f"b{i + 1}"] = i in key_at and key_at[i] in rule.by
         rule_rows.append(rule_row)
         outputs.append((rule.name, tuple(sorted((k, pos[k]) for k in rule.by))))
     combo_schema = pa.schema([("combo", pa.int32()), ("source", pa.string()), ("metric", pa.string()),
-                              ("start_us", pa.int64()), ("need_q", pa.bool_()),
+                              ("window_seconds", pa.float64()), ("start_us", pa.int64()), ("need_q", pa.bool_()),
                               *[(f"k{i + 1}", pa.bool_()) for i in range(MAX_LABEL_KEYS)],
                               *[(f"n{i + 1}", pa.string()) for i in range(MAX_LABEL_KEYS)]])
     rule_schema = pa.schema([("rule_index", pa.int32()), ("combo", pa.int32()), ("aggregation", pa.string()),
-                             ("window_seconds", pa.float64()),
-                             *[(f"w{i + 1}", pa.string()) for i in range(MAX_LABEL_KEYS)]])
+                             ("window_seconds", pa.float64()), ("op", pa.string()), ("threshold", pa.float64()),
+                             *[(f"w{i + 1}", pa.string()) for i in range(MAX_LABEL_KEYS)],
+                             *[(f"b{i + 1}", pa.bool_()) for i in range(MAX_LABEL_KEYS)]])
     params: dict[str, Any] = {"now_us": _us(now)}
     params.update({_SINCE_PARAM[source]: _us(t) for source, t in since.items()})
     return Plan(pa.Table.from_pylist(combo_rows, combo_schema), pa.Table.from_pylist(rule_rows, rule_schema),

@@ -169,3 +169,169 @@ FROM aggregated a JOIN __alert_rules r ON a.combo = r.combo
 WHERE (r.w1 IS NULL OR a.l1 = r.w1) AND (r.w2 IS NULL OR a.l2 = r.w2) AND (r.w3 IS NULL OR a.l3 = r.w3)
   AND (r.w4 IS NULL OR a.l4 = r.w4) AND (r.w5 IS NULL OR a.l5 = r.w5) AND (r.w6 IS NULL OR a.l6 = r.w6)
   AND (r.w7 IS NULL OR a.l7 = r.w7) AND (r.w8 IS NULL OR a.l8 = r.w8);
+
+-- name: backtest-runs
+-- Replays rules over stored history: a combo's evaluation times are t_k = $start + k * step (k = 0..steps,
+-- the combo's step and steps from __alert_combos), each over the window (t_k - w, t_k]. Raw rows are cut into step-long buckets per combo and label set (count, sum, min,
+-- max, events, and for percentiles log-bucket bins: gamma 1.02, so <= 1% relative error), each bucket is
+-- stepped into the window series of the evaluation times that cover it (generated with range()), the
+-- aggregates are compared with each rule's threshold (count and rate are zero where nothing happened), and the
+-- consecutive breaching times come back as runs (rule_index, by-labels l1..l8, first k, last k).
+-- A window that is not a multiple of the step is rounded up to whole steps.
+WITH combos AS (
+    SELECT *, greatest(1, ceil(window_seconds / step - 1e-9))::BIGINT AS nb FROM __alert_combos
+),
+series_keys AS (
+    SELECT c.combo, c.need_q, c.step, s.series_id, s.kind,
+           json_extract_string(s.labels, '/' || replace(replace(c.n1, '~', '~0'), '/', '~1')) AS l1,
+           json_extract_string(s.labels, '/' || replace(replace(c.n2, '~', '~0'), '/', '~1')) AS l2,
+           json_extract_string(s.labels, '/' || replace(replace(c.n3, '~', '~0'), '/', '~1')) AS l3,
+           json_extract_string(s.labels, '/' || replace(replace(c.n4, '~', '~0'), '/', '~1')) AS l4,
+           json_extract_string(s.labels, '/' || replace(replace(c.n5, '~', '~0'), '/', '~1')) AS l5,
+           json_extract_string(s.labels, '/' || replace(replace(c.n6, '~', '~0'), '/', '~1')) AS l6,
+           json_extract_string(s.labels, '/' || replace(replace(c.n7, '~', '~0'), '/', '~1')) AS l7,
+           json_extract_string(s.labels, '/' || replace(replace(c.n8, '~', '~0'), '/', '~1')) AS l8
+    FROM series s JOIN combos c ON c.source = 'points' AND s.name = c.metric
+),
+sourced AS (
+    SELECT c.combo, c.need_q, ceil((epoch(r.ts) - $start) / c.step)::BIGINT AS j,
+           CASE WHEN c.k1 THEN r.route END AS l1,
+           CASE WHEN c.k2 THEN r.method END AS l2,
+           CASE WHEN c.k3 THEN r.status::VARCHAR END AS l3,
+           CASE WHEN c.k4 THEN r.pid::VARCHAR END AS l4,
+           CASE WHEN c.k5 THEN r.host END AS l5,
+           NULL::VARCHAR AS l6, NULL::VARCHAR AS l7, NULL::VARCHAR AS l8,
+           CASE WHEN c.metric = 'error_rate' THEN (r.status >= 500)::DOUBLE ELSE r.duration_ms END AS value,
+           CASE WHEN c.metric = 'error_rate' THEN (r.status >= 500)::DOUBLE ELSE 1.0 END AS weight
+    FROM requests r JOIN combos c ON c.source = 'requests' AND r.ts > make_timestamp(c.start_us)
+    WHERE r.ts > make_timestamp($requests_since_us) AND r.ts <= make_timestamp($now_us)
+    UNION ALL
+    SELECT c.combo, c.need_q, ceil((epoch(q.ts) - $start) / c.step)::BIGINT,
+           CASE WHEN c.k1 THEN q.fingerprint END,
+           CASE WHEN c.k2 THEN q.name END,
+           CASE WHEN c.k3 THEN q.route END,
+           CASE WHEN c.k4 THEN q.success::VARCHAR END,
+           CASE WHEN c.k5 THEN q.pid::VARCHAR END,
+           CASE WHEN c.k6 THEN q.host END,
+           NULL, NULL,
+           q.duration_ms, 1.0
+    FROM queries q JOIN combos c ON c.source = 'queries' AND q.ts > make_timestamp(c.start_us)
+    WHERE q.ts > make_timestamp($queries_since_us) AND q.ts <= make_timestamp($now_us)
+    UNION ALL
+    SELECT c.combo, c.need_q, ceil((epoch(m.ts) - $start) / c.step)::BIGINT,
+           CASE WHEN c.k1 THEN m.pid::VARCHAR END,
+           CASE WHEN c.k2 THEN m.host END,
+           NULL, NULL, NULL, NULL, NULL, NULL,
+           m.rss_bytes::DOUBLE, 1.0
+    FROM process_samples m JOIN combos c ON c.source = 'process_samples' AND m.ts > make_timestamp(c.start_us)
+    WHERE m.ts > make_timestamp($samples_since_us) AND m.ts <= make_timestamp($now_us)
+    UNION ALL
+    SELECT k.combo, k.need_q, ceil((epoch(p.ts) - $start) / k.step)::BIGINT,
+           k.l1, k.l2, k.l3, k.l4, k.l5, k.l6, k.l7, k.l8,
+           p.value, CASE WHEN k.kind = 'counter' THEN p.value ELSE 1.0 END
+    FROM points p JOIN series_keys k ON p.series_id = k.series_id
+    WHERE p.ts > make_timestamp($points_since_us) AND p.ts <= make_timestamp($now_us)
+),
+buckets AS (
+    SELECT combo, j, l1, l2, l3, l4, l5, l6, l7, l8, count(*) AS n, sum(value) AS total,
+           min(value) AS min_value, max(value) AS max_value, sum(weight) AS events
+    FROM sourced
+    GROUP BY combo, j, l1, l2, l3, l4, l5, l6, l7, l8
+),
+bins AS (
+    -- DDSketch mapping: bin = ceil(ln v / ln gamma); v <= 0 goes to a zero bin below every other
+    SELECT combo, j, l1, l2, l3, l4, l5, l6, l7, l8,
+           CASE WHEN value > 0 THEN ceil(ln(value) / ln(1.02))::INTEGER ELSE -2147483647 END AS bin,
+           count(*) AS n
+    FROM sourced
+    WHERE need_q
+    GROUP BY ALL
+),
+windowed AS (
+    -- bucket j lies in the windows of the evaluation times k = j .. j + nb - 1: the window series
+    SELECT combo, k, l1, l2, l3, l4, l5, l6, l7, l8, sum(n) AS n, sum(total) AS total,
+           min(min_value) AS min_value, max(max_value) AS max_value, sum(events) AS events
+    FROM (SELECT b.*, unnest(range(greatest(b.j, 0), least(b.j + c.nb, c.steps + 1))) AS k
+          FROM buckets b JOIN combos c ON b.combo = c.combo)
+    GROUP BY combo, k, l1, l2, l3, l4, l5, l6, l7, l8
+),
+binned AS (
+    SELECT combo, k, l1, l2, l3, l4, l5, l6, l7, l8, bin, sum(n) AS n
+    FROM (SELECT b.*, unnest(range(greatest(b.j, 0), least(b.j + c.nb, c.steps + 1))) AS k
+          FROM bins b JOIN combos c ON b.combo = c.combo)
+    GROUP BY combo, k, l1, l2, l3, l4, l5, l6, l7, l8, bin
+),
+ranked AS (
+    SELECT *, sum(n) OVER (PARTITION BY combo, k, l1, l2, l3, l4, l5, l6, l7, l8 ORDER BY bin) AS below,
+           sum(n) OVER (PARTITION BY combo, k, l1, l2, l3, l4, l5, l6, l7, l8) AS count_all
+    FROM binned
+),
+quantiles AS (
+    -- nearest rank: the first bin whose cumulative count reaches ceil(q * n), at its bin's midpoint estimate
+    SELECT combo, k, l1, l2, l3, l4, l5, l6, l7, l8,
+           list_transform([min(bin) FILTER (WHERE below >= ceil(0.50 * count_all)),
+                           min(bin) FILTER (WHERE below >= ceil(0.95 * count_all)),
+                           min(bin) FILTER (WHERE below >= ceil(0.99 * count_all))],
+                          lambda b: CASE WHEN b = -2147483647 THEN 0.0 ELSE 2 * pow(1.02, b) / 2.02 END) AS q
+    FROM ranked
+    GROUP BY combo, k, l1, l2, l3, l4, l5, l6, l7, l8
+),
+valued AS (
+    SELECT r.rule_index, w.k,
+           CASE WHEN r.b1 THEN w.l1 END AS l1, CASE WHEN r.b2 THEN w.l2 END AS l2,
+           CASE WHEN r.b3 THEN w.l3 END AS l3, CASE WHEN r.b4 THEN w.l4 END AS l4,
+           CASE WHEN r.b5 THEN w.l5 END AS l5, CASE WHEN r.b6 THEN w.l6 END AS l6,
+           CASE WHEN r.b7 THEN w.l7 END AS l7, CASE WHEN r.b8 THEN w.l8 END AS l8,
+           CASE r.aggregation
+               WHEN 'p50' THEN q.q[1] WHEN 'p95' THEN q.q[2] WHEN 'p99' THEN q.q[3]
+               WHEN 'avg' THEN w.total / w.n WHEN 'max' THEN w.max_value WHEN 'min' THEN w.min_value
+               WHEN 'count' THEN w.events WHEN 'rate' THEN w.events / r.window_seconds
+           END AS value
+    FROM windowed w
+    JOIN __alert_rules r ON w.combo = r.combo
+    LEFT JOIN quantiles q ON q.combo = w.combo AND q.k = w.k
+        AND q.l1 IS NOT DISTINCT FROM w.l1 AND q.l2 IS NOT DISTINCT FROM w.l2
+        AND q.l3 IS NOT DISTINCT FROM w.l3 AND q.l4 IS NOT DISTINCT FROM w.l4
+        AND q.l5 IS NOT DISTINCT FROM w.l5 AND q.l6 IS NOT DISTINCT FROM w.l6
+        AND q.l7 IS NOT DISTINCT FROM w.l7 AND q.l8 IS NOT DISTINCT FROM w.l8
+    WHERE (r.w1 IS NULL OR w.l1 = r.w1) AND (r.w2 IS NULL OR w.l2 = r.w2) AND (r.w3 IS NULL OR w.l3 = r.w3)
+      AND (r.w4 IS NULL OR w.l4 = r.w4) AND (r.w5 IS NULL OR w.l5 = r.w5) AND (r.w6 IS NULL OR w.l6 = r.w6)
+      AND (r.w7 IS NULL OR w.l7 = r.w7) AND (r.w8 IS NULL OR w.l8 = r.w8)
+),
+counted_sets AS (
+    -- count and rate have a value (zero) at every time for every label set they ever saw
+    SELECT DISTINCT v.rule_index, v.l1, v.l2, v.l3, v.l4, v.l5, v.l6, v.l7, v.l8
+    FROM valued v JOIN __alert_rules r ON v.rule_index = r.rule_index
+    WHERE r.aggregation IN ('count', 'rate')
+    UNION
+    SELECT rule_index, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    FROM __alert_rules
+    WHERE aggregation IN ('count', 'rate') AND NOT (b1 OR b2 OR b3 OR b4 OR b5 OR b6 OR b7 OR b8)
+),
+zeros AS (
+    SELECT s.rule_index, g.k, s.l1, s.l2, s.l3, s.l4, s.l5, s.l6, s.l7, s.l8, 0.0 AS value
+    FROM counted_sets s
+    JOIN __alert_rules r ON s.rule_index = r.rule_index
+    JOIN combos c ON r.combo = c.combo
+    JOIN range(0, (SELECT max(steps) FROM combos) + 1) g(k) ON g.k <= c.steps
+    ANTI JOIN valued v ON v.rule_index = s.rule_index AND v.k = g.k
+        AND v.l1 IS NOT DISTINCT FROM s.l1 AND v.l2 IS NOT DISTINCT FROM s.l2
+        AND v.l3 IS NOT DISTINCT FROM s.l3 AND v.l4 IS NOT DISTINCT FROM s.l4
+        AND v.l5 IS NOT DISTINCT FROM s.l5 AND v.l6 IS NOT DISTINCT FROM s.l6
+        AND v.l7 IS NOT DISTINCT FROM s.l7 AND v.l8 IS NOT DISTINCT FROM s.l8
+),
+breached AS (
+    SELECT f.rule_index, f.k, f.l1, f.l2, f.l3, f.l4, f.l5, f.l6, f.l7, f.l8
+    FROM (SELECT * FROM valued UNION ALL SELECT * FROM zeros) f JOIN __alert_rules r ON f.rule_index = r.rule_index
+    WHERE CASE r.op WHEN 'gt' THEN f.value > r.threshold WHEN 'gte' THEN f.value >= r.threshold
+                    WHEN 'lt' THEN f.value < r.threshold WHEN 'lte' THEN f.value <= r.threshold
+                    ELSE f.value = r.threshold END
+),
+islands AS (
+    SELECT *, k - row_number() OVER (PARTITION BY rule_index, l1, l2, l3, l4, l5, l6, l7, l8 ORDER BY k) AS island
+    FROM breached
+)
+SELECT rule_index, l1, l2, l3, l4, l5, l6, l7, l8, min(k) AS first_k, max(k) AS last_k
+FROM islands
+GROUP BY rule_index, l1, l2, l3, l4, l5, l6, l7, l8, island
+ORDER BY rule_index, l1, l2, l3, l4, l5, l6, l7, l8, first_k;
