@@ -140,7 +140,7 @@ def test_queries_carry_their_request_in_async_and_threaded_endpoints(
         client.get("/sync/4")
         client.get("/n-plus-one")
     requests = {r[0]: r[1:] for r in rows(monitor, "SELECT request_id, route, query_count FROM requests")}
-    queries = rows(monitor, "SELECT request_id, route, fingerprint, success FROM queries ORDER BY ts")
+    queries = rows(monitor, "SELECT request_id, route, fingerprint, success FROM queries ORDER BY rowid")
     assert len(queries) == 1 + 1 + 5
     for request_id, route, fp, success in queries:
         assert success is True

@@ -132,7 +132,7 @@ def query_rows(monitor: Monitor) -> list[dict[str, Any]]:
     monitor.flush()
     assert monitor.store is not None
     cols = ["fingerprint", "success", "request_id", "route", "name"]
-    rows = monitor.store.fetchall(f"SELECT {', '.join(cols)} FROM queries ORDER BY ts, request_id")
+    rows = monitor.store.fetchall(f"SELECT {', '.join(cols)} FROM queries ORDER BY rowid")
     return [dict(zip(cols, r, strict=True)) for r in rows]
 
 
