@@ -44,9 +44,10 @@ def test_serve_ingests_continuously_and_stops_cleanly_on_sigterm(tmp_path: Path)
 
 
 def test_demo_prints_percentiles_per_route(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`duckpulse demo` drives the sample app and prints p50/p95/p99 per route computed in SQL."""
-    assert main(["demo", "--duration", "1", "--db", str(tmp_path / "demo.duckdb")]) == 0
+    """`duckpulse demo` serves the dashboard, drives the bookshop and prints p50/p95/p99 per route computed in SQL."""
+    assert main(["demo", "--duration", "1", "--port", "0", "--db", str(tmp_path / "demo.duckdb")]) == 0
     out = capsys.readouterr().out
+    assert "dashboard at http://127.0.0.1:" in out
     assert "p95_ms" in out and "/books/<int:book_id>" in out
 
 
