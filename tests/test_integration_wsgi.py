@@ -1,0 +1,166 @@
+"""The WSGI middleware on plain WSGI apps, and under a real threaded server taking 1,000 concurrent requests."""
+
+from __future__ import annotations
+
+import http.client
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from werkzeug.serving import make_server
+from werkzeug.test import Client
+
+import pipeline.monitor
+from pipeline import Monitor
+from pipeline.integrations.dbapi import instrument
+from pipeline.integrations.wsgi import MetricsMiddleware
+from pipeline.testing import FakeClock
+
+Environ = dict[str, Any]
+
+
+def hello(environ: Environ, start_response: Any) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello"]
+
+
+def routes(environ: Environ) -> str | None:
+    """A resolver as an app with its own router would write it: templates, None when nothing matches."""
+    path = environ["PATH_INFO"]
+    if path.startswith("/users/") and path[len("/users/"):].isdigit():
+        return "/users/{id}"
+    return {"/": "/", "/hello": "/hello"}.get(path)
+
+
+def requests(monitor: Monitor) -> list[tuple[Any, ...]]:
+    monitor.flush()
+    assert monitor.store is not None
+    return monitor.store.fetchall(
+        "SELECT route, method, status, duration_ms, query_count FROM requests ORDER BY request_id")
+
+
+def call(app: Any, path: str = "/hello", method: str = "GET") -> Any:
+    return Client(app).open(path, method=method, buffered=True)
+
+
+def test_routes_methods_statuses_and_exclusions(monitor: Monitor) -> None:
+    """The resolver names routes (raw paths never), odd methods are OTHER, excluded paths are skipped."""
+    app = MetricsMiddleware(hello, monitor, route_resolver=routes, excluded_paths=["/healthz", "/assets/"])
+    for path, method in [("/users/1", "GET"), ("/users/2", "HEAD"), ("/users/x' OR 1=1", "GET"),
+                         ("/hello", "BREW"), ("/healthz", "GET"), ("/healthz/deep", "GET"),
+                         ("/assets/a.css", "GET"), ("/", "OPTIONS")]:
+        call(app, path, method)
+    assert [r[:3] for r in requests(monitor)] == [
+        ("/users/{id}", "GET", 200), ("/users/{id}", "HEAD", 200), ("<unmatched>", "GET", 200),
+        ("/hello", "OTHER", 200), ("<unmatched>", "GET", 200), ("/", "OPTIONS", 200)]
+
+
+def test_exceptions_are_500_and_propagate_unchanged(monitor: Monitor) -> None:
+    """An app that raises, or whose body fails half-way, is recorded as 500; the exception is the app's own."""
+    error = RuntimeError("db down")
+
+    def raises(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        raise error
+
+    def fails_while_streaming(environ: Environ, start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"first"
+        raise error
+
+    for app in (raises, fails_while_streaming):
+        with pytest.raises(RuntimeError) as caught:
+            call(MetricsMiddleware(app, monitor, route_resolver=lambda e: "/x"))
+        assert caught.value is error
+    assert [r[:3] for r in requests(monitor)] == [("/x", "GET", 500), ("/x", "GET", 500)]
+
+
+def test_a_failing_resolver_costs_the_route_not_the_request(monitor: Monitor) -> None:
+    """A resolver that raises or returns a non-string: the request is served and recorded as <unmatched>."""
+    def broken(environ: Environ) -> str:
+        raise KeyError("oops")
+
+    for resolver in (broken, lambda e: 42):
+        assert call(MetricsMiddleware(hello, monitor, route_resolver=resolver)).status_code == 200
+    assert [r[0] for r in requests(monitor)] == ["<unmatched>", "<unmatched>"]
+
+
+def test_duration_ends_when_the_iterable_is_closed(monitor: Monitor, clock: FakeClock) -> None:
+    """Time spent producing the body, after start_response, is part of the duration."""
+    def slow_body(environ: Environ, start_response: Any) -> Iterator[bytes]:
+        start_response("206 Partial Content", [])
+        for chunk in (b"a", b"b"):
+            clock.advance(0.5)
+            yield chunk
+
+    call(MetricsMiddleware(slow_body, monitor, timer=clock.monotonic))
+    [(route, _, status, duration_ms, _)] = requests(monitor)
+    assert (route, status, duration_ms) == ("<unmatched>", 206, 1000.0)
+
+
+def test_default_monitor_is_found_at_the_first_request(monitor: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """monitor=None: built before any monitor, the middleware records into the default one; without one it
+    serves the request and records nothing."""
+    app = MetricsMiddleware(hello)
+    assert app.monitor is None
+    call(app)
+    assert app.monitor is monitor
+    assert len(requests(monitor)) == 1
+    monkeypatch.setattr(pipeline.monitor, "_open", [])
+    monitor_less = MetricsMiddleware(hello)
+    assert call(monitor_less).status_code == 200
+    assert monitor_less.monitor is None
+
+
+def test_threaded_server_records_every_concurrent_request(tmp_path: Path, monitor: Monitor) -> None:
+    """1,000 requests from 32 client threads through a real threaded server end as 1,000 rows, each with
+    its own request id and its one query."""
+    db_path = tmp_path / "app.sqlite"
+    with sqlite3.connect(db_path) as db:
+        db.execute("CREATE TABLE hits (n INTEGER)")
+
+    def app(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        conn = instrument(sqlite3.connect(db_path, timeout=30), monitor)
+        try:
+            conn.execute("SELECT count(*) FROM hits WHERE n = ?", (len(environ["PATH_INFO"]),)).fetchone()
+        finally:
+            conn.close()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+        return [b"ok"]
+
+    total, clients = 1000, 32
+    server = make_server("127.0.0.1", 0, MetricsMiddleware(app, monitor, route_resolver=lambda e: "/item/{n}"),
+                         threaded=True)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+
+    def fetch(i: int) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+        try:
+            conn.request("GET", f"/item/{i}")
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    try:
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            statuses = list(pool.map(fetch, range(total), timeout=300))
+    finally:
+        server.shutdown()
+        server.server_close()  # joins the handler threads: every response iterable has been closed
+        serving.join(timeout=30)
+    assert statuses == [200] * total
+    monitor.flush()
+    assert monitor.store is not None
+    assert monitor.store.fetchall(
+        "SELECT count(*), count(DISTINCT request_id), min(request_id), max(request_id), sum(query_count), "
+        "count(*) FILTER (WHERE route = '/item/{n}' AND status = 200 AND query_count = 1) FROM requests"
+    ) == [(total, total, 1, total, total, total)]
+    assert monitor.store.fetchall(
+        "SELECT count(*) FROM queries q JOIN requests r USING (host, pid, request_id) WHERE q.route = r.route"
+    ) == [(total,)]
