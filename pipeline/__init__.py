@@ -1,5 +1,9 @@
 """duckpulse's pipeline: record -> buffer -> flush -> store (-> rollup / sweep / retention -> alerts)."""
 
+from .alerts import LoggingNotifier as LoggingNotifier
+from .alerts import Notification as Notification
+from .alerts import Rule as Rule
+from .alerts import WebhookNotifier as WebhookNotifier
 from .clock import Clock as Clock
 from .clock import SystemClock as SystemClock
 from .errors import ConfigError as ConfigError
@@ -12,5 +16,6 @@ from .monitor import default_monitor as default_monitor
 from .percentiles import Percentile as Percentile
 from .percentiles import percentiles as percentiles
 
-__all__ = ["Clock", "ConfigError", "DuckPulseError", "InvalidMetricError", "Monitor", "NoMonitorError",
-           "OwnershipError", "Percentile", "SystemClock", "default_monitor", "percentiles"]
+__all__ = ["Clock", "ConfigError", "DuckPulseError", "InvalidMetricError", "LoggingNotifier", "Monitor",
+           "NoMonitorError", "Notification", "OwnershipError", "Percentile", "Rule", "SystemClock",
+           "WebhookNotifier", "default_monitor", "percentiles"]
