@@ -96,10 +96,20 @@ class Gauge(_Instrument):
         self._bad(value, "a finite number")
 
     def inc(self, amount: float = 1.0) -> None:
-        self.set(self._value + amount)
+        try:
+            value = self._value + amount
+        except (TypeError, OverflowError):  # not a number, or an int too large for a float: counted, not raised
+            self._bad(amount, "a finite number")
+            return
+        self.set(value)
 
     def dec(self, amount: float = 1.0) -> None:
-        self.set(self._value - amount)
+        try:
+            value = self._value - amount
+        except (TypeError, OverflowError):
+            self._bad(amount, "a finite number")
+            return
+        self.set(value)
 
 
 class Histogram(_Instrument):
@@ -176,6 +186,11 @@ class Registry:
     def get(self, kind: str, name: str, labels: Mapping[Any, Any] | None) -> _Instrument | RejectedInstrument:
         if not isinstance(name, str) or not name.strip():
             return self._refuse("empty_name", f"a {kind} needs a non-empty string name, got {name!r}")
+        if not name.isascii():
+            try:
+                name.encode()
+            except UnicodeEncodeError:  # a lone surrogate: no UTF-8 column can store it
+                return self._refuse("invalid_name", f"a {kind} name must be valid Unicode, got {name!r}")
         clean = self._clean_labels(name, labels)
         if isinstance(clean, RejectedInstrument):
             return clean

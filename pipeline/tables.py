@@ -36,6 +36,8 @@ class Column:
     name: str
     arrow_type: pa.DataType
     non_empty: bool = False
+    # NOT NULL in the table: a missing value refuses its row here, before it could fail a whole batch in DuckDB.
+    required: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,10 @@ def _to_array(values: Sequence[Any], column: Column) -> pa.Array:
         if column.non_empty and (encoded.null_count or "" in encoded.dictionary.to_pylist()):
             raise EmptyValueError(f"{column.name} is empty or missing")
         return pa.DictionaryArray.from_arrays(encoded.indices.cast(pa.int16()), encoded.dictionary)
-    return pa.array(values, column.arrow_type)
+    array = pa.array(values, column.arrow_type)
+    if column.required and array.null_count:
+        raise ValueError(f"{column.name} is missing")
+    return array
 
 
 def to_batch(spec: TableSpec, rows: Sequence[Row], pid: int, host: str) -> pa.RecordBatch:
@@ -100,25 +105,25 @@ REQUESTS = TableSpec("requests", (
     Column("ts", TIMESTAMP),
     Column("route", DICT_STRING, non_empty=True),
     Column("method", DICT_STRING, non_empty=True),
-    Column("status", pa.int16()),
-    Column("duration_ms", pa.float64()),
+    Column("status", pa.int16(), required=True),
+    Column("duration_ms", pa.float64(), required=True),
     Column("request_id", pa.int64()),
-    Column("query_count", pa.int32()),
+    Column("query_count", pa.int32(), required=True),
 ))
 QUERIES = TableSpec("queries", (
     Column("ts", TIMESTAMP),
     Column("fingerprint", DICT_STRING, non_empty=True),
     Column("fingerprint_id", pa.int64()),
     Column("name", DICT_STRING),
-    Column("duration_ms", pa.float64()),
-    Column("success", pa.bool_()),
+    Column("duration_ms", pa.float64(), required=True),
+    Column("success", pa.bool_(), required=True),
     Column("request_id", pa.int64()),
     Column("route", DICT_STRING),
 ), prepare=_prepare_queries)
 POINTS = TableSpec("points", (
     Column("ts", TIMESTAMP),
-    Column("series_id", pa.int64()),
-    Column("value", pa.float64()),
+    Column("series_id", pa.int64(), required=True),
+    Column("value", pa.float64(), required=True),
 ))
 PROCESS_SAMPLES = TableSpec("process_samples", (
     Column("ts", TIMESTAMP),
