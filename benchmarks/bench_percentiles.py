@@ -36,7 +36,7 @@ START = 1_767_225_600  # 2026-01-01T00:00:00Z
 # Evenly spaced timestamps; every other attribute comes from bits of hash(i), so a run is reproducible.
 GENERATE = """
 INSERT INTO requests
-SELECT make_timestamp(($start_us + i * $span_us // $n)::BIGINT) AS ts,
+SELECT make_timestamp(($start_us + i::HUGEINT * $span_us // $n)::BIGINT) AS ts,
        '/api/v1/resource' || r::VARCHAR AS route,
        CASE WHEN h % 5 = 0 THEN 'POST' ELSE 'GET' END AS method,
        CASE WHEN (h >> 8) % 100 = 0 THEN 500 WHEN (h >> 8) % 100 < 5 THEN 404 ELSE 200 END AS status,
@@ -54,6 +54,7 @@ def extra(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--routes", type=int, default=20, help="distinct routes (default 20)")
     parser.add_argument("--repeat", type=int, default=7, help="timed runs of each query (default 7)")
     parser.add_argument("--db", type=Path, help="build the file here and keep it (default: a temporary file)")
+    parser.add_argument("--reuse", action="store_true", help="measure the --db file built by an earlier run")
 
 
 def build(path: Path, rows: int, days: float, routes: int, now: float) -> list[tuple[str, str]]:
@@ -85,9 +86,10 @@ def main() -> int:
     now = START + args.days * DAY + 17 * 60 + 23.5
     with temp_dir("duckpulse-bench-pct-") as tmp:
         path = args.db or tmp / "bench.duckdb"
-        path.unlink(missing_ok=True)
-        figures = build(path, args.rows, args.days, args.routes, now)
-        print(table(["step", "figure"], figures, title="\nbuild"))
+        if not (args.reuse and args.db and path.exists()):
+            path.unlink(missing_ok=True)
+            figures = build(path, args.rows, args.days, args.routes, now)
+            print(table(["step", "figure"], figures, title="\nbuild"))
         con = duckdb.connect(str(path), read_only=True)
         clock = FakeClock(now)
         window = f"{args.days * 24:g}h"

@@ -110,8 +110,6 @@ def _write_state(store: Store, tier: str, state: TierState, now: float) -> None:
 
 def _late_minute(store: Store, start: float, end: float) -> float | None:
     """The first minute in [start, end) whose raw rows differ in number from its rollup."""
-    if end <= start:
-        return None
     found = store.scalar(sqlfiles.query(SQL, "rollup-late-minute"),
                          {"start": utc_datetime(start), "end": utc_datetime(end)})
     return None if found is None else epoch_of(found)

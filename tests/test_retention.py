@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 from test_rollup import add_points, add_queries, add_requests
 
-from pipeline import ConfigError, Monitor, OwnershipError, retention, rollup
+from pipeline import ConfigError, Monitor, OwnershipError, archive, retention, rollup
 from pipeline.cli import main
 from pipeline.clock import utc_datetime
 from pipeline.retention import RetentionSettings, RetentionSummary, cutoff
@@ -207,3 +207,24 @@ def test_the_compact_command(db_path: Path, clock: FakeClock, capsys: pytest.Cap
         assert "owns it" in capsys.readouterr().err
     finally:
         owner.close()
+
+
+def test_the_monitor_passes_its_settings_to_the_jobs(db_path: Path, clock: FakeClock) -> None:
+    """Monitor(retention=..., rollup=..., archive=...) settings are what its jobs run with."""
+    settings = RetentionSettings(raw_days=1)
+    owner = Monitor(db_path=db_path, jobs=False, clock=clock, memory_interval_seconds=None, retention=settings,
+                    rollup=rollup.RollupSettings(grace_seconds=0),
+                    archive=retention_archive_settings(db_path))
+    try:
+        assert owner.retention_settings is settings and owner.rollup_settings.grace_seconds == 0
+        owner.track_request("/", "GET", 200, 1.0)
+        clock.advance(2 * DAY)
+        owner.track_request("/", "GET", 200, 2.0)
+        assert owner.run_jobs_now()["retention"].deleted["requests"] == 1
+        assert (db_path.parent / "elsewhere").is_dir()
+    finally:
+        owner.close()
+
+
+def retention_archive_settings(db_path: Path) -> archive.ArchiveSettings:
+    return archive.ArchiveSettings(history_dir=db_path.parent / "elsewhere")
