@@ -67,8 +67,13 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import DemoSettings, run
 
     settings = DemoSettings(db_path=Path(args.db), duration_seconds=args.duration, workers=args.workers,
-                            host=args.host, port=args.port, rate_per_second=args.rate)
-    run(settings, dashboard=_dashboard_or_none(args))
+                            host=args.host, port=args.port, rate_per_second=args.rate,
+                            backfill_hours=args.backfill_hours)
+    try:
+        run(settings, dashboard=_dashboard_or_none(args))
+    except KeyboardInterrupt:  # Ctrl-C while starting or finishing: the monitor was closed on the way out
+        print("duckpulse demo: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -102,6 +107,106 @@ def _alerts_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+# `duckpulse sql`: the tables a query can read, and the time column that splits history from the live file.
+SQL_FORMATS = ("table", "csv", "json")
+SQL_EXAMPLE = 'duckpulse sql "SELECT route, count(*) AS n FROM requests GROUP BY route ORDER BY n DESC"'
+
+
+def _history_and_live(db_path: Path, history_dir: Path) -> tuple[Any, list[str]]:
+    """``pipeline.history.connect`` over the history, where each table name reads history and live together.
+
+    The live file (attached when no owner holds it) keeps every row from its oldest one on (retention only cuts
+    a prefix), so a table is the history's rows older than the live file's oldest row, then the live rows.
+    Returns the connection and notes for the user (e.g. that the live file is held by its owner).
+    """
+    from . import history
+    from .archive import TABLES
+    from .store import quote_identifier
+
+    notes: list[str] = []
+    if not db_path.exists() and not history_dir.is_dir():
+        raise DuckPulseError(f"no database at {db_path} and no history at {history_dir}: pass --db PATH (or set "
+                             "DUCKPULSE_DB_PATH) and, if the history is elsewhere, --history DIR "
+                             "(DUCKPULSE_HISTORY_DIR); `duckpulse demo --duration 30` makes one to try")
+    con = history.connect(history_dir, db_path)
+    live = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'live'"
+                                      " AND schema_name = 'main'").fetchall()}
+    archived = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = 'memory'"
+                                          " AND schema_name = 'main' AND NOT internal").fetchall()}
+    if db_path.exists() and not live:
+        notes.append(f"{db_path} is held by its owner (a running app or `duckpulse serve`), so only the archived "
+                     "history is read: rows reach it once their hour has closed")
+    # Identifiers come from DuckDB's own catalog and the archive's allow-list, always quoted.
+    for table in sorted(live):
+        name, live_name = quote_identifier(table), f"live.{quote_identifier(table)}"
+        column = TABLES.get(table)
+        if table in archived and column is not None:
+            old, ts = quote_identifier(f"history_{table}"), quote_identifier(column)
+            con.execute(f"ALTER VIEW {name} RENAME TO {old}")
+            con.execute(f"CREATE VIEW {name} AS SELECT * EXCLUDE (date, hour) FROM {old} WHERE {ts} < "
+                        f"coalesce((SELECT min({ts}) FROM {live_name}), 'infinity'::TIMESTAMP) "
+                        f"UNION ALL BY NAME SELECT * FROM {live_name}")
+        else:  # not archived (yet), or a table the live file holds whole (series, alert_state, ...)
+            con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM {live_name}")
+    return con, notes
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _sql(args: argparse.Namespace) -> int:
+    import csv
+    import json
+
+    import duckdb
+
+    if not args.query.strip():
+        raise DuckPulseError(f"no query given; for example: {SQL_EXAMPLE}")
+    db_path = Path(args.db)
+    history_dir = Path(args.history) if args.history else db_path.with_name(db_path.name + ".history")
+    con, notes = _history_and_live(db_path, history_dir)
+    try:
+        for note in notes:
+            print(f"duckpulse: note: {note}", file=sys.stderr)
+        try:
+            cursor = con.execute(args.query)
+            columns = [d[0] for d in cursor.description or []]
+            rows = cursor.fetchall() if columns else []
+        except duckdb.Error as exc:
+            tables = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = "
+                                                "'memory' AND schema_name = 'main' AND NOT internal "
+                                                "ORDER BY 1").fetchall()]
+            raise DuckPulseError(f"the query failed: {exc}\nThe tables are: {', '.join(tables) or '(none yet)'}; "
+                                 f"for example: {SQL_EXAMPLE}") from None
+    finally:
+        con.close()
+    if args.format == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif args.format == "json":
+        def plain(value: Any) -> Any:  # timestamps as ISO 8601, decimals and the rest as text
+            return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+        print(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], default=plain, indent=1))
+    else:
+        shown = rows[:args.max_rows]
+        cells = [columns, *[[_cell(v) for v in row] for row in shown]]
+        widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        print("\n".join(lines))
+        more = len(rows) - len(shown)
+        print(f"({len(rows)} row{'s' if len(rows) != 1 else ''}"
+              + (f"; {more} not shown: raise --max-rows or use --format csv)" if more else ")"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="duckpulse", description="Performance monitoring stored in DuckDB.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8050, help="port of the dashboard (default 8050; 0: any free)")
     demo.add_argument("--rate", type=_non_negative(float, "a rate >= 0"), default=60.0, metavar="PER_SECOND",
                       help="mean requests per second per process (default 60)")
+    demo.add_argument("--backfill-hours", type=_non_negative(float, "a number of hours >= 0"), default=0.0,
+                      metavar="HOURS", help="first record HOURS of synthetic past history, archived for the "
+                      "notebooks (needs a new --db file; default 0)")
     demo.set_defaults(func=_demo)
 
     compact = sub.add_parser("compact", help="rewrite a DuckDB file no owner holds, giving deleted rows' space back")
@@ -145,6 +253,20 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--step", default="60s", help="time between evaluations (default 60s)")
     backtest.add_argument("--until", default=None, help="end of the replay, ISO 8601 UTC (default now)")
     backtest.set_defaults(func=_alerts_backtest)
+
+    sql = sub.add_parser("sql", help="run a SQL query over the history and the live file",
+                         description="Run one SQL query (DuckDB's dialect) over the Parquet history and the live "
+                         "DuckDB file (when no owner holds it): tables requests, queries, process_samples, points, "
+                         f"series, rollups_1m, rollups_1h, alert_events, ... For example: {SQL_EXAMPLE}")
+    sql.add_argument("query", help="the SQL to run")
+    sql.add_argument("--db", default=os.environ.get("DUCKPULSE_DB_PATH") or "duckpulse-demo.duckdb",
+                     help="the DuckDB file (default $DUCKPULSE_DB_PATH, else duckpulse-demo.duckdb)")
+    sql.add_argument("--history", default=os.environ.get("DUCKPULSE_HISTORY_DIR"),
+                     help="the Parquet history directory (default $DUCKPULSE_HISTORY_DIR, else <db>.history)")
+    sql.add_argument("--format", choices=SQL_FORMATS, default="table", help="output format (default table)")
+    sql.add_argument("--max-rows", type=_non_negative(int, "a number of rows >= 0"), default=1000, metavar="N",
+                     help="rows printed by the table format (default 1000; csv and json print every row)")
+    sql.set_defaults(func=_sql)
     return parser
 
 

@@ -32,6 +32,7 @@ import psutil
 from .. import sqlfiles
 from ..alerts.notify import Notification
 from ..clock import utc_datetime
+from ..errors import ConfigError
 from ..monitor import Monitor
 from .bookshop import MB, Bookshop, create_app, seed
 from .traffic import Traffic
@@ -65,6 +66,8 @@ class DemoSettings:
     seed: int = 7
     # How often a progress line is printed, in seconds.
     progress_interval_seconds: float = 2.0
+    # Hours of synthetic past history recorded (and archived) before the live traffic: what the notebooks read.
+    backfill_hours: float = 0.0
 
 
 def _print(line: str) -> None:
@@ -244,6 +247,8 @@ def run(settings: DemoSettings, dashboard: DashboardStarter | None = None,
 
     with tempfile.TemporaryDirectory(prefix="duckpulse-bookshop-") as tmp, _quiet_logs():
         sqlite_path = seed(Path(tmp) / "bookshop.sqlite3", random.Random(settings.seed))
+        if settings.backfill_hours > 0:
+            _backfill(settings, out)
         owner = Monitor(db_path=settings.db_path, flush_interval_seconds=0.5, memory_interval_seconds=1.0,
                         alert_interval_seconds=2.0)
         server = None
@@ -278,6 +283,21 @@ def run(settings: DemoSettings, dashboard: DashboardStarter | None = None,
         f"{settings.db_path}: try `duckpulse sql --db {settings.db_path} \"SELECT route, count(*) FROM requests "
         "GROUP BY ALL\"` or the notebooks in notebooks/")
     return rows
+
+
+def _backfill(settings: DemoSettings, out: Out) -> None:
+    from datetime import UTC, datetime
+
+    from .synthetic import backfill, default_end
+
+    if settings.db_path.exists():
+        raise ConfigError(f"--backfill-hours writes hours of past history, which must not interleave with the data "
+                          f"already in {settings.db_path}: pass a new file with --db, or remove that one")
+    end = default_end(time.time())
+    out(f"duckpulse demo: backfilling {settings.backfill_hours:g} h of synthetic history up to "
+        f"{datetime.fromtimestamp(end, UTC):%Y-%m-%d %H:%M} UTC (the notebooks' data)")
+    summary = backfill(settings.db_path, hours=settings.backfill_hours, end=end, seed=settings.seed)
+    out(f"duckpulse demo: {summary.rows.get('requests', 0):,} requests of history archived in {summary.history_dir}")
 
 
 def _progress(settings: DemoSettings, owner: Monitor, load: _Load, alerts: list[Notification], out: Out) -> None:
