@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         rules = make_rules(args.rules)
         alerts = Alerts(store, clock, ThrottledLog(clock), default_rules=False, log_alerts=False)
         alerts.add_rules(rules)
-        plan = windows.plan(rules, NOW)
-        print(f"{len(rules)} rules fold into {plan.combos.num_rows} combos (metric, window, label keys)")
+        combos = windows.fold(tuple(rules)).combos.num_rows
+        print(f"{len(rules)} rules fold into {combos} combos (table or custom series, window, label keys)")
 
         first = alerts.sweep(clock.now())
         print(f"first sweep (every state new): {first['seconds'] * 1000:.0f} ms, {first['label_sets']:,} label "

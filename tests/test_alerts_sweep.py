@@ -272,6 +272,10 @@ def test_resolution_is_delivered(mon: Monitor, rec: RecordingNotifier, clock: Fa
     assert rec.states() == [("r", FIRING), ("r", RESOLVED)]
     resolved = rec.notifications[1]
     assert resolved.value is None and resolved.labels == (("route", "/a"),)
+    clock.advance(10)
+    sweep(mon)  # a resolved label set without rows is forgotten, in memory and in alert_state
+    assert state_of(mon, "r") == {}
+    assert mon.store is not None and mon.store.scalar("SELECT count(*) FROM alert_state") == 0
 
 
 def test_on_alert_unsubscribe(mon: Monitor, clock: FakeClock) -> None:

@@ -101,14 +101,16 @@ def backtest(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule], *, since_sec
     start = now - since_seconds
     results = []
     if rules:
-        plan = windows.plan(rules, start)
+        folded = windows.fold(tuple(rules))
         steps = [max(float(step_seconds), w / max_steps_per_window)
-                 for w in plan.combos.column("window_seconds").to_pylist()]
-        combos = plan.combos.append_column("step", pa.array(steps, pa.float64())).append_column(
+                 for w in folded.combos.column("window_seconds").to_pylist()]
+        combos = folded.combos.append_column("step", pa.array(steps, pa.float64())).append_column(
             "steps", pa.array([int(since_seconds // s) for s in steps], pa.int64()))
-        params: dict[str, Any] = {**plan.params, "now_us": round(now * 1_000_000), "start": start}
+        # rows are read from the start of the earliest window (start - longest) to now
+        params: dict[str, Any] = {**folded.params(start), "now_us": round(now * 1_000_000), "start": start,
+                                  "start_us": round(start * 1_000_000)}
         con.register("__alert_combos", combos)
-        con.register("__alert_rules", plan.rules)
+        con.register("__alert_rules", folded.rules)
         try:
             rows = con.execute(sqlfiles.query(SQL, "backtest-runs"), params).fetchall()
         finally:

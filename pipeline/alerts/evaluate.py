@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from .rules import Rule
+from .rules import OPS, Rule
 from .state import FIRING, INACTIVE, NODATA, PENDING, RESOLVED, AlertEvent, AlertState, Labels, StateKey
 
 
@@ -126,6 +126,13 @@ def evaluate(samples: Mapping[StateKey, float], rules: Iterable[Rule],
         if value is None and rule.counts_events:
             value = 0.0
         old = states.get(key)
+        if old is not None and value is not None:
+            # the common case, decided without building anything: a state that stays as it is
+            breached = OPS[rule.op](value, rule.value)
+            if (old.state == FIRING and breached and not rule.keep_firing_seconds) or (
+                    not breached and old.state in (INACTIVE, RESOLVED)):
+                result.states[key] = old
+                continue
         new, event = step(rule, key[1], old, value, now)
         if event is not None:
             result.events.append(event)

@@ -113,11 +113,11 @@ def _notification(rule: Rule, st: AlertState, state: str, now: float, repeat: bo
 def plan(evaluation: Evaluation, all_states: Mapping[StateKey, AlertState], rules: Mapping[str, Rule],
          silences: Sequence[Silence], now: float) -> DeliveryPlan:
     """Decide which notifications an evaluation sends (see the module docstring for the policy)."""
+    firing = [st for st in all_states.values() if st.state == FIRING]
     firing_rank: dict[tuple[str, Labels], int] = {}
-    for st in all_states.values():
-        if st.state == FIRING:
-            key = (st.metric, st.labels)
-            firing_rank[key] = max(firing_rank.get(key, -1), LEVEL_RANK.get(st.level, 0))
+    for st in firing:
+        key = (st.metric, st.labels)
+        firing_rank[key] = max(firing_rank.get(key, -1), LEVEL_RANK.get(st.level, 0))
 
     result = DeliveryPlan()
     candidates: list[tuple[Notification, AlertState]] = []
@@ -126,9 +126,9 @@ def plan(evaluation: Evaluation, all_states: Mapping[StateKey, AlertState], rule
         if (ended is not None and event.from_state == FIRING and event.to_state in (RESOLVED, NODATA)
                 and ended.notified):
             candidates.append((_notification(rules[ended.rule], ended, event.to_state, now), ended))
-    for st in evaluation.states.values():
-        if st.state != FIRING:
-            continue
+    for st in firing:
+        if st.key not in evaluation.states:
+            continue  # a rule this evaluation did not cover
         rule = rules[st.rule]
         if st.last_notified_at is None or now - st.last_notified_at >= rule.repeat_interval_seconds:
             candidates.append((_notification(rule, st, FIRING, now, repeat=st.notified), st))

@@ -1,14 +1,15 @@
 """The data side of a sweep: every rule's aggregate per label set, computed in one set-based SQL statement.
 
-Rules are not queried one by one. They are folded into *combos*, one per distinct (metric, window, label keys),
-each source table is read once over its longest window and joined to its combos, every combo is grouped once
-(all aggregations at the same time, percentiles only where a rule asks for one), and the result is joined to
-the rules, which pick their aggregation and filter on their ``where`` values. The rules and combos travel as
-registered Arrow tables: the SQL text in ``sql/alerts.sql`` never changes.
+Rules are not queried one by one. They are folded into *combos*, one per distinct (table or custom series,
+window, label keys); each source table is read once over its longest window and joined to its combos, every
+combo is grouped once (all aggregations at the same time, percentiles only where a rule asks for one), and the
+result is joined to the rules, which pick their aggregation and filter on their ``where`` values. The rules and
+combos travel as registered Arrow tables: the SQL text in ``sql/alerts.sql`` never changes.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -41,62 +42,74 @@ def positions(rule: Rule) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """The registered tables and parameters of one sweep-aggregates run, and how to read its rows back."""
+class Folded:
+    """Rules folded into the registered tables of sweep-aggregates, and how to read its rows back.
+
+    Nothing here depends on the time, so a sweep reuses it for as long as the rules stay the same.
+    """
 
     combos: pa.Table
     rules: pa.Table
-    params: dict[str, Any]
-    # For each rule (by its index in the rules table): its name and the (label, position) of its `by` keys.
-    outputs: list[tuple[str, tuple[tuple[str, int], ...]]]
+    # For each rule (by its index in the rules table): its name, its `by` keys (sorted) and their columns.
+    outputs: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...]
+    # The longest window read from each source table (absent: no rule reads it).
+    longest: dict[str, float]
+
+    def params(self, now: float) -> dict[str, Any]:
+        """The query's parameters at ``now``: each source is read over its longest window only."""
+        params: dict[str, Any] = {"now_us": _us(now)}
+        params.update({_SINCE_PARAM[source]: _us(now - self.longest.get(source, 0.0)) for source in SOURCES})
+        return params
 
 
-def plan(rules: Sequence[Rule], now: float) -> Plan:
-    """Fold ``rules`` into combos and a rules table for the query at time ``now``."""
+@functools.lru_cache(maxsize=8)
+def fold(rules: tuple[Rule, ...]) -> Folded:
+    """Fold ``rules`` into combos (one per table or custom series, window and label keys) and a rules table."""
     combo_ids: dict[tuple[str, float, tuple[str, ...]], int] = {}
     combo_rows: list[dict[str, Any]] = []
     rule_rows: list[dict[str, Any]] = []
-    outputs: list[tuple[str, tuple[tuple[str, int], ...]]] = []
-    since = dict.fromkeys(SOURCES, now)
+    outputs: list[tuple[str, tuple[str, ...], tuple[int, ...]]] = []
+    longest: dict[str, float] = {}
     for index, rule in enumerate(rules):
         pos = positions(rule)
-        key = (rule.metric, float(rule.window_seconds), rule.key_names)
+        window = float(rule.window_seconds)
+        # built-in metrics of one table share a combo (one pass computes durations and errors alike)
+        key = (rule.source if rule.metric in METRICS else rule.metric, window, rule.key_names)
         combo = combo_ids.get(key)
         if combo is None:
             combo = combo_ids[key] = len(combo_rows)
             builtin = rule.metric in METRICS
             row: dict[str, Any] = {"combo": combo, "source": rule.source, "metric": rule.metric,
-                                   "window_seconds": float(rule.window_seconds),
-                                   "start_us": _us(now - rule.window_seconds), "need_q": False}
+                                   "window_seconds": window, "need_q": False}
             for i in range(MAX_LABEL_KEYS):
                 row[f"k{i + 1}"] = builtin and i in pos.values()
                 row[f"n{i + 1}"] = None if builtin or i >= len(rule.key_names) else rule.key_names[i]
             combo_rows.append(row)
-            since[rule.source] = min(since[rule.source], now - rule.window_seconds)
+            longest[rule.source] = max(longest.get(rule.source, 0.0), window)
         if rule.aggregation in _PERCENTILES:
             combo_rows[combo]["need_q"] = True
         where = dict(rule.where)
-        rule_row: dict[str, Any] = {"rule_index": index, "combo": combo, "aggregation": rule.aggregation,
-                                    "window_seconds": float(rule.window_seconds), "op": rule.op,
+        rule_row: dict[str, Any] = {"rule_index": index, "combo": combo, "metric": rule.metric,
+                                    "aggregation": rule.aggregation, "window_seconds": window, "op": rule.op,
                                     "threshold": float(rule.value)}
         key_at = {p: k for k, p in pos.items()}
         for i in range(MAX_LABEL_KEYS):
             rule_row[f"w{i + 1}"] = where.get(key_at[i]) if i in key_at else None
             rule_row[f"b{i + 1}"] = i in key_at and key_at[i] in rule.by
         rule_rows.append(rule_row)
-        outputs.append((rule.name, tuple(sorted((k, pos[k]) for k in rule.by))))
+        by = sorted(rule.by)
+        outputs.append((rule.name, tuple(by), tuple(1 + pos[k] for k in by)))
     combo_schema = pa.schema([("combo", pa.int32()), ("source", pa.string()), ("metric", pa.string()),
-                              ("window_seconds", pa.float64()), ("start_us", pa.int64()), ("need_q", pa.bool_()),
+                              ("window_seconds", pa.float64()), ("need_q", pa.bool_()),
                               *[(f"k{i + 1}", pa.bool_()) for i in range(MAX_LABEL_KEYS)],
                               *[(f"n{i + 1}", pa.string()) for i in range(MAX_LABEL_KEYS)]])
-    rule_schema = pa.schema([("rule_index", pa.int32()), ("combo", pa.int32()), ("aggregation", pa.string()),
+    rule_schema = pa.schema([("rule_index", pa.int32()), ("combo", pa.int32()), ("metric", pa.string()),
+                             ("aggregation", pa.string()),
                              ("window_seconds", pa.float64()), ("op", pa.string()), ("threshold", pa.float64()),
                              *[(f"w{i + 1}", pa.string()) for i in range(MAX_LABEL_KEYS)],
                              *[(f"b{i + 1}", pa.bool_()) for i in range(MAX_LABEL_KEYS)]])
-    params: dict[str, Any] = {"now_us": _us(now)}
-    params.update({_SINCE_PARAM[source]: _us(t) for source, t in since.items()})
-    return Plan(pa.Table.from_pylist(combo_rows, combo_schema), pa.Table.from_pylist(rule_rows, rule_schema),
-                params, outputs)
+    return Folded(pa.Table.from_pylist(combo_rows, combo_schema), pa.Table.from_pylist(rule_rows, rule_schema),
+                  tuple(outputs), longest)
 
 
 def aggregate(store: Store, rules: Sequence[Rule], now: float) -> dict[StateKey, float]:
@@ -106,22 +119,27 @@ def aggregate(store: Store, rules: Sequence[Rule], now: float) -> dict[StateKey,
     """
     if not rules:
         return {}
-    p = plan(rules, now)
+    folded = fold(tuple(rules))
     cursor = store.reader()
-    cursor.register("__alert_combos", p.combos)
-    cursor.register("__alert_rules", p.rules)
+    cursor.register("__alert_combos", folded.combos)
+    cursor.register("__alert_rules", folded.rules)
     try:
-        rows = cursor.execute(sqlfiles.query(SQL, "sweep-aggregates"), p.params).fetchall()
+        rows = cursor.execute(sqlfiles.query(SQL, "sweep-aggregates"), folded.params(now)).fetchall()
     finally:
         cursor.unregister("__alert_combos")
         cursor.unregister("__alert_rules")
     samples: dict[StateKey, float] = {}
-    outputs = p.outputs
+    outputs = folded.outputs
     for row in rows:
         value = row[9]
         if value is None:
             continue
-        name, by = outputs[row[0]]
-        labels: Labels = tuple((key, row[1 + position]) for key, position in by)
+        name, keys, columns = outputs[row[0]]
+        if not keys:
+            labels: Labels = ()
+        elif len(keys) == 1:
+            labels = ((keys[0], row[columns[0]]),)
+        else:
+            labels = tuple(zip(keys, [row[c] for c in columns], strict=True))
         samples[(name, labels)] = float(value)
     return samples

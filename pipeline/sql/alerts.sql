@@ -94,11 +94,12 @@ ORDER BY starts_at, silence_id;
 
 -- name: sweep-aggregates
 -- Every rule's aggregate per label set, in one statement. __alert_combos holds one row per distinct
--- (metric, window, label positions); each source's rows in its longest window are joined to its combos (the
+-- (source table or custom series, window, label positions): request_duration, error_rate and request_rate
+-- share the requests' combos, which carry the duration as value and the 5xx flag as errors; each source's rows in its longest window are joined to its combos (the
 -- positions a combo keeps become l1..l8, the rest NULL), grouped once per combo and label set, and joined to
 -- __alert_rules, which picks its aggregation and filters on its `where` values. Windows are (now - w, now].
 WITH combos AS (
-    SELECT *, make_timestamp(start_us) AS start_ts FROM __alert_combos
+    SELECT *, make_timestamp($now_us - CAST(window_seconds * 1000000 AS BIGINT)) AS start_ts FROM __alert_combos
 ),
 series_keys AS (
     -- custom series: label values are read once per series, by JSON pointer (any key is safe)
@@ -121,8 +122,7 @@ keyed AS (
            CASE WHEN c.k4 THEN r.pid::VARCHAR END AS l4,
            CASE WHEN c.k5 THEN r.host END AS l5,
            NULL::VARCHAR AS l6, NULL::VARCHAR AS l7, NULL::VARCHAR AS l8,
-           CASE WHEN c.metric = 'error_rate' THEN (r.status >= 500)::DOUBLE ELSE r.duration_ms END AS value,
-           CASE WHEN c.metric = 'error_rate' THEN (r.status >= 500)::DOUBLE ELSE 1.0 END AS weight
+           r.duration_ms AS value, 1.0 AS weight, (r.status >= 500)::DOUBLE AS errors
     FROM requests r JOIN combos c ON c.source = 'requests' AND r.ts > c.start_ts
     WHERE r.ts > make_timestamp($requests_since_us) AND r.ts <= make_timestamp($now_us)
     UNION ALL
@@ -134,7 +134,7 @@ keyed AS (
            CASE WHEN c.k5 THEN q.pid::VARCHAR END,
            CASE WHEN c.k6 THEN q.host END,
            NULL, NULL,
-           q.duration_ms, 1.0
+           q.duration_ms, 1.0, 0.0
     FROM queries q JOIN combos c ON c.source = 'queries' AND q.ts > c.start_ts
     WHERE q.ts > make_timestamp($queries_since_us) AND q.ts <= make_timestamp($now_us)
     UNION ALL
@@ -142,12 +142,12 @@ keyed AS (
            CASE WHEN c.k1 THEN m.pid::VARCHAR END,
            CASE WHEN c.k2 THEN m.host END,
            NULL, NULL, NULL, NULL, NULL, NULL,
-           m.rss_bytes::DOUBLE, 1.0
+           m.rss_bytes::DOUBLE, 1.0, 0.0
     FROM process_samples m JOIN combos c ON c.source = 'process_samples' AND m.ts > c.start_ts
     WHERE m.ts > make_timestamp($samples_since_us) AND m.ts <= make_timestamp($now_us)
     UNION ALL
     SELECT k.combo, k.need_q, k.l1, k.l2, k.l3, k.l4, k.l5, k.l6, k.l7, k.l8,
-           p.value, CASE WHEN k.kind = 'counter' THEN p.value ELSE 1.0 END
+           p.value, CASE WHEN k.kind = 'counter' THEN p.value ELSE 1.0 END, 0.0
     FROM points p JOIN series_keys k ON p.series_id = k.series_id AND p.ts > k.start_ts
     WHERE p.ts > make_timestamp($points_since_us) AND p.ts <= make_timestamp($now_us)
 ),
@@ -155,15 +155,21 @@ aggregated AS (
     SELECT combo, l1, l2, l3, l4, l5, l6, l7, l8,
            -- exact nearest-rank percentiles, computed only for the combos a percentile rule needs
            quantile_disc(value, [0.5, 0.95, 0.99]) FILTER (WHERE need_q) AS q,
-           avg(value) AS avg_value, max(value) AS max_value, min(value) AS min_value, sum(weight) AS events
+           avg(value) AS avg_value, max(value) AS max_value, min(value) AS min_value, sum(weight) AS events,
+           sum(errors) AS errors
     FROM keyed
     GROUP BY combo, l1, l2, l3, l4, l5, l6, l7, l8
 )
 SELECT r.rule_index, a.l1, a.l2, a.l3, a.l4, a.l5, a.l6, a.l7, a.l8,
-       CASE r.aggregation
-           WHEN 'p50' THEN a.q[1] WHEN 'p95' THEN a.q[2] WHEN 'p99' THEN a.q[3]
-           WHEN 'avg' THEN a.avg_value WHEN 'max' THEN a.max_value WHEN 'min' THEN a.min_value
-           WHEN 'count' THEN a.events WHEN 'rate' THEN a.events / r.window_seconds
+       CASE WHEN r.metric = 'error_rate' THEN
+           CASE r.aggregation WHEN 'avg' THEN a.errors / a.events WHEN 'count' THEN a.errors
+                              WHEN 'rate' THEN a.errors / r.window_seconds END
+       ELSE
+           CASE r.aggregation
+               WHEN 'p50' THEN a.q[1] WHEN 'p95' THEN a.q[2] WHEN 'p99' THEN a.q[3]
+               WHEN 'avg' THEN a.avg_value WHEN 'max' THEN a.max_value WHEN 'min' THEN a.min_value
+               WHEN 'count' THEN a.events WHEN 'rate' THEN a.events / r.window_seconds
+           END
        END AS value
 FROM aggregated a JOIN __alert_rules r ON a.combo = r.combo
 WHERE (r.w1 IS NULL OR a.l1 = r.w1) AND (r.w2 IS NULL OR a.l2 = r.w2) AND (r.w3 IS NULL OR a.l3 = r.w3)
@@ -179,7 +185,9 @@ WHERE (r.w1 IS NULL OR a.l1 = r.w1) AND (r.w2 IS NULL OR a.l2 = r.w2) AND (r.w3 
 -- consecutive breaching times come back as runs (rule_index, by-labels l1..l8, first k, last k).
 -- A window that is not a multiple of the step is rounded up to whole steps.
 WITH combos AS (
-    SELECT *, greatest(1, ceil(window_seconds / step - 1e-9))::BIGINT AS nb FROM __alert_combos
+    SELECT *, greatest(1, ceil(window_seconds / step - 1e-9))::BIGINT AS nb,
+           make_timestamp($start_us - CAST(window_seconds * 1000000 AS BIGINT)) AS start_ts
+    FROM __alert_combos
 ),
 series_keys AS (
     SELECT c.combo, c.need_q, c.step, s.series_id, s.kind,
@@ -201,9 +209,8 @@ sourced AS (
            CASE WHEN c.k4 THEN r.pid::VARCHAR END AS l4,
            CASE WHEN c.k5 THEN r.host END AS l5,
            NULL::VARCHAR AS l6, NULL::VARCHAR AS l7, NULL::VARCHAR AS l8,
-           CASE WHEN c.metric = 'error_rate' THEN (r.status >= 500)::DOUBLE ELSE r.duration_ms END AS value,
-           CASE WHEN c.metric = 'error_rate' THEN (r.status >= 500)::DOUBLE ELSE 1.0 END AS weight
-    FROM requests r JOIN combos c ON c.source = 'requests' AND r.ts > make_timestamp(c.start_us)
+           r.duration_ms AS value, 1.0 AS weight, (r.status >= 500)::DOUBLE AS errors
+    FROM requests r JOIN combos c ON c.source = 'requests' AND r.ts > c.start_ts
     WHERE r.ts > make_timestamp($requests_since_us) AND r.ts <= make_timestamp($now_us)
     UNION ALL
     SELECT c.combo, c.need_q, ceil((epoch(q.ts) - $start) / c.step)::BIGINT,
@@ -214,27 +221,27 @@ sourced AS (
            CASE WHEN c.k5 THEN q.pid::VARCHAR END,
            CASE WHEN c.k6 THEN q.host END,
            NULL, NULL,
-           q.duration_ms, 1.0
-    FROM queries q JOIN combos c ON c.source = 'queries' AND q.ts > make_timestamp(c.start_us)
+           q.duration_ms, 1.0, 0.0
+    FROM queries q JOIN combos c ON c.source = 'queries' AND q.ts > c.start_ts
     WHERE q.ts > make_timestamp($queries_since_us) AND q.ts <= make_timestamp($now_us)
     UNION ALL
     SELECT c.combo, c.need_q, ceil((epoch(m.ts) - $start) / c.step)::BIGINT,
            CASE WHEN c.k1 THEN m.pid::VARCHAR END,
            CASE WHEN c.k2 THEN m.host END,
            NULL, NULL, NULL, NULL, NULL, NULL,
-           m.rss_bytes::DOUBLE, 1.0
-    FROM process_samples m JOIN combos c ON c.source = 'process_samples' AND m.ts > make_timestamp(c.start_us)
+           m.rss_bytes::DOUBLE, 1.0, 0.0
+    FROM process_samples m JOIN combos c ON c.source = 'process_samples' AND m.ts > c.start_ts
     WHERE m.ts > make_timestamp($samples_since_us) AND m.ts <= make_timestamp($now_us)
     UNION ALL
     SELECT k.combo, k.need_q, ceil((epoch(p.ts) - $start) / k.step)::BIGINT,
            k.l1, k.l2, k.l3, k.l4, k.l5, k.l6, k.l7, k.l8,
-           p.value, CASE WHEN k.kind = 'counter' THEN p.value ELSE 1.0 END
+           p.value, CASE WHEN k.kind = 'counter' THEN p.value ELSE 1.0 END, 0.0
     FROM points p JOIN series_keys k ON p.series_id = k.series_id
     WHERE p.ts > make_timestamp($points_since_us) AND p.ts <= make_timestamp($now_us)
 ),
 buckets AS (
     SELECT combo, j, l1, l2, l3, l4, l5, l6, l7, l8, count(*) AS n, sum(value) AS total,
-           min(value) AS min_value, max(value) AS max_value, sum(weight) AS events
+           min(value) AS min_value, max(value) AS max_value, sum(weight) AS events, sum(errors) AS errors
     FROM sourced
     GROUP BY combo, j, l1, l2, l3, l4, l5, l6, l7, l8
 ),
@@ -250,7 +257,7 @@ bins AS (
 windowed AS (
     -- bucket j lies in the windows of the evaluation times k = j .. j + nb - 1: the window series
     SELECT combo, k, l1, l2, l3, l4, l5, l6, l7, l8, sum(n) AS n, sum(total) AS total,
-           min(min_value) AS min_value, max(max_value) AS max_value, sum(events) AS events
+           min(min_value) AS min_value, max(max_value) AS max_value, sum(events) AS events, sum(errors) AS errors
     FROM (SELECT b.*, unnest(range(greatest(b.j, 0), least(b.j + c.nb, c.steps + 1))) AS k
           FROM buckets b JOIN combos c ON b.combo = c.combo)
     GROUP BY combo, k, l1, l2, l3, l4, l5, l6, l7, l8
@@ -282,10 +289,15 @@ valued AS (
            CASE WHEN r.b3 THEN w.l3 END AS l3, CASE WHEN r.b4 THEN w.l4 END AS l4,
            CASE WHEN r.b5 THEN w.l5 END AS l5, CASE WHEN r.b6 THEN w.l6 END AS l6,
            CASE WHEN r.b7 THEN w.l7 END AS l7, CASE WHEN r.b8 THEN w.l8 END AS l8,
-           CASE r.aggregation
-               WHEN 'p50' THEN q.q[1] WHEN 'p95' THEN q.q[2] WHEN 'p99' THEN q.q[3]
-               WHEN 'avg' THEN w.total / w.n WHEN 'max' THEN w.max_value WHEN 'min' THEN w.min_value
-               WHEN 'count' THEN w.events WHEN 'rate' THEN w.events / r.window_seconds
+           CASE WHEN r.metric = 'error_rate' THEN
+               CASE r.aggregation WHEN 'avg' THEN w.errors / w.events WHEN 'count' THEN w.errors
+                                  WHEN 'rate' THEN w.errors / r.window_seconds END
+           ELSE
+               CASE r.aggregation
+                   WHEN 'p50' THEN q.q[1] WHEN 'p95' THEN q.q[2] WHEN 'p99' THEN q.q[3]
+                   WHEN 'avg' THEN w.total / w.n WHEN 'max' THEN w.max_value WHEN 'min' THEN w.min_value
+                   WHEN 'count' THEN w.events WHEN 'rate' THEN w.events / r.window_seconds
+               END
            END AS value
     FROM windowed w
     JOIN __alert_rules r ON w.combo = r.combo
