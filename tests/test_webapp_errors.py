@@ -111,6 +111,7 @@ def test_a_failure_inside_is_a_500_in_the_envelope(open_client: FlaskClient, mon
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(webapp.reads, "rows", broken)
+    monkeypatch.setattr(webapp.reads, "route_series", broken)
     monkeypatch.setattr(webapp.reads, "silences", broken)
     monkeypatch.setattr("webapp.api.openapi.document", broken)
     monkeypatch.setattr("webapp.api.exposition.render", broken)

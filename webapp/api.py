@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from datetime import UTC
 from typing import Any
 
 import duckdb
-from flask import Blueprint, Response, jsonify, render_template, request, url_for
+from flask import Blueprint, Response, jsonify, make_response, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from pipeline import Monitor
@@ -15,11 +16,14 @@ from pipeline.clock import utc_datetime
 from pipeline.errors import ConfigError
 
 from . import exposition, openapi, params, reads
+from .cache import ResponseCache
 from .config import Settings
 from .params import ApiError, iso, iso_epoch
 
 RANGE = ("window", "start", "end")
 QUERIES_LIMIT = 50
+# Reads shared by every client for cache_seconds; health, /metrics, silences and the page are always fresh.
+CACHED = ("performance", "routes", "series", "queries", "memory", "alerts", "alert_history")
 HISTORY_LIMIT = 200
 SILENCE_FIELDS = ("matchers", "duration", "endsAt", "comment")
 MAX_MATCHERS = 16
@@ -35,6 +39,7 @@ class Api:
         # Counters and histograms of /metrics count rows stamped from this moment on.
         self.exposition_since = utc_datetime(monitor.clock.now())
         self.authorized: Callable[[], bool] = lambda: True
+        self.cache = ResponseCache(settings.cache_seconds)
 
     def register(self, bp: Blueprint) -> None:
         rules: list[tuple[str, str, Callable[..., ResponseReturnValue], tuple[str, ...]]] = [
@@ -54,7 +59,15 @@ class Api:
             ("/metrics", "metrics", self.metrics, ("GET",)),
         ]
         for rule, endpoint, view, methods in rules:
+            if endpoint in CACHED:
+                view = self._cached(view)
             bp.add_url_rule(rule, endpoint, view, methods=list(methods))
+
+    def _cached(self, view: Callable[[], ResponseReturnValue]) -> Callable[[], Response]:
+        def cached() -> Response:
+            return self.cache.get(request.full_path, lambda: make_response(view()))
+        cached.__doc__ = view.__doc__
+        return cached
 
     # -- helpers -----------------------------------------------------------------------------------------
     def _now(self) -> float:
@@ -73,7 +86,13 @@ class Api:
         return args
 
     def _json(self, body: Mapping[str, Any]) -> Response:
-        return jsonify({**body, "timestamp": iso_epoch(self._now())})
+        """A JSON object with a timestamp; values that are ``RawJson`` are JSON text already."""
+        fields = {**body, "timestamp": iso_epoch(self._now())}
+        if not any(isinstance(v, reads.RawJson) for v in fields.values()):
+            return jsonify(fields)
+        text = ",".join(f"{json.dumps(k)}:{v if isinstance(v, reads.RawJson) else json.dumps(v)}"
+                        for k, v in fields.items())
+        return Response("{" + text + "}", mimetype="application/json")
 
     # -- the page ----------------------------------------------------------------------------------------
     def page(self) -> str:
@@ -157,6 +176,7 @@ class Api:
             silence_id = self._alerts_engine().silence(**fields)
         except ConfigError as exc:
             raise ApiError(400, str(exc)) from None
+        self.cache.clear()  # alert views must not hide the new silence's effect
         found = [s for s in reads.silences(self._cursor(), self._now()) if s["id"] == silence_id]
         if not found:  # it ended before it could be read back (a clock at the very edge of `until`)
             raise ApiError(409, f"silence {silence_id} ended as soon as it was created; give a later end")
@@ -165,6 +185,7 @@ class Api:
     def expire_silence(self, silence_id: str) -> Response:
         """End a silence now (a write); 404 when no silence with that id is in force."""
         self._args(())
+        self.cache.clear()
         if len(silence_id) > 200 or not self._alerts_engine().unsilence(silence_id):
             raise ApiError(404, f"no silence {silence_id[:200]!r} is in force; GET /api/silences lists those that are")
         return self._json({"expired": silence_id})

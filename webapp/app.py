@@ -87,6 +87,8 @@ def blueprint(monitor: Monitor, url_prefix: str = "/duckpulse", *, token: str | 
 
     api.authorized = authorized
 
+    public = {f"{name}.{e}" for e in PUBLIC_ENDPOINTS}
+
     def authenticate() -> Response | None:
         if not in_scope():
             return None
@@ -100,7 +102,7 @@ def blueprint(monitor: Monitor, url_prefix: str = "/duckpulse", *, token: str | 
                                      f"localhost, not {request.host!r}; set DUCKPULSE_TOKEN to serve it under "
                                      "another name")
             return None
-        if request.endpoint in {f"{name}.{e}" for e in PUBLIC_ENDPOINTS}:
+        if request.endpoint in public:
             return None
         if not authorized():
             return envelope(401, "this endpoint needs the dashboard's token: send the header 'Authorization: "

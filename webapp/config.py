@@ -7,6 +7,7 @@ silently falling back to a default.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from collections.abc import Mapping
@@ -39,6 +40,8 @@ class Settings:
     n_plus_one_threshold: int = 5
     # How many fingerprints /api/metrics/performance lists under slowQueries.
     slow_queries_limit: int = 10
+    # How long a read answer is reused for every client asking the same URL (0: never); see webapp/cache.py.
+    cache_seconds: float = 1.0
 
 
 # key (without the prefix) -> (Settings field, parser)
@@ -100,6 +103,7 @@ KEYS: dict[str, tuple[str, Any]] = {
     "REFRESH_SECONDS": ("refresh_seconds", _seconds_in(1, 3600)),
     "N_PLUS_ONE_THRESHOLD": ("n_plus_one_threshold", _int_in(2, 10_000)),
     "SLOW_QUERIES_LIMIT": ("slow_queries_limit", _int_in(1, 1000)),
+    "CACHE_SECONDS": ("cache_seconds", _seconds_in(0, 60)),
 }
 
 
@@ -128,6 +132,7 @@ def load(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | N
     return Settings(**values)
 
 
+@functools.lru_cache(maxsize=64)  # asked on every request for its Host header, which rarely varies
 def is_loopback(host: str) -> bool:
     """Whether binding to ``host`` keeps the server reachable from this machine only."""
     if host == "localhost":

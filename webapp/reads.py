@@ -28,6 +28,10 @@ def rows(cursor: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any], s
     return [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
 
 
+class RawJson(str):
+    """JSON text DuckDB already wrote (``to_json``): passed through to the response as is."""
+
+
 def _range(span: TimeRange) -> dict[str, Any]:
     return {"since": span.start, "until": span.end}
 
@@ -90,14 +94,13 @@ def route_stats(cursor: duckdb.DuckDBPyConnection, span: TimeRange) -> list[Row]
 
 
 def route_series(cursor: duckdb.DuckDBPyConnection, span: TimeRange, step: timedelta,
-                 route: str | None) -> list[Row]:
-    """Per route, the non-empty ``step`` buckets: count, errors, error rate and p50/p95/p99 in ms."""
-    series: dict[str, list[Row]] = {}
-    for r in rows(cursor, "route-series", {**_range(span), "step": step, "route": route}):
-        series.setdefault(r["route"], []).append(
-            {"t": iso(r["bucket"]), "count": int(r["count"]), "errors": int(r["errors"]),
-             "errorRate": _rate(r["errors"], r["count"]), **_percentiles(r["pcts"])})
-    return [{"route": name, "points": points} for name, points in series.items()]
+                 route: str | None) -> RawJson:
+    """Per route, the non-empty ``step`` buckets: count, errors, error rate and p50/p95/p99 in ms (JSON text:
+    a thousand points are shaped by DuckDB in C++ instead of one Python dict each)."""
+    row = cursor.execute(sqlfiles.query(SQL_FILE, "route-series"),
+                         {**_range(span), "step": step, "route": route}).fetchone()
+    assert row is not None
+    return RawJson(row[0])
 
 
 def query_fingerprints(cursor: duckdb.DuckDBPyConnection, span: TimeRange, limit: int,

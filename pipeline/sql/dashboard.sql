@@ -62,17 +62,28 @@ GROUP BY route
 ORDER BY count DESC, route;
 
 -- name: route-series
--- Per route (all routes when $route is NULL) and per $step bucket (aligned on the Unix epoch): requests, errors
--- and nearest-rank p50/p95/p99 ms. Only buckets holding requests are returned.
-SELECT route,
-       time_bucket($step, ts, TIMESTAMP '1970-01-01')    AS bucket,
-       count(*)                                          AS count,
-       count(*) FILTER (WHERE status >= 500)             AS errors,
-       quantile_disc(duration_ms, [0.50, 0.95, 0.99])    AS pcts
-FROM requests
-WHERE ts >= $since AND ts <= $until AND ($route IS NULL OR route = $route)
-GROUP BY route, bucket
-ORDER BY route, bucket;
+-- Per route (every route when $route is NULL) and per $step bucket aligned on the Unix epoch, as one JSON array
+-- [{route, points: [{t, count, errors, errorRate, p50, p95, p99}]}]: requests, errors (status >= 500) and
+-- nearest-rank percentiles in ms. Only buckets holding requests are listed, oldest first; routes by name.
+WITH buckets AS (
+    SELECT route,
+           time_bucket($step, ts, TIMESTAMP '1970-01-01')    AS bucket,
+           count(*)                                          AS count,
+           count(*) FILTER (WHERE status >= 500)             AS errors,
+           quantile_disc(duration_ms, [0.50, 0.95, 0.99])    AS pcts
+    FROM requests
+    WHERE ts >= $since AND ts <= $until AND ($route IS NULL OR route = $route)
+    GROUP BY route, bucket
+), per_route AS (
+    SELECT route,
+           list({'t': strftime(bucket, '%Y-%m-%dT%H:%M:%S.%gZ'), 'count': count, 'errors': errors,
+                 'errorRate': errors / count, 'p50': pcts[1], 'p95': pcts[2], 'p99': pcts[3]}
+                ORDER BY bucket) AS points
+    FROM buckets
+    GROUP BY route
+)
+SELECT to_json(coalesce(list({'route': route, 'points': points} ORDER BY route), [])) AS series
+FROM per_route;
 
 -- name: query-fingerprints
 -- Per query fingerprint over the range: executions, failures, total/mean/p95/max ms, the routes that ran it, and

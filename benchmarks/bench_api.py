@@ -1,0 +1,197 @@
+"""The dashboard API under 16 concurrent clients, on a real server on loopback, with 10M request rows stored.
+
+Budget (DESIGN.md, "Budgets"): p99 <= 50 ms for ``/api/metrics/performance?window=1h`` and the route series,
+at 10M rows, 16 concurrent clients.
+
+The rows are generated with DuckDB SQL straight into a file (10M requests spread evenly over the last six days,
+in time order as the flusher appends them; 1M queries; a process sample every 10 s for 4 processes), then an
+owner Monitor opens the file, with its jobs scheduled as in production, and serves the dashboard with
+``webapp.server.DashboardServer``. Each endpoint is then hit by ``--clients`` client processes, each on its own
+keep-alive connection, back to back (no think time) for ``--seconds``; latency is measured by the client, from
+sending the request to reading the last byte. A real dashboard polls every few seconds: back-to-back clients
+are the worst case.
+
+    .venv/bin/python benchmarks/bench_api.py [--rows 10000000] [--clients 16] [--seconds 10] [--db PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import math
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import Budget, finish, header, parse_args, table, temp_dir
+
+from pipeline import Monitor
+from pipeline.clock import utc_datetime
+from webapp.server import DashboardServer
+
+BUDGET = Budget(50.0, True, "p99 <= 50 ms")
+# (label, path, budgeted): the two endpoints the budget names, and the rest of what the page polls.
+ENDPOINTS: list[tuple[str, str, bool]] = [
+    ("performance 1h", "/api/metrics/performance?window=1h", True),
+    ("series 1h, one route", "/api/series?window=1h&route=/api/items/%3Cint:item_id%3E", True),
+    ("series 1h, all routes", "/api/series?window=1h", True),
+    ("routes 1h", "/api/routes?window=1h", False),
+    ("queries 1h", "/api/queries?window=1h", False),
+    ("memory 1h", "/api/memory?window=1h", False),
+    ("health", "/api/health", False),
+    ("performance 24h", "/api/metrics/performance?window=24h", False),
+]
+ROUTES = 20
+SPAN_DAYS = 6  # inside the 7-day raw retention, so the retention job deletes nothing during the run
+
+GENERATE = f"""
+SELECT setseed(0.42);
+INSERT INTO requests
+SELECT $now - INTERVAL {SPAN_DAYS} DAY + to_microseconds(
+           (i * ({SPAN_DAYS} * 86400000000 // $rows))::BIGINT)                       AS ts,
+       CASE WHEN i % {ROUTES} = 0 THEN '/api/items/<int:item_id>'
+            ELSE '/route/' || (i % {ROUTES}) END                                   AS route,
+       CASE WHEN i % 7 = 0 THEN 'POST' ELSE 'GET' END                              AS method,
+       CASE WHEN random() < 0.02 THEN 500 ELSE 200 END                             AS status,
+       -- log-normal around 20 ms (Box-Muller)
+       20 * exp(0.6 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()))      AS duration_ms,
+       i                                                                          AS request_id,
+       (i % 5)::INTEGER                                                            AS query_count,
+       (1000 + i % 4)::INTEGER                                                     AS pid,
+       'bench-host'                                                                AS host
+FROM range($rows) t(i);
+INSERT INTO queries
+SELECT $now - INTERVAL {SPAN_DAYS} DAY + to_microseconds(
+           (i * ({SPAN_DAYS} * 86400000000 // $queries))::BIGINT),
+       'SELECT * FROM table_' || (i % 50) || ' WHERE id = ?', i % 50, NULL,
+       2 * exp(0.8 * sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random())),
+       random() > 0.001, i // 3, '/route/' || (i % {ROUTES}), (1000 + i % 4)::INTEGER, 'bench-host'
+FROM range($queries) t(i);
+INSERT INTO process_samples
+SELECT $now - INTERVAL {SPAN_DAYS} DAY + INTERVAL 10 SECOND * (i // 4), (1000 + i % 4)::INTEGER,
+       'bench-host', (200 + (i % 4) * 50) * 1048576 + (i % 997) * 4096, 1500 * 1048576, random() * 100, 12,
+       40, i, NULL
+FROM range({SPAN_DAYS} * 8640 * 4) t(i);
+"""
+
+
+def generate(db: Path, rows: int) -> float:
+    """Create the schema with a Monitor, then fill the raw tables with DuckDB SQL; returns seconds."""
+    import duckdb
+
+    Monitor(db_path=db, jobs=False, memory_interval_seconds=None).close()  # the schema, by migration
+    started = time.perf_counter()
+    con = duckdb.connect(str(db))
+    try:
+        for statement in filter(str.strip, GENERATE.split(";")):
+            values = {"rows": rows, "queries": rows // 10, "now": utc_datetime(time.time())}
+            params = {k: v for k, v in values.items() if f"${k}" in statement}
+            con.execute(statement, params)
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    return time.perf_counter() - started
+
+
+def client(port: int, path: str, seconds: float, start_at: float, think_seconds: float, out: Any) -> None:
+    """One client process: a keep-alive connection, requests back to back (or ``think_seconds`` apart); sends
+    its latencies in ms."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    latencies: list[float] = []
+    errors = 0
+    while time.time() < start_at:  # every client starts together
+        time.sleep(0.001)
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        sent = time.perf_counter()
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        latencies.append((time.perf_counter() - sent) * 1000)
+        errors += response.status != 200
+        if think_seconds:
+            time.sleep(think_seconds)
+    conn.close()
+    out.send((latencies, errors))
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(q * len(ordered))) - 1]
+
+
+def run_endpoint(port: int, path: str, clients: int, seconds: float, think_seconds: float = 0.0
+                 ) -> tuple[list[float], int]:
+    ctx = multiprocessing.get_context("spawn")  # never fork the owner: its children would become producers
+    pipes, procs = [], []
+    start_at = time.time() + 1.0 + clients * 0.05
+    for _ in range(clients):
+        receiver, sender = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=client, args=(port, path, seconds, start_at, think_seconds, sender))
+        proc.start()
+        pipes.append(receiver)
+        procs.append(proc)
+    latencies: list[float] = []
+    errors = 0
+    for receiver, proc in zip(pipes, procs, strict=True):
+        got, failed = receiver.recv()
+        latencies += got
+        errors += failed
+        proc.join()
+    return latencies, errors
+
+
+def main() -> int:
+    def extra(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--rows", type=int, default=10_000_000, help="request rows (default 10M)")
+        parser.add_argument("--clients", type=int, default=16, help="concurrent clients (default 16)")
+        parser.add_argument("--seconds", type=float, default=10.0, help="seconds per endpoint (default 10)")
+        parser.add_argument("--db", type=Path, help="keep the generated file here (reused if it exists)")
+        parser.add_argument("--think-ms", type=float, default=0.0,
+                            help="pause between a client's requests (default 0: back to back, the worst case)")
+        parser.add_argument("--jobs", action="store_true",
+                            help="keep the owner's scheduled jobs running while measuring (default: they run "
+                                 "once before; their own cost is measured by their benchmarks)")
+        parser.add_argument("--cache-seconds", type=float, default=None,
+                            help="DUCKPULSE_CACHE_SECONDS for the server (default: the dashboard's, 1 s; "
+                                 "0 measures every request computed from the store)")
+
+    args = parse_args(__doc__.splitlines()[0], extra)
+    pace = f"{args.think_ms:g} ms apart" if args.think_ms else "back to back"
+    header(f"dashboard API: {args.clients} concurrent clients ({pace}), {args.rows:,} request rows")
+    with temp_dir("duckpulse-bench-api-") as tmp:
+        db = args.db or tmp / "bench.duckdb"
+        if not db.exists():
+            print(f"   generating {args.rows:,} requests in SQL: {generate(db, args.rows):.1f} s", flush=True)
+        monitor = Monitor(db_path=db, memory_interval_seconds=10.0, jobs=args.jobs)
+        try:
+            warm = time.perf_counter()
+            monitor.run_jobs_now()  # the first rollup over the history happens here, not during the run
+            print(f"   owner jobs run once before measuring: {time.perf_counter() - warm:.1f} s", flush=True)
+            config = {} if args.cache_seconds is None else {"DUCKPULSE_CACHE_SECONDS": args.cache_seconds}
+            with DashboardServer(monitor, "127.0.0.1", 0, config=config) as server:
+                print(f"   response cache: {server.app.extensions['duckpulse']['settings'].cache_seconds:g} s",
+                      flush=True)
+                rows, verdicts = [], []
+                for label, path, budgeted in ENDPOINTS:
+                    run_endpoint(server.port, path, 2, 1.0)  # warm caches and connections
+                    latencies, errors = run_endpoint(server.port, path, args.clients, args.seconds,
+                                                     args.think_ms / 1000)
+                    p50, p99 = nearest_rank(latencies, 0.5), nearest_rank(latencies, 0.99)
+                    verdict = BUDGET.verdict(p99) if budgeted else ""
+                    if budgeted:
+                        verdicts.append(verdict)
+                    rows.append((label, f"{p50:.1f}", f"{p99:.1f}", f"{max(latencies):.1f}",
+                                 f"{len(latencies) / args.seconds:.0f}", errors, verdict))
+                    print(f"   {label}: p50 {p50:.1f} ms, p99 {p99:.1f} ms", flush=True)
+        finally:
+            monitor.close()
+    print()
+    print(table(("endpoint", "p50 ms", "p99 ms", "max ms", "req/s", "errors", "p99 <= 50 ms"), rows))
+    return finish(verdicts, args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
