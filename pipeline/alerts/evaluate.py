@@ -111,36 +111,42 @@ def evaluate(samples: Mapping[StateKey, float], rules: Iterable[Rule],
     had no rows. Only ``rules`` are evaluated: the states of other rules are left alone.
     """
     by_name = {rule.name: rule for rule in rules}
-    keys = [k for k in samples if k[0] in by_name]
-    seen = set(keys)
-    keys.extend(k for k in states if k[0] in by_name and k not in seen)
-    seen.update(keys)
-    for rule in by_name.values():
-        # a rule without `by` has exactly one label set, whose count is zero when nothing happened
-        if not rule.by and rule.counts_events and (rule.name, ()) not in seen:
-            keys.append((rule.name, ()))
     result = Evaluation()
-    for key in keys:
-        rule = by_name[key[0]]
-        value = samples.get(key)
-        if value is None and rule.counts_events:
-            value = 0.0
-        old = states.get(key)
-        if old is not None and value is not None:
-            # the common case, decided without building anything: a state that stays as it is
-            breached = OPS[rule.op](value, rule.value)
-            if (old.state == FIRING and breached and not rule.keep_firing_seconds) or (
-                    not breached and old.state in (INACTIVE, RESOLVED)):
-                result.states[key] = old
-                continue
+    kept = result.states
+
+    def decide(key: StateKey, rule: Rule, value: float | None, old: AlertState | None) -> None:
         new, event = step(rule, key[1], old, value, now)
         if event is not None:
             result.events.append(event)
         if new is None:
             if old is not None:
                 result.forgotten.append(key)
-            continue
-        result.states[key] = new
+            return
+        kept[key] = new
         if new is not old:
             result.changed.append(new)
+
+    get_state = states.get
+    for key, value in samples.items():
+        rule = by_name.get(key[0])
+        if rule is None:
+            continue
+        old = get_state(key)
+        if old is not None:
+            # the common case, decided without building anything: a state that stays as it is
+            breached = OPS[rule.op](value, rule.value)
+            if (not breached and old.state in (INACTIVE, RESOLVED)) or (
+                    breached and old.state == FIRING and not rule.keep_firing_seconds):
+                kept[key] = old
+                continue
+        decide(key, rule, value, old)
+    for key, old in states.items():
+        rule = by_name.get(key[0])
+        if rule is not None and key not in samples:
+            decide(key, rule, 0.0 if rule.counts_events else None, old)
+    for rule in by_name.values():
+        # a rule without `by` has exactly one label set, whose count is zero when nothing happened
+        key = (rule.name, ())
+        if not rule.by and rule.counts_events and key not in samples and key not in states:
+            decide(key, rule, 0.0, None)
     return result

@@ -131,6 +131,9 @@ def plan(evaluation: Evaluation, all_states: Mapping[StateKey, AlertState], rule
             continue  # a rule this evaluation did not cover
         rule = rules[st.rule]
         if st.last_notified_at is None or now - st.last_notified_at >= rule.repeat_interval_seconds:
+            if firing_rank[(st.metric, st.labels)] > LEVEL_RANK.get(st.level, 0):
+                result.muted[INHIBITED] += 1  # a firing alert of a higher level speaks for this one
+                continue
             candidates.append((_notification(rule, st, FIRING, now, repeat=st.notified), st))
         elif not st.notified and st.since == now:
             result.muted[REPEAT_INTERVAL] += 1  # a new episode too soon after the last notification
@@ -138,9 +141,6 @@ def plan(evaluation: Evaluation, all_states: Mapping[StateKey, AlertState], rule
     for n, st in candidates:
         if any(s.matches(n, now) for s in silences):
             result.muted[SILENCED] += 1
-            continue
-        if n.state == FIRING and firing_rank.get((n.metric, n.labels), -1) > LEVEL_RANK.get(n.level, 0):
-            result.muted[INHIBITED] += 1
             continue
         result.deliver.append(n)
         if n.state == FIRING:

@@ -95,9 +95,11 @@ ORDER BY starts_at, silence_id;
 -- name: sweep-aggregates
 -- Every rule's aggregate per label set, in one statement. __alert_combos holds one row per distinct
 -- (source table or custom series, window, label positions): request_duration, error_rate and request_rate
--- share the requests' combos, which carry the duration as value and the 5xx flag as errors; each source's rows in its longest window are joined to its combos (the
--- positions a combo keeps become l1..l8, the rest NULL), grouped once per combo and label set, and joined to
--- __alert_rules, which picks its aggregation and filters on its `where` values. Windows are (now - w, now].
+-- share the requests' combos, which carry the duration as value and the 5xx flag as errors. Each source's rows
+-- in its longest window are joined to its combos (the label positions a combo keeps become l1..l8, the rest
+-- NULL), grouped once per combo and label set on the table's own column types (cast to text only afterwards),
+-- and joined to __alert_rules, which picks its aggregation and filters on its `where` values.
+-- Windows are (now - w, now]; percentiles are exact (nearest rank) and computed only where a rule needs one.
 WITH combos AS (
     SELECT *, make_timestamp($now_us - CAST(window_seconds * 1000000 AS BIGINT)) AS start_ts FROM __alert_combos
 ),
@@ -114,51 +116,50 @@ series_keys AS (
            json_extract_string(s.labels, '/' || replace(replace(c.n8, '~', '~0'), '/', '~1')) AS l8
     FROM series s JOIN combos c ON c.source = 'points' AND s.name = c.metric
 ),
-keyed AS (
-    SELECT c.combo, c.need_q,
-           CASE WHEN c.k1 THEN r.route END AS l1,
-           CASE WHEN c.k2 THEN r.method END AS l2,
-           CASE WHEN c.k3 THEN r.status::VARCHAR END AS l3,
-           CASE WHEN c.k4 THEN r.pid::VARCHAR END AS l4,
-           CASE WHEN c.k5 THEN r.host END AS l5,
+aggregated AS (
+    SELECT combo, l1, l2, l3::VARCHAR AS l3, l4::VARCHAR AS l4, l5,
            NULL::VARCHAR AS l6, NULL::VARCHAR AS l7, NULL::VARCHAR AS l8,
-           r.duration_ms AS value, 1.0 AS weight, (r.status >= 500)::DOUBLE AS errors
-    FROM requests r JOIN combos c ON c.source = 'requests' AND r.ts > c.start_ts
-    WHERE r.ts > make_timestamp($requests_since_us) AND r.ts <= make_timestamp($now_us)
+           quantile_disc(value, [0.5, 0.95, 0.99]) FILTER (WHERE need_q) AS q,
+           avg(value) AS avg_value, max(value) AS max_value, min(value) AS min_value,
+           count(*)::DOUBLE AS events, sum(errors) AS errors
+    FROM (SELECT c.combo, c.need_q,
+                 CASE WHEN c.k1 THEN r.route END AS l1, CASE WHEN c.k2 THEN r.method END AS l2,
+                 CASE WHEN c.k3 THEN r.status END AS l3, CASE WHEN c.k4 THEN r.pid END AS l4,
+                 CASE WHEN c.k5 THEN r.host END AS l5,
+                 r.duration_ms AS value, (r.status >= 500)::DOUBLE AS errors
+          FROM requests r JOIN combos c ON c.source = 'requests' AND r.ts > c.start_ts
+          WHERE r.ts > make_timestamp($requests_since_us) AND r.ts <= make_timestamp($now_us))
+    GROUP BY combo, l1, l2, l3, l4, l5
     UNION ALL
-    SELECT c.combo, c.need_q,
-           CASE WHEN c.k1 THEN q.fingerprint END,
-           CASE WHEN c.k2 THEN q.name END,
-           CASE WHEN c.k3 THEN q.route END,
-           CASE WHEN c.k4 THEN q.success::VARCHAR END,
-           CASE WHEN c.k5 THEN q.pid::VARCHAR END,
-           CASE WHEN c.k6 THEN q.host END,
-           NULL, NULL,
-           q.duration_ms, 1.0, 0.0
-    FROM queries q JOIN combos c ON c.source = 'queries' AND q.ts > c.start_ts
-    WHERE q.ts > make_timestamp($queries_since_us) AND q.ts <= make_timestamp($now_us)
+    SELECT combo, l1, l2, l3, l4::VARCHAR, l5::VARCHAR, l6, NULL, NULL,
+           quantile_disc(value, [0.5, 0.95, 0.99]) FILTER (WHERE need_q),
+           avg(value), max(value), min(value), count(*)::DOUBLE, 0.0
+    FROM (SELECT c.combo, c.need_q,
+                 CASE WHEN c.k1 THEN q.fingerprint END AS l1, CASE WHEN c.k2 THEN q.name END AS l2,
+                 CASE WHEN c.k3 THEN q.route END AS l3, CASE WHEN c.k4 THEN q.success END AS l4,
+                 CASE WHEN c.k5 THEN q.pid END AS l5, CASE WHEN c.k6 THEN q.host END AS l6,
+                 q.duration_ms AS value
+          FROM queries q JOIN combos c ON c.source = 'queries' AND q.ts > c.start_ts
+          WHERE q.ts > make_timestamp($queries_since_us) AND q.ts <= make_timestamp($now_us))
+    GROUP BY combo, l1, l2, l3, l4, l5, l6
     UNION ALL
-    SELECT c.combo, c.need_q,
-           CASE WHEN c.k1 THEN m.pid::VARCHAR END,
-           CASE WHEN c.k2 THEN m.host END,
-           NULL, NULL, NULL, NULL, NULL, NULL,
-           m.rss_bytes::DOUBLE, 1.0, 0.0
-    FROM process_samples m JOIN combos c ON c.source = 'process_samples' AND m.ts > c.start_ts
-    WHERE m.ts > make_timestamp($samples_since_us) AND m.ts <= make_timestamp($now_us)
+    SELECT combo, l1::VARCHAR, l2, NULL, NULL, NULL, NULL, NULL, NULL,
+           quantile_disc(value, [0.5, 0.95, 0.99]) FILTER (WHERE need_q),
+           avg(value), max(value), min(value), count(*)::DOUBLE, 0.0
+    FROM (SELECT c.combo, c.need_q, CASE WHEN c.k1 THEN m.pid END AS l1, CASE WHEN c.k2 THEN m.host END AS l2,
+                 m.rss_bytes::DOUBLE AS value
+          FROM process_samples m JOIN combos c ON c.source = 'process_samples' AND m.ts > c.start_ts
+          WHERE m.ts > make_timestamp($samples_since_us) AND m.ts <= make_timestamp($now_us))
+    GROUP BY combo, l1, l2
     UNION ALL
-    SELECT k.combo, k.need_q, k.l1, k.l2, k.l3, k.l4, k.l5, k.l6, k.l7, k.l8,
-           p.value, CASE WHEN k.kind = 'counter' THEN p.value ELSE 1.0 END, 0.0
+    -- counters store increments: their count is the sum of the increments
+    SELECT k.combo, k.l1, k.l2, k.l3, k.l4, k.l5, k.l6, k.l7, k.l8,
+           quantile_disc(p.value, [0.5, 0.95, 0.99]) FILTER (WHERE k.need_q),
+           avg(p.value), max(p.value), min(p.value),
+           sum(CASE WHEN k.kind = 'counter' THEN p.value ELSE 1.0 END), 0.0
     FROM points p JOIN series_keys k ON p.series_id = k.series_id AND p.ts > k.start_ts
     WHERE p.ts > make_timestamp($points_since_us) AND p.ts <= make_timestamp($now_us)
-),
-aggregated AS (
-    SELECT combo, l1, l2, l3, l4, l5, l6, l7, l8,
-           -- exact nearest-rank percentiles, computed only for the combos a percentile rule needs
-           quantile_disc(value, [0.5, 0.95, 0.99]) FILTER (WHERE need_q) AS q,
-           avg(value) AS avg_value, max(value) AS max_value, min(value) AS min_value, sum(weight) AS events,
-           sum(errors) AS errors
-    FROM keyed
-    GROUP BY combo, l1, l2, l3, l4, l5, l6, l7, l8
+    GROUP BY k.combo, k.l1, k.l2, k.l3, k.l4, k.l5, k.l6, k.l7, k.l8
 )
 SELECT r.rule_index, a.l1, a.l2, a.l3, a.l4, a.l5, a.l6, a.l7, a.l8,
        CASE WHEN r.metric = 'error_rate' THEN
