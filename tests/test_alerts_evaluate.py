@@ -309,3 +309,11 @@ def test_notification_to_dict_and_summary() -> None:
     d = n.to_dict()
     assert d["labels"] == {"route": "/a"} and d["at"] == "2026-01-01T00:00:00Z" and d["value"] is None
     assert n.summary() == "[warning] slow{route=/a} nodata: max(request_duration) = no data (gt 100) msg"
+
+
+def test_plan_ignores_firing_states_of_removed_rules() -> None:
+    """A stored firing state of a rule no longer in force inhibits nothing."""
+    warning, removed = slow(name="warn"), replace(slow(name="gone"), level="critical")
+    w, stale = firing_state(warning), firing_state(removed)
+    result = plan(evaluation_of(w), {w.key: w, stale.key: stale}, {"warn": warning}, [], T0)
+    assert [n.rule for n in result.deliver] == ["warn"]

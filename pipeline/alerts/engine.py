@@ -57,6 +57,7 @@ class Alerts:
         self._eval_lock = threading.Lock()  # one evaluation at a time: the sweep job and the flush check
         self._states: dict[StateKey, AlertState] | None = None
         self.counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()  # the sweep job and the flusher both count
         self.last_sweep: dict[str, Any] | None = None
         if default_rules:
             for rule in plan_defaults():
@@ -194,9 +195,10 @@ class Alerts:
         result = {"rules": len(chosen), "label_sets": len(evaluation.states), "transitions": len(evaluation.events),
                   "notifications": len(delivery.deliver), "muted": dict(delivery.muted),
                   "seconds": time.perf_counter() - started}
-        self.counts["sweeps" if rules is None else "flush_checks"] += 1
-        self.counts["notifications"] += len(delivery.deliver)
-        self.counts.update({f"muted_{k}": v for k, v in delivery.muted.items()})
+        self._count("sweeps" if rules is None else "flush_checks")
+        self._count("notifications", len(delivery.deliver))
+        for reason, n in delivery.muted.items():
+            self._count(f"muted_{reason}", n)
         if rules is None:
             self.last_sweep = result
         return result
@@ -207,7 +209,7 @@ class Alerts:
                 try:
                     notifier(n)
                 except Exception as exc:  # a user's callback must not stop the others or the sweep
-                    self.counts["notifier_failures"] += 1
+                    self._count("notifier_failures")
                     self.log.warning(f"notifier:{notifier!r}", f"duckpulse: an alert notifier failed: {exc!r}",
                                      exc_info=exc)
 
@@ -228,7 +230,7 @@ class Alerts:
             if hit:
                 self.sweep(self.clock.now(), hit)
         except Exception as exc:  # monitoring never raises into the flush that called it
-            self.counts["flush_check_failures"] += 1
+            self._count("flush_check_failures")
             self.log.warning("alerts:flush-check", f"duckpulse: the alert check after a flush failed: {exc!r}",
                              exc_info=exc)
 
@@ -243,4 +245,11 @@ class Alerts:
                     self.log.warning("alerts:close", f"duckpulse: closing a notifier failed: {exc!r}")
 
     def stats(self) -> dict[str, Any]:
-        return {"rules": len(self._rules), "counts": dict(self.counts), "last_sweep": self.last_sweep}
+        """Counts of sweeps, flush checks, notifications (delivered, muted by reason) and failures."""
+        with self._counts_lock:
+            counts = dict(self.counts)
+        return {"rules": len(self._rules), "counts": counts, "last_sweep": self.last_sweep}
+
+    def _count(self, what: str, n: int = 1) -> None:
+        with self._counts_lock:
+            self.counts[what] += n

@@ -113,7 +113,8 @@ def _notification(rule: Rule, st: AlertState, state: str, now: float, repeat: bo
 def plan(evaluation: Evaluation, all_states: Mapping[StateKey, AlertState], rules: Mapping[str, Rule],
          silences: Sequence[Silence], now: float) -> DeliveryPlan:
     """Decide which notifications an evaluation sends (see the module docstring for the policy)."""
-    firing = [st for st in all_states.values() if st.state == FIRING]
+    # only the rules in force count: a stored firing state of a removed rule must not inhibit anything
+    firing = [st for st in all_states.values() if st.state == FIRING and st.rule in rules]
     firing_rank: dict[tuple[str, Labels], int] = {}
     for st in firing:
         key = (st.metric, st.labels)
