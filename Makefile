@@ -19,6 +19,7 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	touch $@
 
+# Options of `duckpulse demo` pass through DEMO_ARGS: make demo DEMO_ARGS="--duration 30 --workers 2"
 demo: $(VENV)/.installed
 	$(VENV)/bin/duckpulse demo $(DEMO_ARGS)
 
