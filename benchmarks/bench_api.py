@@ -5,13 +5,16 @@ at 10M rows, 16 concurrent clients.
 
 The rows are generated with DuckDB SQL straight into a file (10M requests spread evenly over the last six days,
 in time order as the flusher appends them; 1M queries; a process sample every 10 s for 4 processes), then an
-owner Monitor opens the file, with its jobs scheduled as in production, and serves the dashboard with
-``webapp.server.DashboardServer``. Each endpoint is then hit by ``--clients`` client processes, each on its own
-keep-alive connection, back to back (no think time) for ``--seconds``; latency is measured by the client, from
-sending the request to reading the last byte. A real dashboard polls every few seconds: back-to-back clients
-are the worst case.
+owner Monitor opens the file, runs its jobs once (the first rollup and archive of the history), and serves the
+dashboard with ``webapp.server.DashboardServer`` (``--jobs`` keeps the jobs scheduled while measuring). Each
+endpoint is then hit by ``--clients`` client processes, each on its own keep-alive connection, back to back
+(``--think-ms`` apart) for ``--seconds``; latency is measured by the client, from sending the request to reading
+the last byte. The peer, measured first and last in the same run, is a WSGI app that does nothing on the same
+threaded werkzeug server: the floor this machine sets, whatever the app does. The dashboard's 1 s response
+cache is on as in production; ``--cache-seconds 0`` measures every request computed from the store.
 
     .venv/bin/python benchmarks/bench_api.py [--rows 10000000] [--clients 16] [--seconds 10] [--db PATH]
+                                             [--think-ms 0] [--cache-seconds 1] [--jobs] [--check]
 """
 
 from __future__ import annotations
@@ -21,15 +24,17 @@ import http.client
 import math
 import multiprocessing
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from _common import Budget, finish, header, parse_args, table, temp_dir
+from werkzeug.serving import make_server
 
 from pipeline import Monitor
 from pipeline.clock import utc_datetime
-from webapp.server import DashboardServer
+from webapp.server import DashboardServer, QuietHandler
 
 BUDGET = Budget(50.0, True, "p99 <= 50 ms")
 # (label, path, budgeted): the two endpoints the budget names, and the rest of what the page polls.
@@ -117,6 +122,13 @@ def client(port: int, path: str, seconds: float, start_at: float, think_seconds:
     out.send((latencies, errors))
 
 
+def bare_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """The peer: a WSGI app that does nothing, on the same threaded werkzeug server (this machine's floor)."""
+    body = b'{"ok":true}'
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def nearest_rank(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[max(1, math.ceil(q * len(ordered))) - 1]
@@ -174,11 +186,15 @@ def main() -> int:
             with DashboardServer(monitor, "127.0.0.1", 0, config=config) as server:
                 print(f"   response cache: {server.app.extensions['duckpulse']['settings'].cache_seconds:g} s",
                       flush=True)
+                peer = make_server("127.0.0.1", 0, bare_app, threaded=True, request_handler=QuietHandler)
+                threading.Thread(target=peer.serve_forever, daemon=True).start()
                 rows, verdicts = [], []
-                for label, path, budgeted in ENDPOINTS:
-                    run_endpoint(server.port, path, 2, 1.0)  # warm caches and connections
-                    latencies, errors = run_endpoint(server.port, path, args.clients, args.seconds,
-                                                     args.think_ms / 1000)
+                plan = [("peer: bare werkzeug (first)", "/", False, peer.server_port), *(
+                    (label, path, budgeted, server.port) for label, path, budgeted in ENDPOINTS),
+                    ("peer: bare werkzeug (last)", "/", False, peer.server_port)]
+                for label, path, budgeted, port in plan:
+                    run_endpoint(port, path, 2, 1.0)  # warm caches and connections
+                    latencies, errors = run_endpoint(port, path, args.clients, args.seconds, args.think_ms / 1000)
                     p50, p99 = nearest_rank(latencies, 0.5), nearest_rank(latencies, 0.99)
                     verdict = BUDGET.verdict(p99) if budgeted else ""
                     if budgeted:
@@ -186,6 +202,7 @@ def main() -> int:
                     rows.append((label, f"{p50:.1f}", f"{p99:.1f}", f"{max(latencies):.1f}",
                                  f"{len(latencies) / args.seconds:.0f}", errors, verdict))
                     print(f"   {label}: p50 {p50:.1f} ms, p99 {p99:.1f} ms", flush=True)
+                peer.shutdown()
         finally:
             monitor.close()
     print()

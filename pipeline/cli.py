@@ -35,12 +35,12 @@ def _serve(args: argparse.Namespace) -> int:
           "stop with Ctrl-C or SIGTERM", flush=True)
     dashboard = None
     try:
-        starter: DashboardStarter | None = getattr(args, "dashboard", None)
+        starter = _dashboard_or_none(args)
         if starter is not None:
             dashboard = starter(monitor, args.host, args.port)
             print(f"duckpulse: dashboard at {dashboard.url}", flush=True)
         else:
-            print("duckpulse: no dashboard with this entry point; `python -m webapp serve` serves one", flush=True)
+            print("duckpulse: no dashboard (the webapp package is not installed)", flush=True)
         while not stop.wait(args.interval):
             pass
     finally:

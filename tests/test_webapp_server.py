@@ -149,17 +149,33 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
     Monitor(db_path=db, jobs=False, memory_interval_seconds=None).close()  # the owner lock was released
 
 
-def test_pipeline_cli_alone_says_where_the_dashboard_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """pipeline's own CLI cannot import webapp, so its serve says which command serves the dashboard."""
+@pytest.mark.parametrize("installed", [True, False])
+def test_the_console_scripts_serve_finds_the_dashboard_at_run_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], installed: bool) -> None:
+    """`duckpulse serve` (pipeline.cli, which never imports webapp) looks the dashboard up at run time and serves
+    it; without the webapp package it says so and still owns the file."""
+    import importlib
+
     from pipeline import cli
 
+    if not installed:
+        real = importlib.import_module
+
+        def missing(name: str, *args: Any) -> Any:
+            if name.startswith("webapp"):
+                raise ImportError(name)
+            return real(name, *args)
+        monkeypatch.setattr(importlib, "import_module", missing)
     handlers: dict[int, Any] = {}
     monkeypatch.setattr(signal, "signal", lambda signum, handler: handlers.setdefault(signum, handler))
     # The command stops on SIGTERM: call the handler it installed, as the signal would.
-    timer = threading.Timer(0.3, lambda: handlers[signal.SIGTERM](signal.SIGTERM, None))
+    timer = threading.Timer(0.5, lambda: handlers[signal.SIGTERM](signal.SIGTERM, None))
     timer.start()
     assert cli.main(["serve", "--db", str(tmp_path / "m.duckdb"), "--spool", str(tmp_path / "s"),
-                     "--interval", "0.05"]) == 0
+                     "--interval", "0.05", "--port", "0"]) == 0
     timer.join()
-    assert "python -m webapp serve" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    if installed:
+        assert "duckpulse: dashboard at http://127.0.0.1:" in out
+    else:
+        assert "no dashboard (the webapp package is not installed)" in out

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from pipeline import Monitor
 
 
-class _QuietHandler(WSGIRequestHandler):
+class QuietHandler(WSGIRequestHandler):
     """Request handler that does not print one line per request (a dashboard polls every few seconds)."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -46,7 +46,7 @@ class DashboardServer:
                               "another port (--port, DUCKPULSE_PORT; 0 picks a free one) or address") from exc
         with listener:  # werkzeug serves a duplicate of its descriptor
             self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True,
-                                                       request_handler=_QuietHandler, fd=listener.fileno())
+                                                       request_handler=QuietHandler, fd=listener.fileno())
         self.host = host
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
