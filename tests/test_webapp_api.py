@@ -149,6 +149,29 @@ def test_routes_match_sql_per_route(client: FlaskClient, mon: Monitor) -> None:
     assert any(r["errors"] for r in body["routes"]), "the sample traffic has failing requests"
 
 
+def test_long_ranges_take_percentiles_from_the_rollups_within_their_bound(client: FlaskClient,
+                                                                         mon: Monitor) -> None:
+    """Beyond an hour, /api/routes counts exactly and takes p50/p95/p99 from the rollups' sketches, each within
+    its stated relative error of the exact nearest rank; up to an hour they are exact."""
+    assert {r["method"] for r in client.get("/api/routes?window=1h").get_json()["routes"]} == {"exact"}
+    body = client.get("/api/routes?window=24h").get_json()
+    since, until = window_bounds(mon, 86_400)
+    expected = {r[0]: r[1:] for r in sql(mon, "SELECT route, list(duration_ms), count(*) FILTER "
+                                              "(WHERE status >= 500), max(duration_ms) FROM requests "
+                                              "WHERE ts BETWEEN ? AND ? GROUP BY route", since, until)}
+    assert {r["route"] for r in body["routes"]} == set(expected)
+    for got in body["routes"]:
+        durations, errors, slowest = expected[got["route"]]
+        assert (got["count"], got["errors"], got["max"]) == (len(durations), errors, slowest)
+        assert got["method"] in ("exact", "sketch")
+        assert got["errorBound"] == (0.0 if got["method"] == "exact" else pytest.approx(0.0099, abs=1e-4))
+        for key, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+            exact = nearest_rank(durations, q)
+            assert exact is not None
+            assert abs(got[key] - exact) <= got["errorBound"] * exact + 1e-9, (got["route"], key)
+    assert "sketch" in {r["method"] for r in body["routes"]}, "90 minutes of rolled-up history use the sketches"
+
+
 def test_series_buckets_match_sql(client: FlaskClient, mon: Monitor) -> None:
     """/api/series: per route and 10-minute bucket, count, errors and percentiles equal SQL over that bucket."""
     body = client.get("/api/series?window=1h&step=10m").get_json()

@@ -97,6 +97,10 @@ SCHEMAS: dict[str, Schema] = {
         "avg": _num("Mean duration in ms.", True),
         "max": _num("Slowest request in ms.", True),
         **_PCTS,
+        "method": {"type": "string", "enum": ["exact", "sketch"],
+                   "description": "How the percentiles were computed: exact (raw rows; ranges up to an hour) or "
+                                  "sketch (merged log-bucket rollups)."},
+        "errorBound": _num("The percentiles' relative error bound (0 when exact, about 0.0099 for sketches)."),
     }),
     "Routes": _obj({
         "start": _time("Start of the range (UTC, inclusive)."),

@@ -61,6 +61,19 @@ WHERE ts >= $since AND ts <= $until
 GROUP BY route
 ORDER BY count DESC, route;
 
+-- name: route-totals
+-- Per route template over the range: requests, errors (status >= 500), mean and max duration in ms; for long
+-- ranges, whose percentiles come from the rollups' sketches (pipeline.percentiles) instead of a sort.
+SELECT route,
+       count(*)                                          AS count,
+       count(*) FILTER (WHERE status >= 500)             AS errors,
+       avg(duration_ms)                                  AS avg_ms,
+       max(duration_ms)                                  AS max_ms
+FROM requests
+WHERE ts >= $since AND ts <= $until
+GROUP BY route
+ORDER BY count DESC, route;
+
 -- name: route-series
 -- Per route (every route when $route is NULL) and per $step bucket aligned on the Unix epoch, as one JSON array
 -- [{route, points: [{t, count, errors, errorRate, p50, p95, p99}]}]: requests, errors (status >= 500) and
