@@ -289,6 +289,9 @@ def _dollar_string(text: str) -> str:
     return "$q$" + text + "$q$"
 
 
+# No deadline: the machine is shared, and tests assert behaviour, never wall-clock time.
+PROPERTY = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
 _TEXT = st.text(max_size=40)
 LITERALS = st.one_of(
     _TEXT.map(_sql_string),
@@ -315,13 +318,14 @@ TEMPLATES = [
 ]
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(PROPERTY, max_examples=300)
 @given(template=st.sampled_from(TEMPLATES), literal=LITERALS)
 def test_no_literal_survives(template: str, literal: str) -> None:
     """Any string, number, hex or boolean literal fingerprints exactly as a ``?`` placeholder would."""
     assert fingerprint(template.format(literal)) == fingerprint(template.format("?"))
 
 
+@PROPERTY
 @given(secret=st.text(min_size=1, max_size=30))
 def test_secret_text_never_reaches_the_fingerprint(secret: str) -> None:
     """A marked secret inside a string literal is absent from the fingerprint."""
@@ -334,18 +338,21 @@ def test_secret_text_never_reaches_the_fingerprint(secret: str) -> None:
 # --- Property: total and idempotent ---------------------------------------------------------------------
 
 
+@PROPERTY
 @given(st.text())
 def test_never_raises_on_arbitrary_text(text: str) -> None:
     """Any text at all yields a string fingerprint."""
     assert isinstance(fingerprint(text), str)
 
 
+@PROPERTY
 @given(st.binary())
 def test_never_raises_on_binary_junk(data: bytes) -> None:
     """Bytes decoded leniently (control characters, NULs, lone quotes) still yield a fingerprint."""
     assert isinstance(fingerprint(data.decode("latin-1")), str)
 
 
+@PROPERTY
 @given(template=st.sampled_from(TEMPLATES), literal=LITERALS)
 def test_idempotent_on_statements(template: str, literal: str) -> None:
     """Fingerprinting a fingerprint changes nothing."""
@@ -364,7 +371,7 @@ _FRAGMENTS = st.sampled_from(
 )
 
 
-@settings(max_examples=500)
+@settings(PROPERTY, max_examples=500)
 @given(st.lists(_FRAGMENTS, max_size=30).map("".join))
 def test_idempotent_on_sql_like_junk(text: str) -> None:
     """Even malformed SQL-like text reaches a fixed point after one pass."""
@@ -382,6 +389,7 @@ def test_fingerprint_id_known_values() -> None:
     assert fingerprint_id("SELECT * FROM t WHERE id IN (?+)") == -4454736921296590559
 
 
+@PROPERTY
 @given(st.text())
 def test_fingerprint_id_is_deterministic_int64(fp: str) -> None:
     """The id is blake2b-64 of the UTF-8 text as a signed big-endian int64, the same on every call."""
