@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -222,14 +223,18 @@ def test_demo_with_workers_serves_a_filled_dashboard_while_it_runs(tmp_path: Pat
     db = tmp_path / "demo.duckdb"
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "demo", "--duration", "12", "--workers", "2",
                              "--port", "0", "--rate", "30", "--db", str(db)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    # Read on a thread, through the one file object (mixing readline() with communicate() loses buffered lines).
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
     try:
-        assert proc.stdout is not None
-        first = proc.stdout.readline()
-        match = re.search(r"dashboard at (http://127\.0\.0\.1:\d+)", first)
-        assert match, first
-        url = match[1]
+        reader.start()
         deadline = time.monotonic() + 60
+        while not any("dashboard at" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the child prints when it is ready: no hook to call
+        match = re.search(r"dashboard at (http://127\.0\.0\.1:\d+)", "".join(lines))
+        assert match, "".join(lines)
+        url = match[1]
         total = 0
         while time.monotonic() < deadline and proc.poll() is None:
             total = _get_json(f"{url}/api/metrics/performance?window=1h")["requests"]["total"]
@@ -237,13 +242,15 @@ def test_demo_with_workers_serves_a_filled_dashboard_while_it_runs(tmp_path: Pat
                 break
             time.sleep(0.2)  # the producers and the owner's ingest run on their own schedules: no hook to call
         assert total > 0, "the dashboard never reported the producers' requests"
-        out, err = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
+        reader.join(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    assert "2 producer processes" in first + out
+            proc.wait()
+    out = "".join(lines)
+    assert proc.returncode == 0, out
+    assert "2 producer processes" in out
     assert "workers 2/2" in out
     assert "p95_ms" in out and "/books/<int:book_id>" in out
     recorded = int(re.search(r"duckpulse demo: (\d+) requests recorded", out)[1])  # type: ignore[index]
