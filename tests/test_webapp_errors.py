@@ -279,3 +279,26 @@ def test_the_blueprint_hands_outside_http_errors_to_the_apps_previous_handler(mo
     client = app.test_client()
     assert client.get("/nothing").status_code == 299
     assert_envelope(client.get("/perf/api/nothing"), 404)
+
+
+def test_duckpulse_dashboard_true_mounts_the_default_monitors_dashboard(monitor: Monitor) -> None:
+    """DuckPulse(app, dashboard={...}) calls webapp.blueprint() without a monitor: the default monitor serves."""
+    from pipeline.integrations.flask import DuckPulse
+
+    app = Flask("shop")
+
+    @app.get("/")
+    def home() -> str:
+        return "home"
+
+    DuckPulse(app, monitor=monitor, dashboard={"url_prefix": "/perf"})
+    client = app.test_client()
+    with client.get("/") as response:  # the middleware records when the response is closed
+        assert response.data == b"home"
+    monitor.flush()
+    with client.get("/users/1") as response, client.get("/users/2") as again:
+        assert response.status_code == again.status_code == 404
+    monitor.flush()
+    body = client.get("/perf/api/metrics/performance").get_json()
+    assert list(body["requests"]["byRoute"].items()) == [("<unmatched>", 2), ("/", 1)], (
+        "busiest first, even though the host app's JSON provider sorts keys")

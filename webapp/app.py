@@ -9,16 +9,17 @@ which URLs exist).
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Blueprint, Flask, Response, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from pipeline import Monitor
+from pipeline import Monitor, default_monitor
 from pipeline.errors import ConfigError
 
 from . import config as config_module
@@ -36,8 +37,8 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 def envelope(status: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     """The one error shape of the API: ``{"error": {"status": ..., "message": ...}}``."""
-    response = jsonify({"error": {"status": status, "message": message}})
-    response.status_code = status
+    response = Response(json.dumps({"error": {"status": status, "message": message}}), status=status,
+                        mimetype="application/json")
     response.headers["Cache-Control"] = "no-store"
     for key, value in (headers or {}).items():
         response.headers[key] = value
@@ -54,13 +55,17 @@ def _http_message(exc: HTTPException, prefix: str) -> str:
     return f"{exc.name}: {exc.description}"
 
 
-def blueprint(monitor: Monitor, url_prefix: str = "/duckpulse", *, token: str | None = None,
+def blueprint(monitor: Monitor | None = None, url_prefix: str = "/duckpulse", *, token: str | None = None,
               settings: Settings | None = None, name: str = "duckpulse") -> Blueprint:
     """The dashboard of ``monitor`` (an owner in this process) as a blueprint mounted at ``url_prefix``.
 
-    ``token``, when given, is the bearer token every endpoint but ``/api/health`` requires; it overrides the
-    token of ``settings`` (default: ``DUCKPULSE_*`` environment variables).
+    ``monitor=None`` takes ``pipeline.default_monitor()`` (the most recently created open Monitor), which is
+    what ``DuckPulse(app, dashboard=True)`` relies on. ``token``, when given, is the bearer token every endpoint
+    but ``/api/health`` requires; it overrides the token of ``settings`` (default: ``DUCKPULSE_*`` environment
+    variables).
     """
+    if monitor is None:
+        monitor = default_monitor()
     if not isinstance(monitor, Monitor) or not monitor.is_owner:
         raise ConfigError("the dashboard reads the DuckDB file, so it needs the owner's Monitor (one created "
                           "with db_path=...); a producer (spool_dir=...) has no database to read. Serve the "
@@ -176,7 +181,6 @@ def create_app(config: Mapping[str, Any] | None = None, *, monitor: Monitor | No
         monitor = Monitor(db_path=settings.db_path, ingest_dir=settings.spool_dir)
     app = Flask(__name__, static_folder=None)
     app.config.update({k: v for k, v in (config or {}).items() if not k.startswith(config_module.PREFIX)})
-    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep byRoute in the SQL's order (busiest first)
     app.register_blueprint(blueprint(monitor, url_prefix="", settings=settings))
     app.extensions[EXTENSION] = {"monitor": monitor, "settings": settings}
     return app
