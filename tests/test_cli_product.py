@@ -260,3 +260,65 @@ def test_demo_with_workers_serves_a_filled_dashboard_while_it_runs(tmp_path: Pat
     finally:
         con.close()
     assert rows == recorded and pids == 2
+
+
+# -- the demo runner in this process: stopping, and producers ----------------------------------------------------
+def test_demo_without_a_duration_runs_until_sigterm(tmp_path: Path) -> None:
+    """With no --duration the demo runs until SIGTERM (or Ctrl-C), then stops the traffic and prints the table."""
+    import os
+    import signal
+
+    from pipeline.demo import DemoSettings, run
+
+    lines: list[str] = []
+
+    def out(line: str) -> None:
+        lines.append(line)
+        if "requests" in line and "rss" in line and len([x for x in lines if "rss" in x]) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # what `kill` or a service manager sends; handled by the demo
+
+    previous = signal.getsignal(signal.SIGTERM)
+    rows = run(DemoSettings(db_path=tmp_path / "d.duckdb", duration_seconds=None, port=0,
+                            progress_interval_seconds=0.2), dashboard=None, out=out)
+    assert signal.getsignal(signal.SIGTERM) is previous, "the demo restores the SIGTERM handler it replaced"
+    assert "no dashboard" in lines[0] and "until Ctrl-C" in lines[1]
+    assert rows and lines[-2].startswith("route ")
+    assert sum(r[2] for r in rows) > 0
+
+
+def test_demo_interrupted_by_ctrl_c_still_prints_the_table(tmp_path: Path) -> None:
+    """Ctrl-C during the traffic stops it, and what was recorded is still summed up."""
+    from pipeline.demo import DemoSettings, run
+
+    lines: list[str] = []
+
+    def out(line: str) -> None:
+        lines.append(line)
+        if "rss" in line:
+            raise KeyboardInterrupt  # as Ctrl-C raises it in the main thread
+
+    rows = run(DemoSettings(db_path=tmp_path / "d.duckdb", duration_seconds=60, port=0,
+                            progress_interval_seconds=0.3), dashboard=None, out=out)
+    assert "duckpulse demo: interrupted; stopping the traffic" in lines
+    assert rows and "requests recorded" in lines[-1]
+
+
+def test_demo_with_one_producer_process_in_this_process(tmp_path: Path) -> None:
+    """--workers 1: the bookshop runs in a spawned producer; this process owns the file and ingests its rows."""
+    import os
+
+    from pipeline.demo import DemoSettings, run
+
+    db = tmp_path / "d.duckdb"
+    lines: list[str] = []
+    rows = run(DemoSettings(db_path=db, duration_seconds=3, workers=1, port=0, progress_interval_seconds=0.5),
+               dashboard=None, out=lines.append)
+    assert any("workers 1/1" in line for line in lines)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        pids = {pid for (pid,) in con.execute("SELECT DISTINCT pid FROM requests").fetchall()}
+        [(count,)] = con.execute("SELECT count(*) FROM requests").fetchall()
+    finally:
+        con.close()
+    assert len(pids) == 1 and os.getpid() not in pids
+    assert count == sum(r[2] for r in rows) > 0

@@ -39,7 +39,8 @@ from .traffic import Traffic
 
 Out = Callable[[str], None]
 DashboardStarter = Callable[[Monitor, str, int], Any]
-COUNTS_PER_WORKER = 3  # requests sent, 5xx responses, resident memory once warmed up
+COUNTS_PER_WORKER = 4  # requests sent, 5xx responses, resident memory once warmed up, 1 once serving
+WORKERS_START_SECONDS = 120.0  # spawned workers import Flask, DuckDB and pyarrow: slow on a busy machine
 WARM_UP_SECONDS = 5.0
 # The memory rule fires this far above the warmed-up resident memory (the leak adds ~1-2 MB/s, up to 96 MB).
 LEAK_ALERT_MB = 40
@@ -138,8 +139,8 @@ def _worker(index: int, spool_dir: str, sqlite_path: str, settings: DemoSettings
             counts: SynchronizedArray[int]) -> None:
     """A producer process: its own Monitor(spool_dir=...), bookshop app and traffic, until ``stop``.
 
-    ``counts[3 * index:3 * index + 3]`` is where it reports requests sent, 5xx responses and its resident
-    memory once warmed up.
+    ``counts[4 * index:4 * index + 4]`` is where it reports requests sent, 5xx responses, its resident memory
+    once warmed up, and 1 once its traffic runs.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the owner says when to stop
     slot = COUNTS_PER_WORKER * index
@@ -149,6 +150,7 @@ def _worker(index: int, spool_dir: str, sqlite_path: str, settings: DemoSettings
         traffic = Traffic(create_app(shop), local_stop, threads=settings.threads,
                           rate_per_second=settings.rate_per_second, seed=settings.seed * 1000 + index).start()
         warm_at = time.monotonic() + WARM_UP_SECONDS
+        counts[slot + 3] = 1
         try:
             while not stop.wait(0.25):
                 counts[slot], counts[slot + 1] = traffic.counts.snapshot()
@@ -186,11 +188,21 @@ class _Load:
                                                  self._mp_stop, self._counts))
                                for i in range(self.workers)]
 
-    def start(self) -> None:
+    def start(self, out: Out) -> None:
+        """Start the traffic; with producer processes, return once each one serves (the duration starts then)."""
         if self._traffic is not None:
             self._traffic.start()
+            return
         for proc in self._processes:
             proc.start()
+        out(f"duckpulse demo: starting {self.workers} producer processes")
+        deadline = time.monotonic() + WORKERS_START_SECONDS
+        while not all(self._counts[3::COUNTS_PER_WORKER]):
+            dead = [p.name for p in self._processes if not p.is_alive()]
+            if dead or time.monotonic() > deadline:
+                raise ConfigError(f"the demo's producer processes did not start ({', '.join(dead) or 'timed out'}); "
+                                  "their error is printed above. Try --workers 0 to run everything in one process")
+            time.sleep(0.05)  # other processes starting up: nothing to wait on but their flag
 
     def counts(self) -> tuple[int, int]:
         """Requests sent and 5xx responses so far, over every process."""
@@ -266,9 +278,11 @@ def run(settings: DemoSettings, dashboard: DashboardStarter | None = None,
             until = f"for {settings.duration_seconds:g} s" if settings.duration_seconds is not None else \
                 "until Ctrl-C"
             out(f"duckpulse demo: bookshop traffic {until}; {mode}")
-            load.start()
-            _progress(settings, owner, load, alerts, out)
-            load.stop()
+            try:
+                load.start(out)
+                _progress(settings, owner, load, alerts, out)
+            finally:
+                load.stop()  # producers flush their last segments into the spool as they exit
             owner.run_jobs_now()  # the producers' last segments, rollups, a last alert sweep
             assert owner.store is not None
             rows = owner.store.fetchall(sqlfiles.query("queries.sql", "route-percentiles"),
