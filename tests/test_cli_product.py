@@ -322,3 +322,18 @@ def test_demo_with_one_producer_process_in_this_process(tmp_path: Path) -> None:
         con.close()
     assert len(pids) == 1 and os.getpid() not in pids
     assert count == sum(r[2] for r in rows) > 0
+
+
+def test_the_readme_documents_every_option_and_command() -> None:
+    """The README's reference names every Monitor option, every dashboard setting and every command."""
+    import inspect
+
+    from pipeline.cli import build_parser
+    from webapp.config import KEYS, PREFIX
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    options = [p for p in inspect.signature(Monitor.__init__).parameters if p != "self"]
+    assert [o for o in options if f"`{o}`" not in readme] == []
+    assert [k for k in KEYS if f"`{PREFIX}{k}`" not in readme] == []
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert [c for c in commands if f"duckpulse {c}" not in readme] == []
