@@ -42,9 +42,11 @@ QUERIES_PER_PATH = {"/users/": 2, "/items": 1, "/search": 1, "/fail": 1, "/missi
 
 
 # -- the app process ------------------------------------------------------------------------------------------
-def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_interval_seconds: float) -> None:
+def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_interval_seconds: float,
+          duckdb_memory_limit: str) -> None:
     """Run the instrumented app until SIGTERM; write stats() every 2 s to ``stats_file``."""
     import atexit
+    import gc
 
     from flask import Flask, Response, g, request
     from werkzeug.serving import WSGIRequestHandler, make_server
@@ -64,6 +66,9 @@ def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_int
 
     mon = Monitor(db_path=db, max_buffered=max_buffered, flush_interval_seconds=flush_interval_seconds)
     holder.append(mon)
+    if duckdb_memory_limit != "default":
+        assert mon.store is not None  # an experiment, not a duckpulse setting: cap DuckDB's block cache
+        mon.store.con.execute(f"SET memory_limit = '{duckdb_memory_limit}'")
     app = Flask("soak")
     app.logger.disabled = True  # /fail raises on purpose: tens of thousands of tracebacks would drown the figures
     integration = _instrument(app, mon, g, request)
@@ -123,7 +128,8 @@ def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_int
                                     "flushed": st["flushed"], "dropped": st["dropped"],
                                     "flush_failures": st["flush_failures"],
                                     "buffered_bytes": st["buffered_bytes"],
-                                    "duckdb_bytes": int(row[0] or 0) if row else 0}) + "\n")
+                                    "duckdb_bytes": int(row[0] or 0) if row else 0,
+                                    "objects": len(gc.get_objects())}) + "\n")
                 f.flush()
 
     threading.Thread(target=write_stats, daemon=True).start()
@@ -221,12 +227,14 @@ def main() -> int:
     parser.add_argument("--max-buffered", type=int, default=1_000_000, help="Monitor(max_buffered=...)")
     parser.add_argument("--flush-interval", type=float, default=1.0, help="Monitor(flush_interval_seconds=...)")
     parser.add_argument("--sample-seconds", type=float, default=5.0, help="RSS sampling period (default 5)")
+    parser.add_argument("--duckdb-memory-limit", default="default",
+                        help="experiment: SET memory_limit on the owner's DuckDB connection, e.g. 32MB")
     parser.add_argument("--dir", default=None, help="work directory (default: a fresh temporary one)")
-    parser.add_argument("--serve", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        db, port_file, stats_file, max_buffered, flush = args.serve
-        serve(db, port_file, stats_file, int(max_buffered), float(flush))
+        db, port_file, stats_file, max_buffered, flush, limit = args.serve
+        serve(db, port_file, stats_file, int(max_buffered), float(flush), limit)
         return 0
 
     import duckdb
@@ -238,7 +246,7 @@ def main() -> int:
     for p in (db, port_file, stats_file, Path(str(stats_file) + ".final")):
         p.unlink(missing_ok=True)
     app_proc = subprocess.Popen([sys.executable, __file__, "--serve", str(db), str(port_file), str(stats_file),
-                                 str(args.max_buffered), str(args.flush_interval)])
+                                 str(args.max_buffered), str(args.flush_interval), args.duckdb_memory_limit])
     deadline = time.monotonic() + 60
     while not port_file.exists():
         if app_proc.poll() is not None or time.monotonic() > deadline:
@@ -247,7 +255,8 @@ def main() -> int:
         time.sleep(0.05)
     info = json.loads(port_file.read_text())
     print(f"== soak: {args.minutes:g} min, {args.clients} client threads, target "
-          f"{'unlimited' if not args.rps else f'{args.rps:g} req/s'}, app pid {app_proc.pid} on port "
+          f"{'unlimited' if not args.rps else f'{args.rps:g} req/s'}, DuckDB memory_limit {args.duckdb_memory_limit}, "
+          f"app pid {app_proc.pid} on port "
           f"{info['port']}, instrumented with {info['integration']}; work dir {work}", flush=True)
 
     proc = psutil.Process(app_proc.pid)
@@ -305,6 +314,7 @@ def main() -> int:
     max_pending = max((s["pending"] for s in samples), default=0)
     max_buffered_bytes = max((s["buffered_bytes"] for s in samples), default=0)
     duckdb_mem = [s["duckdb_bytes"] for s in samples] or [0]
+    objects = [s["objects"] for s in samples] or [0]
     # Least-squares slope of RSS after warm-up, in MB per minute: a leak shows as a steady positive slope.
     pts = [(t, r) for t, r in rss if t >= min(60.0, elapsed / 10)]
     slope = 0.0
@@ -332,6 +342,8 @@ def main() -> int:
           f"({len(samples)} samples every 2 s); buffered bytes max {max_buffered_bytes:,}")
     print(f"  DuckDB memory first/last/max  {_mb(duckdb_mem[0])} / {_mb(duckdb_mem[-1])} / {_mb(max(duckdb_mem))}; "
           f"database file {_mb(db.stat().st_size)}")
+    print(f"  Python objects in the app     first {objects[0]:,} / after 1 min {objects[min(30, len(objects) - 1)]:,} "
+          f"/ last {objects[-1]:,}")
     print(f"  app RSS first/last/max        {_mb(first_rss)} / {_mb(last_rss)} / {_mb(max_rss)}; after warm-up "
           f"{_mb(warm[0])} -> {_mb(last_rss)} ({growth_after_warmup / 2**20:+.1f} MB): "
           f"{'FLAT' if flat else 'GROWING'}; trend {slope:+.2f} MB/min")
