@@ -54,8 +54,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _dashboard_or_none(args: argparse.Namespace) -> DashboardStarter | None:
     starter: DashboardStarter | None = getattr(args, "dashboard", None)
     if starter is None:
-        # The console script's demo still shows the dashboard: webapp is looked up at run time, only when
-        # installed, as DuckPulse(dashboard=True) does (pipeline never imports webapp at module level).
+        # The console script's serve and demo still show the dashboard: webapp is looked up at run time, only
+        # when installed, as DuckPulse(dashboard=True) does (pipeline never imports webapp at module level).
         try:
             starter = getattr(importlib.import_module("webapp.server"), "start", None)
         except ImportError:

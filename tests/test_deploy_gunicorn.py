@@ -1,8 +1,7 @@
 """Multi-worker deployment end to end: gunicorn with 4 producer workers, `duckpulse serve` as their owner.
 
 N requests on loopback end as exactly N request rows, and the owner's dashboard API reports them. The owner
-is ``python -m webapp serve``: the ``duckpulse serve`` command line with the dashboard handed in (pipeline
-itself never imports webapp).
+is ``python -m pipeline.cli serve``, what the ``duckpulse`` console script runs.
 """
 
 from __future__ import annotations
@@ -77,7 +76,7 @@ def deployment(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """An owner serving the dashboard and gunicorn with 4 producer workers, both stopped afterwards."""
     db, spool = tmp_path / "metrics.duckdb", tmp_path / "spool"
     env = {**os.environ, "DUCKPULSE_SPOOL_DIR": str(spool)}
-    owner = subprocess.Popen([sys.executable, "-m", "webapp", "serve", "--db", str(db), "--spool", str(spool),
+    owner = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--db", str(db), "--spool", str(spool),
                               "--port", "0", "--interval", "0.2"],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     procs = [owner]
