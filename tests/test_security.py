@@ -142,7 +142,7 @@ def _bodies(injection: str) -> list[Any]:
 
 
 def test_every_parameter_of_every_endpoint_with_injection_strings(
-        dashboard: tuple[Monitor, FlaskClient, list[str]]) -> None:
+        dashboard: tuple[Monitor, FlaskClient, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
     """Each parameter of each endpoint (query, path and JSON body fields) with each injection string: never a
     5xx, a refusal is the error envelope, no statement's text ever contains the string, no table is dropped,
     and no table but silences (which stores accepted text as data) changes."""
@@ -175,6 +175,9 @@ def test_every_parameter_of_every_endpoint_with_injection_strings(
     assert mon.store is not None
     stored = {r[0] for r in mon.store.fetchall("SELECT comment FROM silences WHERE comment <> ''")}
     assert stored <= set(INJECTIONS)  # accepted text is kept verbatim, as data
+    with capsys.disabled():
+        print(f"\nFIGURE security: {tried} requests with {len(INJECTIONS)} injection strings over {len(OPERATIONS)} "
+              f"operations; {len(seen)} statements run, none containing an injection string; no 5xx; tables intact")
 
 
 def test_injection_strings_as_the_token_are_refused_before_any_query(
