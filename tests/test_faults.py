@@ -346,7 +346,8 @@ def test_a_torn_or_garbage_segment_is_quarantined_and_the_rest_ingested(tmp_path
     assert os.listdir(spool / "quarantine") == [torn.name]
 
 
-def test_a_producer_killed_mid_write_never_leaves_a_partial_segment_in_ready(tmp_path: Path) -> None:
+def test_a_producer_killed_mid_write_never_leaves_a_partial_segment_in_ready(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """SIGKILL at random moments of writing large segments: ready/ only ever holds whole segments (tmp +
     fsync + rename), so the owner ingests everything there with nothing quarantined."""
     spool = tmp_path / "spool"
@@ -365,6 +366,9 @@ def test_a_producer_killed_mid_write_never_leaves_a_partial_segment_in_ready(tmp
     rows, _, ingest = _ingest_all(tmp_path / "m.duckdb", spool)
     assert ingest["quarantined"] == 0
     assert rows == expected and rows > 0
+    with capsys.disabled():
+        print(f"\nFIGURE SIGKILL mid-write x4: {len(segments)} whole segments ({rows} rows) ingested, 0 quarantined; "
+              f"{len(os.listdir(spool / 'tmp'))} half-written file(s) left in tmp/ (never ingested)")
 
 
 def test_closing_an_owner_on_a_full_disk_does_not_raise_and_keeps_what_was_committed(
