@@ -136,3 +136,27 @@ def test_the_api_shares_reads_for_a_second_and_a_silence_clears_them(monitor: Mo
     assert len(client.get("/api/routes").get_json()["routes"]) == 2
     uncached = create_app({"DUCKPULSE_CACHE_SECONDS": "0"}, monitor=monitor).test_client()
     assert len(uncached.get("/api/routes").get_json()["routes"]) == 2
+
+
+def test_an_expired_answer_is_served_while_it_is_recomputed() -> None:
+    """Past the TTL, the one caller recomputing waits; the others get the previous answer at once."""
+    clock = Ticker()
+    cache = ResponseCache(1.0, clock)
+    cache.get("/k", lambda: Response("old", mimetype="application/json"))
+    clock.now = 5.0
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> Response:
+        started.set()
+        release.wait(10)
+        return Response("new", mimetype="application/json")
+
+    got: list[str] = []
+    leader = threading.Thread(target=lambda: got.append(cache.get("/k", slow).get_data(as_text=True)))
+    leader.start()
+    started.wait(10)
+    assert cache.get("/k", slow).get_data(as_text=True) == "old", "no waiting behind the recomputation"
+    release.set()
+    leader.join(10)
+    assert got == ["new"]
+    assert cache.get("/k", slow).get_data(as_text=True) == "new"

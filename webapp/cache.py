@@ -4,7 +4,9 @@ Sixteen clients polling the same dashboard ask the same questions every few seco
 when the owner flushes or ingests (every ``flush_interval_seconds``, 1 s by default), so an answer a second old
 is as fresh as the pipeline itself, and computing it once per second per URL instead of once per request is
 what keeps the p99 low under concurrency. While one request computes a key, the others asking for it wait for
-that answer instead of running the same queries in parallel (single flight). A write (a silence) clears it.
+that answer instead of running the same queries in parallel (single flight); if an older answer exists, they
+get it at once instead of waiting (stale while revalidating: at most one computation's time older than the
+TTL), so only one client in a second ever waits for the store. A write (a silence) clears the cache.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class ResponseCache:
                 self.hits += 1
                 return Response(entry.body, mimetype=entry.mimetype)
             flight = self._flights.get(key)
+            if flight is not None and entry is not None:  # being recomputed: the previous answer will do
+                self.hits += 1
+                return Response(entry.body, mimetype=entry.mimetype)
             leader = flight is None
             if flight is None:
                 flight = self._flights[key] = _Flight()
