@@ -20,13 +20,15 @@ import pyarrow as pa
 
 from .tables import (
     MAX_CHUNK_ROWS,
+    ORIGIN_FIELDS,
     SERIES_SCHEMA,
     SPECS,
     TABLE_ORDER,
     EmptyValueError,
     Row,
     TableSpec,
-    to_batch,
+    to_columns,
+    with_origin,
 )
 
 # Raw tuples cost ~150 B each; columns cost ~30 B. Keeping at most this many raw tuples per table bounds the
@@ -82,13 +84,13 @@ class Buffer:
     def _add_chunk(self, spec: TableSpec, chunk: list[Row]) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
         try:
-            batch = to_batch(spec, chunk, self.pid, self.host)
+            batch = to_columns(spec, chunk)
         except (TypeError, ValueError, OverflowError, pa.ArrowException):
             # Rare: some row has a wrong type or an empty name. Find the culprits one by one.
             good: list[Row] = []
             for row in chunk:
                 try:
-                    to_batch(spec, [row], self.pid, self.host)
+                    to_columns(spec, [row])
                     good.append(row)
                 except (TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
                     reason = "empty_name" if isinstance(exc, EmptyValueError) else f"invalid_{spec.name}_row"
@@ -96,7 +98,7 @@ class Buffer:
                     problems.append((reason, f"{spec.name} row {row!r:.200}: {exc}"))
             if not good:
                 return problems
-            batch = to_batch(spec, good, self.pid, self.host)
+            batch = to_columns(spec, good)
         n = batch.num_rows
         self.recorded += n
         room = self.max_buffered - self.pending_rows
@@ -133,7 +135,9 @@ class Buffer:
                 self._series = []
             for name, batches in self._batches.items():
                 if batches:
-                    out[name] = pa.Table.from_batches(batches, schema=SPECS[name].schema)
+                    spec = SPECS[name]
+                    buffered = pa.Table.from_batches(batches, schema=spec.buffer_schema)
+                    out[name] = with_origin(spec, buffered, self.pid, self.host)
                     self._batches[name] = []
             self.pending_rows -= sum(t.num_rows for n, t in out.items() if n != "series")
             return {name: out[name] for name in TABLE_ORDER if name in out}
@@ -146,7 +150,7 @@ class Buffer:
                     rows = list(zip(*(table.column(i).to_pylist() for i in range(4)), strict=True))
                     self._series[:0] = rows
                     continue
-                self._batches[name][:0] = table.to_batches()
+                self._batches[name][:0] = table.drop_columns([f.name for f in ORIGIN_FIELDS]).to_batches()
                 self.pending_rows += table.num_rows
 
     def committed(self, tables: dict[str, pa.Table]) -> int:

@@ -25,6 +25,9 @@ DICT_STRING = pa.dictionary(pa.int16(), pa.string())
 Row = tuple[Any, ...]
 
 
+ORIGIN_FIELDS = (pa.field("pid", pa.int32()), pa.field("host", DICT_STRING))
+
+
 class EmptyValueError(ValueError):
     """A name that must not be empty (a route, a method, a fingerprint) is."""
 
@@ -50,9 +53,14 @@ class TableSpec:
     prepare: Callable[[list[Sequence[Any]]], list[Sequence[Any]]] | None = None
 
     @property
+    def buffer_schema(self) -> pa.Schema:
+        """The columns held while buffered: without pid and host, which are the same for every row."""
+        return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns])
+
+    @property
     def schema(self) -> pa.Schema:
-        fields = [pa.field(c.name, c.arrow_type) for c in self.columns]
-        return pa.schema([*fields, pa.field("pid", pa.int32()), pa.field("host", DICT_STRING)])
+        """The columns written: the buffered ones plus the process they came from."""
+        return pa.schema([*self.buffer_schema, *ORIGIN_FIELDS])
 
 
 def _to_array(values: Sequence[Any], column: Column) -> pa.Array:
@@ -74,7 +82,25 @@ def _to_array(values: Sequence[Any], column: Column) -> pa.Array:
 
 
 def to_batch(spec: TableSpec, rows: Sequence[Row], pid: int, host: str) -> pa.RecordBatch:
-    """Convert tuples to one record batch; raises (TypeError, ValueError, pa.ArrowException) on a bad row."""
+    """Convert tuples to one record batch with pid and host; raises like ``to_columns``."""
+    batch = to_columns(spec, rows)
+    n = batch.num_rows
+    return pa.RecordBatch.from_arrays([*batch.columns, *_origin_arrays(n, pid, host)], schema=spec.schema)
+
+
+def _origin_arrays(n: int, pid: int, host: str) -> list[pa.Array]:
+    return [pa.array(np.full(n, pid, dtype=np.int32)),
+            pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int16)), pa.array([host]))]
+
+
+def with_origin(spec: TableSpec, table: pa.Table, pid: int, host: str) -> pa.Table:
+    """Add the pid and host columns to buffered columns, at flush time (they cost nothing while buffered)."""
+    origin = _origin_arrays(table.num_rows, pid, host)
+    return pa.Table.from_arrays([*table.columns, *origin], schema=spec.schema)
+
+
+def to_columns(spec: TableSpec, rows: Sequence[Row]) -> pa.RecordBatch:
+    """Convert tuples to one buffered record batch; raises (TypeError, ValueError, pa.ArrowException) on a bad row."""
     if len(rows) > MAX_CHUNK_ROWS:
         raise ValueError(f"a chunk holds at most {MAX_CHUNK_ROWS} rows, got {len(rows)}")
     columns: list[Sequence[Any]] = [list(c) for c in zip(*rows, strict=True)] if rows else [
@@ -82,10 +108,7 @@ def to_batch(spec: TableSpec, rows: Sequence[Row], pid: int, host: str) -> pa.Re
     if spec.prepare is not None:
         columns = spec.prepare(columns)
     arrays = [_to_array(values, column) for values, column in zip(columns, spec.columns, strict=True)]
-    n = len(rows)
-    arrays.append(pa.array(np.full(n, pid, dtype=np.int32)))
-    arrays.append(pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int16)), pa.array([host])))
-    return pa.RecordBatch.from_arrays(arrays, schema=spec.schema)
+    return pa.RecordBatch.from_arrays(arrays, schema=spec.buffer_schema)
 
 
 _fingerprints = FingerprintCache(maxsize=8192)
