@@ -4,8 +4,9 @@ A rule is replayed at evaluation times ``since, since + step, ..., now``, where 
 but at least a tenth of its window (``max_steps_per_window``): successive windows then overlap by at most 90%,
 which bounds the work at ten window series per row, and a one-hour rule is still judged every six minutes.
 The SQL (``backtest-runs``) cuts the raw rows into step-long buckets, steps each bucket into the series of
-windows that hold it, aggregates per rule, time and label set like a sweep (percentiles from log-bucket
-histograms, within 1%), and returns the runs of consecutive breaching times. This module only turns runs into
+windows that hold it, aggregates per rule, time and label set like a sweep (percentiles exactly, nearest rank:
+their values are stepped into every window that holds them, the costly part), and returns the runs of
+consecutive breaching times. This module only turns runs into
 episodes with the state machine's timing: a run fires once it has lasted ``for_seconds``, and a firing alert
 ends at the first evaluation ``keep_firing_seconds`` after its last breach (a breach before that continues it).
 """

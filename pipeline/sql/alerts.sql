@@ -178,12 +178,13 @@ WHERE (r.w1 IS NULL OR a.l1 = r.w1) AND (r.w2 IS NULL OR a.l2 = r.w2) AND (r.w3 
   AND (r.w7 IS NULL OR a.l7 = r.w7) AND (r.w8 IS NULL OR a.l8 = r.w8);
 
 -- name: backtest-runs
--- Replays rules over stored history: a combo's evaluation times are t_k = $start + k * step (k = 0..steps,
--- the combo's step and steps from __alert_combos), each over the window (t_k - w, t_k]. Raw rows are cut into step-long buckets per combo and label set (count, sum, min,
--- max, events, and for percentiles log-bucket bins: gamma 1.02, so <= 1% relative error), each bucket is
--- stepped into the window series of the evaluation times that cover it (generated with range()), the
--- aggregates are compared with each rule's threshold (count and rate are zero where nothing happened), and the
--- consecutive breaching times come back as runs (rule_index, by-labels l1..l8, first k, last k).
+-- Replays rules over stored history: a combo's evaluation times are t_k = $start + k * step (k = 0..steps;
+-- its step and steps come with __alert_combos), each over the window (t_k - w, t_k]. Raw rows are cut into
+-- step-long buckets per combo and label set (count, sum, min, max, events, errors; for percentile rules the
+-- values themselves), each bucket is stepped into the window series of the evaluation times that cover it
+-- (generated with range()), the aggregates are compared with each rule's threshold (count and rate are zero
+-- where nothing happened; percentiles are exact, nearest rank), and the consecutive breaching times come back
+-- as runs (rule_index, by-labels l1..l8, first k, last k).
 -- A window that is not a multiple of the step is rounded up to whole steps.
 WITH combos AS (
     SELECT *, greatest(1, ceil(window_seconds / step - 1e-9))::BIGINT AS nb,
@@ -246,15 +247,6 @@ buckets AS (
     FROM sourced
     GROUP BY combo, j, l1, l2, l3, l4, l5, l6, l7, l8
 ),
-bins AS (
-    -- DDSketch mapping: bin = ceil(ln v / ln gamma); v <= 0 goes to a zero bin below every other
-    SELECT combo, j, l1, l2, l3, l4, l5, l6, l7, l8,
-           CASE WHEN value > 0 THEN ceil(ln(value) / ln(1.02))::INTEGER ELSE -2147483647 END AS bin,
-           count(*) AS n
-    FROM sourced
-    WHERE need_q
-    GROUP BY ALL
-),
 windowed AS (
     -- bucket j lies in the windows of the evaluation times k = j .. j + nb - 1: the window series
     SELECT combo, k, l1, l2, l3, l4, l5, l6, l7, l8, sum(n) AS n, sum(total) AS total,
@@ -263,28 +255,15 @@ windowed AS (
           FROM buckets b JOIN combos c ON b.combo = c.combo)
     GROUP BY combo, k, l1, l2, l3, l4, l5, l6, l7, l8
 ),
-binned AS (
-    SELECT combo, k, l1, l2, l3, l4, l5, l6, l7, l8, bin, sum(n) AS n
-    FROM (SELECT b.*, unnest(range(greatest(b.j, 0), least(b.j + c.nb, c.steps + 1))) AS k
-          FROM bins b JOIN combos c ON b.combo = c.combo)
-    GROUP BY combo, k, l1, l2, l3, l4, l5, l6, l7, l8, bin
-),
-ranked AS (
-    SELECT *, sum(n) OVER (PARTITION BY combo, k, l1, l2, l3, l4, l5, l6, l7, l8 ORDER BY bin) AS below,
-           sum(n) OVER (PARTITION BY combo, k, l1, l2, l3, l4, l5, l6, l7, l8) AS count_all
-    FROM binned
-),
 quantiles AS (
-    -- nearest rank: the first bin whose cumulative count reaches ceil(q * n), at its bin's midpoint estimate
-    SELECT combo, k, l1, l2, l3, l4, l5, l6, l7, l8,
-           list_transform([min(bin) FILTER (WHERE below >= ceil(0.50 * count_all)),
-                           min(bin) FILTER (WHERE below >= ceil(0.95 * count_all)),
-                           min(bin) FILTER (WHERE below >= ceil(0.99 * count_all))],
-                          lambda b: CASE WHEN b = -2147483647 THEN 0.0 ELSE 2 * pow(1.02, b) / 2.02 END) AS q
-    FROM ranked
+    -- percentiles stay exact (nearest rank): every value is stepped into the windows that hold it
+    SELECT combo, k, l1, l2, l3, l4, l5, l6, l7, l8, quantile_disc(value, [0.5, 0.95, 0.99]) AS q
+    FROM (SELECT s.*, unnest(range(greatest(s.j, 0), least(s.j + c.nb, c.steps + 1))) AS k
+          FROM sourced s JOIN combos c ON s.combo = c.combo
+          WHERE s.need_q)
     GROUP BY combo, k, l1, l2, l3, l4, l5, l6, l7, l8
 ),
-valued AS (
+valued AS MATERIALIZED (
     SELECT r.rule_index, w.k,
            CASE WHEN r.b1 THEN w.l1 END AS l1, CASE WHEN r.b2 THEN w.l2 END AS l2,
            CASE WHEN r.b3 THEN w.l3 END AS l3, CASE WHEN r.b4 THEN w.l4 END AS l4,
