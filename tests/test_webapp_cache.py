@@ -160,3 +160,36 @@ def test_an_expired_answer_is_served_while_it_is_recomputed() -> None:
     leader.join(10)
     assert got == ["new"]
     assert cache.get("/k", slow).get_data(as_text=True) == "new"
+
+
+def test_fresh_answers_skip_flask_but_never_its_checks(monitor: Monitor) -> None:
+    """A fresh cached read is answered before Flask; without the token, or for another host, Flask answers
+    (401, 403) exactly as if nothing were cached."""
+    token = "fast-path-token"
+    app = create_app({"DUCKPULSE_CACHE_SECONDS": 30, "DUCKPULSE_TOKEN": token}, monitor=monitor)
+    flask_calls: list[str] = []
+    inner = app.wsgi_app.app  # type: ignore[attr-defined]
+
+    def counting_flask(environ: dict[str, object], start_response: object) -> object:
+        flask_calls.append(str(environ["PATH_INFO"]))
+        return inner(environ, start_response)
+
+    app.wsgi_app.app = counting_flask  # type: ignore[attr-defined]
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    first = client.get("/api/routes?window=5m", headers=auth)
+    second = client.get("/api/routes?window=5m", headers=auth)
+    assert second.status_code == 200 and second.data == first.data
+    assert flask_calls == ["/api/routes"], "the second answer never reached Flask"
+    assert second.headers["Cache-Control"] == "no-store" and second.headers["X-Content-Type-Options"] == "nosniff"
+    assert client.get("/api/routes?window=5m").status_code == 401
+    assert client.get("/api/routes?window=5m", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/api/routes?window=10m", headers=auth).status_code == 200  # another key: Flask
+    assert client.post("/api/routes?window=5m", headers=auth).status_code == 405
+    assert flask_calls[1:] == ["/api/routes"] * 4
+
+    open_app = create_app({"DUCKPULSE_CACHE_SECONDS": 30}, monitor=monitor)
+    open_client = open_app.test_client()
+    assert open_client.get("/api/routes").status_code == 200
+    assert open_client.get("/api/routes").status_code == 200
+    assert open_client.get("/api/routes", headers={"Host": "evil.example"}).status_code == 403

@@ -16,7 +16,7 @@ from pipeline.clock import utc_datetime
 from pipeline.errors import ConfigError
 
 from . import exposition, openapi, params, reads
-from .cache import ResponseCache
+from .cache import ResponseCache, cache_key
 from .config import Settings
 from .params import ApiError, iso, iso_epoch
 
@@ -65,7 +65,7 @@ class Api:
 
     def _cached(self, view: Callable[[], ResponseReturnValue]) -> Callable[[], Response]:
         def cached() -> Response:
-            return self.cache.get(request.full_path, lambda: make_response(view()))
+            return self.cache.get(cache_key(request.environ), lambda: make_response(view()))
         cached.__doc__ = view.__doc__
         return cached
 

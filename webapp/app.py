@@ -24,12 +24,14 @@ from pipeline.errors import ConfigError
 
 from . import config as config_module
 from .api import Api
+from .cache import cache_key
 from .config import Settings
 from .params import ApiError
 
 logger = logging.getLogger("duckpulse.webapp")
 EXTENSION = "duckpulse"
 PUBLIC_ENDPOINTS = ("health", "page", "static")  # health by design; the page and its scripts hold no data
+SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"))
 # The page may load only what the app serves: a browser-side guarantee that nothing leaves the host.
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -55,6 +57,18 @@ def _http_message(exc: HTTPException, prefix: str) -> str:
     return f"{exc.name}: {exc.description}"
 
 
+def bearer_matches(header: str, token: str) -> bool:
+    """Whether an Authorization header carries ``token`` as a bearer token (compared in constant time)."""
+    scheme, _, value = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+def host_is_local(host: str) -> bool:
+    """Whether a Host header (name or address, with or without a port) names this machine."""
+    hostname = host.rpartition("]")[0][1:] if host.startswith("[") else host.partition(":")[0]
+    return config_module.is_loopback(hostname)
+
+
 def blueprint(monitor: Monitor | None = None, url_prefix: str = "/duckpulse", *, token: str | None = None,
               settings: Settings | None = None, name: str = "duckpulse") -> Blueprint:
     """The dashboard of ``monitor`` (an owner in this process) as a blueprint mounted at ``url_prefix``.
@@ -64,6 +78,11 @@ def blueprint(monitor: Monitor | None = None, url_prefix: str = "/duckpulse", *,
     but ``/api/health`` requires; it overrides the token of ``settings`` (default: ``DUCKPULSE_*`` environment
     variables).
     """
+    return _build(monitor, url_prefix, token, settings, name)[0]
+
+
+def _build(monitor: Monitor | None, url_prefix: str, token: str | None, settings: Settings | None,
+           name: str) -> tuple[Blueprint, Api]:
     if monitor is None:
         monitor = default_monitor()
     if not isinstance(monitor, Monitor) or not monitor.is_owner:
@@ -84,11 +103,7 @@ def blueprint(monitor: Monitor | None = None, url_prefix: str = "/duckpulse", *,
         return not prefix or path == prefix or path.startswith(prefix + "/")
 
     def authorized() -> bool:
-        expected = settings.token
-        if expected is None:
-            return True
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), expected.encode())
+        return settings.token is None or bearer_matches(request.headers.get("Authorization", ""), settings.token)
 
     api.authorized = authorized
 
@@ -100,9 +115,7 @@ def blueprint(monitor: Monitor | None = None, url_prefix: str = "/duckpulse", *,
         if settings.token is None:
             # Without a token the dashboard is for this machine only. A request naming another host reached it
             # through a proxy or a DNS-rebinding web page: refuse it, or that page could read the data.
-            hostname = request.host.rpartition("]")[0][1:] if request.host.startswith("[") else (
-                request.host.partition(":")[0])
-            if not config_module.is_loopback(hostname):
+            if not host_is_local(request.host):
                 return envelope(403, f"this dashboard has no token, so it answers only requests addressed to "
                                      f"localhost, not {request.host!r}; set DUCKPULSE_TOKEN to serve it under "
                                      "another name")
@@ -127,8 +140,8 @@ def blueprint(monitor: Monitor | None = None, url_prefix: str = "/duckpulse", *,
 
     def secure(response: Response) -> Response:
         if in_scope():
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "no-referrer")
+            for key, value in SECURITY_HEADERS:
+                response.headers.setdefault(key, value)
             if response.mimetype == "text/html":
                 response.headers["Content-Security-Policy"] = CSP
             elif request.endpoint != f"{name}.static":
@@ -161,7 +174,37 @@ def blueprint(monitor: Monitor | None = None, url_prefix: str = "/duckpulse", *,
         app.after_request(secure)
 
     bp.record_once(on_register)
-    return bp
+    return bp, api
+
+
+class CachedReads:
+    """WSGI in front of the dashboard app: a GET whose answer is fresh in the cache is answered without Flask.
+
+    Flask's request context, routing and hooks cost more than the server itself (about 250 of 590 us of CPU per
+    request here); under 16 busy clients that is the p99. Only a request Flask would have answered with that
+    very entry is served: the entry exists only once Flask validated this exact URL, and the request must pass
+    the same token or localhost check. Anything else, errors included, goes through Flask.
+    """
+
+    def __init__(self, app: Any, api: Api, settings: Settings) -> None:
+        self.app = app
+        self.cache = api.cache
+        self.token = settings.token
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("REQUEST_METHOD") == "GET":
+            entry = self.cache.fresh(cache_key(environ))
+            if entry is not None and self._allowed(environ):
+                start_response("200 OK", [("Content-Type", entry.mimetype),
+                                          ("Content-Length", str(len(entry.body))), ("Cache-Control", "no-store"),
+                                          *SECURITY_HEADERS])
+                return [entry.body]
+        return self.app(environ, start_response)
+
+    def _allowed(self, environ: dict[str, Any]) -> bool:
+        if self.token is None:
+            return host_is_local(environ.get("HTTP_HOST") or environ.get("SERVER_NAME", ""))
+        return bearer_matches(environ.get("HTTP_AUTHORIZATION", ""), self.token)
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, monitor: Monitor | None = None) -> Flask:
@@ -181,6 +224,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, monitor: Monitor | No
         monitor = Monitor(db_path=settings.db_path, ingest_dir=settings.spool_dir)
     app = Flask(__name__, static_folder=None)
     app.config.update({k: v for k, v in (config or {}).items() if not k.startswith(config_module.PREFIX)})
-    app.register_blueprint(blueprint(monitor, url_prefix="", settings=settings))
+    bp, api = _build(monitor, "", None, settings, "duckpulse")
+    app.register_blueprint(bp)
+    app.wsgi_app = CachedReads(app.wsgi_app, api, settings)  # type: ignore[method-assign]  # WSGI middleware
     app.extensions[EXTENSION] = {"monitor": monitor, "settings": settings}
     return app

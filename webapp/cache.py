@@ -16,10 +16,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Response
 
 MAX_ENTRIES = 256  # keys carry arbitrary ranges (start/end): bound the memory
+
+
+def cache_key(environ: dict[str, Any]) -> str:
+    """The key of a request: its path and raw query string, as the WSGI server gave them."""
+    return f"{environ.get('PATH_INFO', '')}?{environ.get('QUERY_STRING', '')}"
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,16 @@ class ResponseCache:
         self._flights: dict[str, _Flight] = {}
         self._lock = threading.Lock()
         self.hits = self.misses = 0
+
+    def fresh(self, key: str) -> _Entry | None:
+        """The entry for ``key`` if it has not expired (no computation, no waiting)."""
+        if self.ttl_seconds <= 0:
+            return None
+        entry = self._entries.get(key)  # a dict read is atomic: no lock on the fast path
+        if entry is None or entry.expires <= self._clock():
+            return None
+        self.hits += 1
+        return entry
 
     def clear(self) -> None:
         with self._lock:
