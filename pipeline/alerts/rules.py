@@ -190,7 +190,8 @@ class Rule:
         """A one-line human description, e.g. ``p95(request_duration)[300s] by route gt 800``."""
         by = f" by {','.join(self.by)}" if self.by else ""
         where = "{" + ",".join(f"{k}={v}" for k, v in self.where) + "}" if self.where else ""
-        return f"{self.aggregation}({self.metric}{where})[{self.window_seconds:g}s]{by} {self.op} {self.value:g}"
+        value = f"{int(self.value)}" if float(self.value).is_integer() else f"{self.value:g}"
+        return f"{self.aggregation}({self.metric}{where})[{self.window_seconds:g}s]{by} {self.op} {value}"
 
 
 def _text(value: object) -> object:
