@@ -164,3 +164,13 @@ def test_threaded_server_records_every_concurrent_request(tmp_path: Path, monito
     assert monitor.store.fetchall(
         "SELECT count(*) FROM queries q JOIN requests r USING (host, pid, request_id) WHERE q.route = r.route"
     ) == [(total,)]
+
+
+def test_a_missing_library_is_named_with_what_to_install() -> None:
+    """An integration whose library is absent fails with IntegrationMissingError naming the package to install."""
+    from pipeline.errors import DuckPulseError, IntegrationMissingError
+    from pipeline.integrations._common import require
+
+    with pytest.raises(IntegrationMissingError, match=r"pip install nosuchlib") as caught:
+        require("nosuchlib_for_duckpulse", "NoSuch", "nosuchlib")
+    assert isinstance(caught.value, DuckPulseError) and isinstance(caught.value, ImportError)
