@@ -1,0 +1,210 @@
+"""Per-request overhead of the Flask integration, against bare Flask and its peers, in one process.
+
+Each variant is a fresh one-route Flask app (``/books/<int:book_id>``) called as a WSGI application directly:
+the environ is built once (a shallow copy per request, as a server hands out a fresh dict), the response
+iterable is consumed and closed. Variants:
+
+- bare Flask;
+- duckpulse: ``DuckPulse(app, monitor=...)`` on a Monitor writing to a temporary DuckDB file, memory
+  sampling off; the benchmark flushes between batches (timed separately: off the request path);
+- prometheus_flask_exporter's ``PrometheusMetrics(app)`` (its own registry);
+- OpenTelemetry's ``FlaskInstrumentor().instrument_app(app)`` with the SDK's tracer and meter providers
+  (a batch span processor feeding an exporter that drops spans, an in-memory metric reader).
+
+The machine is shared, so variants are interleaved finely: every round serves a small batch (20 requests)
+through each variant in turn, order rotating; the figure is the median over rounds of (variant - bare Flask)
+per request in the same round. Time is the serving thread's CPU time (``--clock thread``, the default): what a
+request costs the worker that serves it, without the waits for a core that other processes cause here;
+``--clock wall`` uses perf_counter instead. The monitor's work off the request path (the flusher thread's
+compaction, and ``flush()`` writing into DuckDB every few rounds) is measured in CPU time too and printed
+beside it (the peers' background threads, OpenTelemetry's span processor, are not counted).
+Budget (DESIGN.md): <= 3 us.
+
+    python benchmarks/bench_middleware.py [--rounds 2000] [--batch 20] [--clock thread|wall] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from _common import Budget, finish, header, median, parse_args, quiet_monitor, table, temp_dir
+from flask import Flask
+from werkzeug.test import EnvironBuilder
+
+from pipeline import Monitor
+from pipeline.integrations.flask import DuckPulse
+
+BUDGET = Budget(3.0, at_most=True, label="per-request overhead, direct WSGI call (us)")
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
+
+
+def one_route_app(name: str) -> Flask:
+    app = Flask(__name__)
+    app.name = name
+
+    @app.get("/books/<int:book_id>")
+    def book(book_id: int) -> str:
+        return f"book {book_id}"
+
+    return app
+
+
+def bare() -> Flask:
+    return one_route_app("bare")
+
+
+def duckpulse(monitor: Monitor) -> Flask:
+    app = one_route_app("duckpulse")
+    DuckPulse(app, monitor=monitor, response_time_header=False)
+    return app
+
+
+def prometheus() -> Flask | None:
+    try:
+        from prometheus_client import CollectorRegistry
+        from prometheus_flask_exporter import PrometheusMetrics
+    except ImportError:
+        return None
+    app = one_route_app("prometheus")
+    PrometheusMetrics(app, registry=CollectorRegistry())
+    return app
+
+
+def opentelemetry() -> Flask | None:
+    try:
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    except ImportError:
+        return None
+
+    class DropExporter(SpanExporter):
+        def export(self, spans: Sequence[Any]) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(DropExporter()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    app = one_route_app("opentelemetry")
+    FlaskInstrumentor().instrument_app(app, tracer_provider=tracer_provider, meter_provider=meter_provider)
+    return app
+
+
+def driver(app: WSGIApp, environ: dict[str, Any], requests: int, clock: Callable[[], float]
+           ) -> Callable[[], float]:
+    """A function serving ``requests`` requests through ``app``; returns microseconds per request."""
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[..., Any]:
+        return _write
+
+    def run() -> float:
+        start = clock()
+        for _ in range(requests):
+            body = app(dict(environ), start_response)
+            for _chunk in body:
+                pass
+            body.close()
+        return (clock() - start) / requests * 1e6
+
+    return run
+
+
+def _write(data: bytes) -> None:
+    pass
+
+
+def main() -> int:
+    def extra(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--rounds", type=int, default=2000, help="interleaved rounds (default 2000)")
+        parser.add_argument("--batch", type=int, default=20, help="requests per variant per round (default 20)")
+        parser.add_argument("--flush-every", type=int, default=50, help="rounds between flushes (default 50)")
+        parser.add_argument("--clock", choices=("thread", "wall"), default="thread",
+                            help="thread: the serving thread's CPU time (default); wall: perf_counter")
+
+    args = parse_args(__doc__.splitlines()[0], extra)
+    header("per-request overhead of the Flask integration (direct WSGI call)")
+    environ = EnvironBuilder(path="/books/42", method="GET").get_environ()
+    with temp_dir("duckpulse-bench-mw-") as tmp:
+        monitor = quiet_monitor(tmp)
+        try:
+            apps: dict[str, Flask | None] = {
+                "bare Flask": bare(),
+                "duckpulse DuckPulse": duckpulse(monitor),
+                "prometheus_flask_exporter": prometheus(),
+                "OpenTelemetry FlaskInstrumentor": opentelemetry(),
+            }
+            missing = [name for name, app in apps.items() if app is None]
+            clock = time.thread_time if args.clock == "thread" else time.perf_counter
+            runs = {name: driver(app, environ, args.batch, clock) for name, app in apps.items() if app is not None}
+            for run in runs.values():  # warm up: first requests build caches (url map, jinja, metrics)
+                for _ in range(20):
+                    run()
+            monitor.flush()
+
+            samples: dict[str, list[float]] = {name: [] for name in runs}
+            flush_seconds = 0.0
+            # The flusher thread compacts buffered rows every tick, off the request path: its CPU time is read
+            # from its own clock (a private attribute, read by a benchmark only).
+            flusher_clock = time.pthread_getcpuclockid(monitor._thread.ident or 0)
+            flusher_start = time.clock_gettime(flusher_clock)
+            names = list(runs)
+            for round_number in range(args.rounds):
+                # Rotate the order every round so no variant always runs right after the same neighbour.
+                shift = round_number % len(names)
+                for name in names[shift:] + names[:shift]:
+                    samples[name].append(runs[name]())
+                if round_number % args.flush_every == args.flush_every - 1:
+                    start = time.process_time()  # DuckDB's own threads work for the flush too
+                    monitor.flush()
+                    flush_seconds += time.process_time() - start
+            start = time.process_time()
+            monitor.flush()
+            flush_seconds += time.process_time() - start
+            flusher_seconds = time.clock_gettime(flusher_clock) - flusher_start
+
+            served = (args.rounds + 20) * args.batch
+            assert monitor.store is not None
+            recorded = monitor.store.scalar("SELECT count(*) FROM requests")
+        finally:
+            monitor.close()
+
+    base = samples["bare Flask"]
+    overheads = {name: sorted(v - b for v, b in zip(values, base, strict=True)) for name, values in samples.items()}
+    ours = overheads["duckpulse DuckPulse"]
+    our_overhead = median(ours)
+    rows = []
+    for name, values in samples.items():
+        overhead = median(overheads[name])
+        rows.append((
+            name,
+            f"{median(values):.1f}",
+            "-" if name == "bare Flask" else f"{overhead:+.2f}",
+            f"{median(values) / median(base):.3f}x",
+            "-" if name == "bare Flask" else f"{overhead / our_overhead:.1f}x",
+        ))
+    print(table(("variant", "us/request", "overhead us", "time vs bare", "overhead vs duckpulse"), rows,
+                f"\n{args.rounds} rounds x {args.batch} requests per variant, interleaved, {args.clock} time; "
+                "medians over rounds"))
+    quartiles = statistics.quantiles(ours, n=4)
+    print(f"\nduckpulse overhead over rounds (us): quartiles {quartiles[0]:.2f} / {quartiles[1]:.2f} / "
+          f"{quartiles[2]:.2f}")
+    timed_requests = args.rounds * args.batch
+    print(f"duckpulse off the request path, CPU per request: flusher thread's compaction "
+          f"{flusher_seconds / timed_requests * 1e6:.2f} us, "
+          f"flush() into DuckDB {flush_seconds / timed_requests * 1e6:.2f} us")
+    print(f"duckpulse recorded {recorded:,} request rows for {served:,} requests served")
+    if missing:
+        print(f"not measured (not installed; pip install -e '.[bench]'): {', '.join(missing)}")
+    verdict = BUDGET.verdict(our_overhead)
+    print(f"\n{BUDGET.label}: {our_overhead:.2f} us, budget <= {BUDGET.value:g} us: {verdict}")
+    return finish([verdict], args.check)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
