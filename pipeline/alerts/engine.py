@@ -28,7 +28,7 @@ from . import notify, windows
 from .evaluate import evaluate
 from .notify import LoggingNotifier, Notification, Notifier, Silence
 from .rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule, load_rules_file, make_rule
-from .rules import default_rules as plan_defaults
+from .rules import default_rules as builtin_default_rules
 from .state import AlertEvent, AlertState, AlertStore, StateKey
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class Alerts:
         self._counts_lock = threading.Lock()  # the sweep job and the flusher both count
         self.last_sweep: dict[str, Any] | None = None
         if default_rules:
-            for rule in plan_defaults():
+            for rule in builtin_default_rules():
                 self.add_rule(rule)
 
     # -- rules -------------------------------------------------------------------------------------------
