@@ -6,7 +6,9 @@ iterable is consumed and closed. Variants:
 
 - bare Flask;
 - duckpulse: ``DuckPulse(app, monitor=...)`` on a Monitor writing to a temporary DuckDB file, memory
-  sampling off; the benchmark flushes between batches (timed separately: off the request path);
+  sampling off; the benchmark flushes every 50 rounds (timed separately: off the request path);
+- the same middleware on a stand-in monitor that records nothing, which splits duckpulse's figure between
+  the middleware and ``Monitor.track_request``;
 - prometheus_flask_exporter's ``PrometheusMetrics(app)`` (its own registry);
 - OpenTelemetry's ``FlaskInstrumentor().instrument_app(app)`` with the SDK's tracer and meter providers
   (a batch span processor feeding an exporter that drops spans, an in-memory metric reader).
@@ -26,6 +28,7 @@ Budget (DESIGN.md): <= 3 us.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -60,6 +63,28 @@ def bare() -> Flask:
 def duckpulse(monitor: Monitor) -> Flask:
     app = one_route_app("duckpulse")
     DuckPulse(app, monitor=monitor, response_time_header=False)
+    return app
+
+
+class NullMonitor:
+    """Stands in for a Monitor and records nothing: the middleware's own cost, without the hot path's."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+
+    def next_request_id(self) -> int:
+        return next(self._ids)
+
+    def track_request(self, route: str, method: str, status: int, duration_ms: float, *,
+                      request_id: int | None = None, query_count: int = 0) -> None:
+        pass
+
+
+def duckpulse_without_recording() -> Flask:
+    app = one_route_app("duckpulse-null")
+    DuckPulse(app, monitor=NullMonitor(), response_time_header=False)  # type: ignore[arg-type]  # a stand-in
     return app
 
 
@@ -136,6 +161,7 @@ def main() -> int:
             apps: dict[str, Flask | None] = {
                 "bare Flask": bare(),
                 "duckpulse DuckPulse": duckpulse(monitor),
+                "  middleware alone (records nothing)": duckpulse_without_recording(),
                 "prometheus_flask_exporter": prometheus(),
                 "OpenTelemetry FlaskInstrumentor": opentelemetry(),
             }
