@@ -10,6 +10,10 @@ While the request is served, a ``RequestContext`` is open in ``pipeline.context.
 The route comes from a hook of the framework (the Flask integration sets it from the matched rule), else
 from ``route_resolver(environ)``, else it is ``<unmatched>``: never the raw path, which a scanner could
 make unbounded.
+
+A request is recorded when the server closes the response iterable (PEP 3333 obliges it to): a test client
+must close responses too (Flask's: ``buffered=True``, or ``response.close()``). Known limit: a body built
+with ``wsgi.file_wrapper`` is wrapped like any other, so the server's sendfile shortcut is not taken.
 """
 
 from __future__ import annotations
