@@ -199,10 +199,11 @@ def test_injection_strings_as_the_token_are_refused_before_any_query(
         assert client.open(url, method=method, headers={"Authorization": f"Bearer {TOKEN}"}).status_code != 401
 
 
-def test_serving_on_a_public_address_without_a_token_is_refused(tmp_path: Path) -> None:
-    """`python -m webapp serve --host 0.0.0.0` (the serve command with the dashboard) without DUCKPULSE_TOKEN
-    exits with an error naming the fix, as a real process; nothing is served."""
-    done = subprocess.run([sys.executable, "-m", "webapp", "serve", "--db", str(tmp_path / "m.duckdb"),
+@pytest.mark.parametrize("command", [["-m", "pipeline.cli"], ["-m", "webapp"]], ids=["duckpulse", "webapp"])
+def test_serving_on_a_public_address_without_a_token_is_refused(tmp_path: Path, command: list[str]) -> None:
+    """`duckpulse serve --host 0.0.0.0` (and `python -m webapp serve`) without DUCKPULSE_TOKEN exits with an error
+    naming the fix, as a real process; nothing is served."""
+    done = subprocess.run([sys.executable, *command, "serve", "--db", str(tmp_path / "m.duckdb"),
                            "--spool", str(tmp_path / "spool"), "--host", "0.0.0.0", "--port", "0"],
                           capture_output=True, text=True, timeout=120,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
