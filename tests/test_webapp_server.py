@@ -175,6 +175,16 @@ def test_the_console_scripts_serve_finds_the_dashboard_at_run_time(
                      "--interval", "0.05", "--port", "0"]) == 0
     timer.join()
     out = capsys.readouterr().out
+    if installed:  # webapp's own entry point (python -m webapp) hands the dashboard in explicitly
+        import webapp.cli
+
+        timer = threading.Timer(0.5, lambda: handlers[signal.SIGTERM](signal.SIGTERM, None))
+        handlers.clear()
+        timer.start()
+        assert webapp.cli.main(["serve", "--db", str(tmp_path / "m.duckdb"), "--spool", str(tmp_path / "s"),
+                                "--interval", "0.05", "--port", "0"]) == 0
+        timer.join()
+        assert "duckpulse: dashboard at http://127.0.0.1:" in capsys.readouterr().out
     if installed:
         assert "duckpulse: dashboard at http://127.0.0.1:" in out
     else:
