@@ -69,6 +69,17 @@ class Ingestor:
         self.stats.last_ingest_at = self.clock.now()
         return rows
 
+    def drain(self, max_rounds: int = 64, max_segments: int = MAX_SEGMENTS_PER_RUN) -> int:
+        """Ingest until the backlog is empty (or ``max_rounds`` runs, so busy producers cannot hold the job
+        forever); returns the rows loaded."""
+        rows = 0
+        for _ in range(max_rounds):
+            before = self.stats.segments + self.stats.quarantined
+            rows += self.run_once(max_segments)
+            if self.stats.segments + self.stats.quarantined - before < max_segments:
+                break
+        return rows
+
     def _load(self, table: str, group: list[Segment]) -> int:
         try:
             self._commit(table, group)

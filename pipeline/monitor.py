@@ -35,7 +35,7 @@ from .alerts.engine import Alerts
 from .alerts.notify import Notifier
 from .alerts.rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule
 from .archive import ArchiveSettings
-from .buffer import RAW_CAP, Buffer
+from .buffer import RAW_CAP, TICK_COMPACT_ROWS, Buffer
 from .clock import SYSTEM_CLOCK, Clock
 from .context import current_request as _current_request
 from .errors import ConfigError, DuckPulseError, InvalidMetricError, NoMonitorError
@@ -50,6 +50,7 @@ from .retention import RetentionSettings
 from .rollup import RollupSettings
 from .spool import SpoolWriter
 from .store import Store
+from .tables import warm_up as warm_up_tables
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -196,6 +197,7 @@ class Monitor(_HotState):
 
     # -- per-process state (re-created in a forked child) ------------------------------------------------
     def _start_process_state(self) -> None:
+        warm_up_tables()
         self.pid = os.getpid()
         self._buffer = Buffer(self.max_buffered, self.pid, self.host)
         self._raw_requests = self._buffer.raw["requests"]
@@ -371,8 +373,8 @@ class Monitor(_HotState):
         self.log.warning(key, f"duckpulse: {message}", exc_info=exc)
 
     # -- flushing ----------------------------------------------------------------------------------------
-    def _compact(self) -> None:
-        problems = self._buffer.compact()
+    def _compact(self, min_rows: int = 0) -> None:
+        problems = self._buffer.compact(min_rows)
         for reason, detail in problems:
             self.log.warning(f"rejected:{reason}", f"duckpulse rejected a metric: {detail}")
         if problems and self.strict:
@@ -446,11 +448,11 @@ class Monitor(_HotState):
         return result
 
     def ingest_now(self) -> int:
-        """Owner only: ingest ready spool segments now; returns the rows loaded."""
+        """Owner only: ingest every ready spool segment now; returns the rows loaded."""
         if self.ingestor is None:
             return 0
         try:
-            return self.ingestor.run_once()
+            return self.ingestor.drain()
         except Exception as exc:
             self.ingestor.stats.failures += 1
             self.ingestor.stats.last_error = f"{type(exc).__name__}: {exc}"
@@ -468,11 +470,11 @@ class Monitor(_HotState):
     def tick(self) -> None:
         """One step of the flusher loop: compact, and flush / ingest / sample when they are due."""
         now = self.clock.monotonic()
-        self._compact()
+        self._compact(TICK_COMPACT_ROWS)
         if self.memory_interval_seconds is not None and now >= self._next_sample:
             self._next_sample = now + self.memory_interval_seconds
             self.track_memory()
-        if now >= self._next_flush or self._buffer.pending_rows >= self.flush_rows:
+        if now >= self._next_flush or self._buffer.buffered_rows() >= self.flush_rows:
             self._next_flush = now + self.flush_interval_seconds
             self.flush()
 

@@ -111,6 +111,16 @@ def to_columns(spec: TableSpec, rows: Sequence[Row]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=spec.buffer_schema)
 
 
+def warm_up() -> None:
+    """Convert one row of every table now, so that pyarrow's lazy imports happen at start-up.
+
+    pyarrow imports pandas (which registers an atexit hook) the first time it converts a list. If that first
+    time were the final flush at interpreter exit, the import would fail ("can't register atexit after
+    shutdown") and the last batch would be lost.
+    """
+    to_columns(REQUESTS, [(0.0, "/", "GET", 200, 0.0, None, 0)])
+
+
 _fingerprints = FingerprintCache(maxsize=8192)
 
 

@@ -65,15 +65,15 @@ def test_four_producers_and_an_owner_give_every_row_exactly_once(tmp_path: Path)
 def test_owner_killed_repeatedly_mid_ingest_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     """The owner is SIGKILLed at random moments of ingesting, 20+ times; in the end every row is there once."""
     db, spool = tmp_path / "m.duckdb", tmp_path / "spool"
-    total = 60_000
-    finish(start("producer", spool, total, 0, 200))  # 300 segments
+    total = 100_000
+    finish(start("producer", spool, total, 0, 100))  # 1,000 segments
     rng = random.Random(1)
     kills = 0
     while kills < 25:
-        proc = start("ingest_loop", db, spool, 3)
+        proc = start("ingest_loop", db, spool, 2)
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("owner")  # it holds the file and is ingesting
-        time.sleep(rng.uniform(0.0, 0.15))
+        time.sleep(rng.uniform(0.0, 0.08))
         if proc.poll() is not None:
             break
         proc.send_signal(signal.SIGKILL)
@@ -174,3 +174,30 @@ def test_a_failing_spool_keeps_the_data_buffered_until_it_recovers(tmp_path: Pat
         assert mon.flush() is True
         assert mon.stats()["flushed"] == 1
     assert len(ready_segments(spool, 10)[0]) == 1
+
+
+def test_a_monitor_left_open_is_flushed_at_interpreter_exit(tmp_path: Path) -> None:
+    """A script that never closes its Monitor still gets its last rows written by the exit handler."""
+    db = tmp_path / "m.duckdb"
+    code = ("from pipeline import Monitor\n"
+            f"m = Monitor(db_path={str(db)!r}, jobs=False, memory_interval_seconds=None)\n"
+            "m.track_request('/a', 'GET', 200, 1.0)\n"
+            "m.track_query('SELECT 1', 1.0)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "failed" not in out.stderr, out.stderr
+    with Monitor(db_path=db, jobs=False, memory_interval_seconds=None) as mon:
+        assert mon.store is not None
+        assert mon.store.fetchall("SELECT (SELECT count(*) FROM requests), (SELECT count(*) FROM queries)") == [(1, 1)]
+
+
+def test_ingest_now_drains_a_backlog_larger_than_one_run(tmp_path: Path) -> None:
+    """A backlog of more segments than one run takes is ingested completely by one ingest_now()."""
+    db, spool = tmp_path / "m.duckdb", tmp_path / "spool"
+    with Monitor(spool_dir=spool, jobs=False, memory_interval_seconds=None) as producer:
+        for i in range(30):
+            producer.track_request("/a", "GET", 200, 1.0, request_id=i)
+            producer.flush()
+    with owner(db, spool) as mon:
+        assert mon.ingestor is not None
+        assert mon.ingestor.drain(max_segments=4) == 30
+        assert mon.ingestor.backlog() == 0
