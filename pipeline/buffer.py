@@ -1,10 +1,12 @@
-"""The per-process buffer: raw tuples from the hot path, compacted into Arrow batches until a flush takes them.
+"""The per-process buffer: raw values from the hot path, compacted into Arrow batches until a flush takes them.
 
-The hot path only appends a tuple to a plain list (``raw[table]``), after checking the list's length against
-``RAW_CAP``: list.append is atomic under the GIL, so recording takes no lock. Compaction moves the front of each
-list into columns with ``chunk = raw[:n]; del raw[:n]`` — two atomic list operations that never lose an append
-racing with them, unlike swapping the list for a new one. Compaction runs on the flusher thread every tick, and
-inline on the hot path only when a raw list is full (1 call in ``RAW_CAP``).
+The hot path only extends a plain list (``raw[table]``) with one row's values (``raw += (ts, route, ...)``),
+after checking the list's length against ``RAW_CAP``: list extension is atomic under the GIL, so recording
+takes no lock, and rows laid end to end leave no tuple alive for the garbage collector to walk (a list of
+tuples made collections cost more than the appends). Compaction moves the front of each list into columns with
+``chunk = raw[:n]; del raw[:n]`` — two atomic list operations that never lose a row racing with them, unlike
+swapping the list for a new one. Compaction runs on the flusher thread, and inline on the hot path only when a
+raw list is full.
 
 Accounting, kept exact by construction: ``recorded == flushed + sum(dropped) + pending_rows`` once compacted.
 """
@@ -27,13 +29,14 @@ from .tables import (
     EmptyValueError,
     Row,
     TableSpec,
+    flat_to_columns,
     to_columns,
     with_origin,
 )
 
 # Raw tuples cost ~150 B each; columns cost ~30 B. Keeping at most this many raw tuples per table bounds the
 # memory a buffered metric costs at 1M buffered to the columnar size plus a few bytes.
-RAW_CAP = 16_384
+RAW_CAP = 131_072  # values, i.e. 16,384 rows of 8 values
 # The flusher's periodic compaction waits for this many raw rows (a flush compacts whatever there is).
 TICK_COMPACT_ROWS = 2_048
 
@@ -46,7 +49,7 @@ class Buffer:
         self.pid = pid
         self.host = host
         # The lists the hot path appends to, one per table; never replaced, only trimmed from the front.
-        self.raw: dict[str, list[Row]] = {name: [] for name in SPECS}
+        self.raw: dict[str, list[Any]] = {name: [] for name in SPECS}
         self._batches: dict[str, list[pa.RecordBatch]] = {name: [] for name in SPECS}
         self._series: list[tuple[int, str, str, str]] = []
         self.pending_rows = 0
@@ -58,16 +61,16 @@ class Buffer:
 
     # -- hot-path slow branch ---------------------------------------------------------------------------
     def raw_full(self, table: str, row: Row) -> None:
-        """A raw list reached RAW_CAP: the flusher fell behind, so compact on this thread (1 call in RAW_CAP)."""
+        """A raw list reached RAW_CAP: the flusher fell behind, so compact on this thread (1 row in 16,384)."""
         # Blocking is bounded: the lock is only ever held for one compaction, never during I/O.
         with self.lock:
             self._compact_locked(table)
-        self.raw[table].append(row)
+        self.raw[table].extend(row)
 
     # -- compaction --------------------------------------------------------------------------------------
     def buffered_rows(self) -> int:
         """Rows waiting for a flush: compacted, plus raw (read without the lock: a hint, not an account)."""
-        return self.pending_rows + sum(len(raw) for raw in self.raw.values())
+        return self.pending_rows + sum(len(raw) // SPECS[t].raw_width for t, raw in self.raw.items())
 
     def compact(self, min_rows: int = 0) -> list[tuple[str, str]]:
         """Move raw tuples into columns, for each table holding at least ``min_rows`` of them.
@@ -78,28 +81,32 @@ class Buffer:
         with self.lock:
             problems: list[tuple[str, str]] = []
             for table in SPECS:
-                if len(self.raw[table]) >= max(min_rows, 1):
+                if len(self.raw[table]) >= max(min_rows, 1) * SPECS[table].raw_width:
                     problems.extend(self._compact_locked(table))
             return problems
 
     def _compact_locked(self, table: str) -> list[tuple[str, str]]:
         raw = self.raw[table]
+        spec = SPECS[table]
+        width = spec.raw_width
         problems: list[tuple[str, str]] = []
-        while raw:
-            n = min(len(raw), MAX_CHUNK_ROWS)
+        while len(raw) >= width:
+            # Whole rows only: every extend adds exactly one row, atomically, so lengths are multiples of width.
+            n = min(len(raw) // width, MAX_CHUNK_ROWS) * width
             chunk = raw[:n]
-            del raw[:n]  # atomic: appends racing with us land after the n rows we took
-            problems.extend(self._add_chunk(SPECS[table], chunk))
+            del raw[:n]  # atomic: rows racing with us land after the n values we took
+            problems.extend(self._add_chunk(spec, chunk))
         return problems
 
-    def _add_chunk(self, spec: TableSpec, chunk: list[Row]) -> list[tuple[str, str]]:
+    def _add_chunk(self, spec: TableSpec, chunk: list[Any]) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
         try:
-            batch = to_columns(spec, chunk)
+            batch = flat_to_columns(spec, chunk)
         except (TypeError, ValueError, OverflowError, pa.ArrowException):
             # Rare: some row has a wrong type or an empty name. Find the culprits one by one.
+            width = spec.raw_width
             good: list[Row] = []
-            for row in chunk:
+            for row in (tuple(chunk[i:i + width]) for i in range(0, len(chunk), width)):
                 try:
                     to_columns(spec, [row])
                     good.append(row)

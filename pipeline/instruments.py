@@ -48,7 +48,7 @@ class _Instrument:
         row = (self._now(), self.series_id, value)
         raw = self._raw
         if len(raw) < RAW_CAP:
-            raw.append(row)
+            raw += row
         else:
             self._buffer.raw_full("points", row)
 
@@ -67,7 +67,7 @@ class Counter(_Instrument):
                 row = (self._now(), self.series_id, amount)
                 raw = self._raw
                 if len(raw) < RAW_CAP:
-                    raw.append(row)
+                    raw += row
                 else:
                     self._buffer.raw_full("points", row)
                 return
@@ -123,7 +123,7 @@ class Histogram(_Instrument):
                 row = (self._now(), self.series_id, value)
                 raw = self._raw
                 if len(raw) < RAW_CAP:
-                    raw.append(row)
+                    raw += row
                 else:
                     self._buffer.raw_full("points", row)
                 return

@@ -51,6 +51,13 @@ class TableSpec:
     columns: tuple[Column, ...]
     # Turns the raw column sequences into the stored ones (queries: SQL text -> fingerprint); None: as is.
     prepare: Callable[[list[Sequence[Any]]], list[Sequence[Any]]] | None = None
+    # Values per raw row when it differs from the stored columns (queries: the SQL text becomes two columns).
+    raw_columns: int | None = None
+
+    @property
+    def raw_width(self) -> int:
+        """How many values one recorded row appends to the raw list."""
+        return self.raw_columns if self.raw_columns is not None else len(self.columns)
 
     @property
     def buffer_schema(self) -> pa.Schema:
@@ -101,10 +108,21 @@ def with_origin(spec: TableSpec, table: pa.Table, pid: int, host: str) -> pa.Tab
 
 def to_columns(spec: TableSpec, rows: Sequence[Row]) -> pa.RecordBatch:
     """Convert tuples to one buffered record batch; raises (TypeError, ValueError, pa.ArrowException) on a bad row."""
-    if len(rows) > MAX_CHUNK_ROWS:
-        raise ValueError(f"a chunk holds at most {MAX_CHUNK_ROWS} rows, got {len(rows)}")
-    columns: list[Sequence[Any]] = [list(c) for c in zip(*rows, strict=True)] if rows else [
-        [] for _ in spec.columns]
+    width = spec.raw_width
+    if any(len(row) != width for row in rows):
+        raise ValueError(f"{spec.name}: a row does not have {width} values")
+    # Column by column, never zip(*rows): zip keeps one iterator per row alive at once, thousands of GC-tracked
+    # objects that survive into the oldest generation and set off full collections (~1 us per metric).
+    return flat_to_columns(spec, [value for row in rows for value in row])
+
+
+def flat_to_columns(spec: TableSpec, flat: list[Any]) -> pa.RecordBatch:
+    """Convert a flat list of values (rows laid end to end, as the hot path appends them) to a record batch."""
+    width = spec.raw_width
+    n = len(flat) // width
+    if n > MAX_CHUNK_ROWS or n * width != len(flat):
+        raise ValueError(f"a chunk holds at most {MAX_CHUNK_ROWS} whole rows of {width} values, got {len(flat)}")
+    columns: list[Sequence[Any]] = [flat[i::width] for i in range(width)]
     if spec.prepare is not None:
         columns = spec.prepare(columns)
     arrays = [_to_array(values, column) for values, column in zip(columns, spec.columns, strict=True)]
@@ -152,7 +170,7 @@ QUERIES = TableSpec("queries", (
     Column("success", pa.bool_(), required=True),
     Column("request_id", pa.int64()),
     Column("route", DICT_STRING),
-), prepare=_prepare_queries)
+), prepare=_prepare_queries, raw_columns=7)
 POINTS = TableSpec("points", (
     Column("ts", TIMESTAMP),
     Column("series_id", pa.int64(), required=True),
