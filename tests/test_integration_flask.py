@@ -325,8 +325,21 @@ def test_dashboard_blueprint_is_mounted_and_anything_else_warns(db_file: Path, m
     app = make_app(db_file, monitor, None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        DuckPulse(app, monitor=monitor, dashboard="please")
+        DuckPulse(app, monitor=monitor, dashboard=42)
     assert any("ignored" in str(w.message) for w in caught)
+
+
+def test_dashboard_prefix_mounts_the_real_dashboard_in_the_app(db_file: Path, monitor: Monitor) -> None:
+    """DuckPulse(app, monitor=mon, dashboard="/perf") serves the dashboard API under /perf, reading mon's data."""
+    app = make_app(db_file, monitor, None)
+    DuckPulse(app, monitor=monitor, dashboard="/perf")
+    client = app.test_client()
+    get(client, "/books/1")
+    get(client, "/books/2")
+    monitor.flush()
+    body = client.get("/perf/api/metrics/performance?window=1h").get_json()
+    assert body["requests"]["byRoute"]["/books/<int:book_id>"] == 2
+    assert client.get("/perf/").status_code == 200
 
 
 def test_real_durations_are_positive_with_the_default_timer(db_file: Path, monitor: Monitor) -> None:

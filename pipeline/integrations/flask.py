@@ -69,9 +69,9 @@ class DuckPulse:
     """Records every request a Flask app serves (route template, method, status, duration, queries).
 
     ``monitor=None`` records into ``pipeline.default_monitor()``, looked up at the first request.
-    ``dashboard`` is mounted by the dashboard issue: a Flask blueprint is registered on the app; ``True``
-    (or a mapping of options) mounts ``webapp.blueprint(**options)`` when the installed webapp provides
-    that factory; otherwise it is ignored with a warning.
+    ``dashboard`` mounts the dashboard in the same app: a URL prefix (``dashboard="/perf"``), ``True`` (at
+    ``/duckpulse``), a mapping of ``webapp.blueprint`` options, or a ready Flask blueprint. The monitor must be
+    the owner (the dashboard reads its DuckDB file).
     """
 
     def __init__(self, app: Flask | None = None, monitor: Monitor | None = None, *,
@@ -139,7 +139,7 @@ class DuckPulse:
             app.register_blueprint(dashboard)
             return
         factory = None
-        if dashboard is True or isinstance(dashboard, Mapping):
+        if dashboard is True or isinstance(dashboard, Mapping | str):
             try:
                 # Looked up at run time, only when asked for: the pipeline package must not depend on webapp.
                 factory = getattr(importlib.import_module("webapp"), "blueprint", None)
@@ -149,5 +149,8 @@ class DuckPulse:
             warnings.warn(f"DuckPulse(dashboard={dashboard!r}) is ignored: pass a Flask blueprint, or True once "
                           "the installed webapp package provides webapp.blueprint()", stacklevel=3)
             return
-        options = dict(dashboard) if isinstance(dashboard, Mapping) else {}
+        options: dict[str, Any] = dict(dashboard) if isinstance(dashboard, Mapping) else {}
+        if isinstance(dashboard, str):  # dashboard="/perf": the URL prefix to mount it under
+            options["url_prefix"] = dashboard
+        options.setdefault("monitor", self.monitor)
         app.register_blueprint(factory(**options))
