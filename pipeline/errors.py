@@ -4,6 +4,7 @@ The exception tree::
 
     DuckPulseError                 base of everything duckpulse raises on purpose
     ├── ConfigError                a bad setting: names the option and the accepted range
+    │   └── RuleError              a bad alert rule or rules file (pipeline.alerts.rules): file, line, field
     ├── OwnershipError             another process already owns the DuckDB file
     ├── InvalidMetricError         bad input to the recording API (raised only with ``strict=True``;
     │                              otherwise counted in ``Monitor.stats()["rejected"]``)

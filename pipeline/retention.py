@@ -33,7 +33,8 @@ DAY_SECONDS = 86_400
 RAW_BLOCKS = ("retention-requests", "retention-queries", "retention-process-samples", "retention-points",
               "retention-ingested-segments")
 MINUTE_BLOCKS = ("retention-rollups-1m", "retention-rollup-bins-1m")
-HOUR_BLOCKS = ("retention-rollups-1h", "retention-rollup-bins-1h")
+HOUR_BLOCKS = ("retention-rollups-1h", "retention-rollup-bins-1h", "retention-alert-events",
+               "retention-expired-silences")
 
 
 def _days(name: str, value: float) -> None:

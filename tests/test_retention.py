@@ -228,3 +228,18 @@ def test_the_monitor_passes_its_settings_to_the_jobs(db_path: Path, clock: FakeC
 
 def retention_archive_settings(db_path: Path) -> archive.ArchiveSettings:
     return archive.ArchiveSettings(history_dir=db_path.parent / "elsewhere")
+
+
+def test_alert_history_and_ended_silences_expire_with_the_hour_tier(store: Store, clock: FakeClock) -> None:
+    """Alert events and silences that ended more than rollups_1h_days ago are deleted; newer ones stay."""
+    with store.transaction():
+        for at in (T0, T0 + 300 * DAY):
+            store.con.execute("INSERT INTO alert_events VALUES ($ts, 'r', '{}', 'm', 'warning', 'pending', 'firing', "
+                              "1.0, 0.5, '')", {"ts": utc_datetime(at)})
+            store.con.execute("INSERT INTO silences VALUES ($id, '{}', $ts, $ts, '', $ts)",
+                              {"id": str(at), "ts": utc_datetime(at)})
+    clock.set_wall(T0 + 420 * DAY)
+    summary = retention.run(store, clock.now())
+    assert store.fetchall("SELECT ts FROM alert_events") == [(utc_datetime(T0 + 300 * DAY),)]
+    assert count(store, "silences") == 1
+    assert summary.deleted["alert-events"] == 1 and summary.deleted["expired-silences"] == 1

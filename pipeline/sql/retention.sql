@@ -37,6 +37,14 @@ DELETE FROM rollups_1h WHERE bucket_start < $cutoff;
 -- Deletes hour bins older than the hour-tier cutoff.
 DELETE FROM rollup_bins_1h WHERE bucket_start < $cutoff;
 
+-- name: retention-alert-events
+-- Deletes alert history older than the hour-tier cutoff (alert history is kept as long as hourly statistics).
+DELETE FROM alert_events WHERE ts < $cutoff;
+
+-- name: retention-expired-silences
+-- Deletes silences that ended before the hour-tier cutoff.
+DELETE FROM silences WHERE ends_at < $cutoff;
+
 -- name: retention-advance-tier
 -- Moves a tier's first bucket past what retention deleted, so percentile plans stop counting on it.
 UPDATE rollup_state
