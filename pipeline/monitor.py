@@ -90,9 +90,29 @@ class _HotState:
     lookups (``mon.track_request``) get slower, ~10-30 ns per call. Slots keep the instance dict small.
     """
 
-    __slots__ = ("_buffer", "_closed", "_counts_lock", "_flush_lock", "_folded", "_next_flush", "_next_sample",
-                 "_now", "_random", "_raw_queries", "_raw_requests", "_raw_samples", "_registry", "_request_ids",
-                 "_sampled_out", "_sampler", "_sink", "_stop", "_thread", "__dict__", "__weakref__")
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_buffer",
+        "_closed",
+        "_counts_lock",
+        "_flush_lock",
+        "_folded",
+        "_next_flush",
+        "_next_sample",
+        "_now",
+        "_random",
+        "_raw_queries",
+        "_raw_requests",
+        "_raw_samples",
+        "_registry",
+        "_request_ids",
+        "_sampled_out",
+        "_sampler",
+        "_sink",
+        "_stop",
+        "_thread",
+    )
 
     _buffer: Buffer
     _now: Callable[[], float]
