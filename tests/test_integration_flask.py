@@ -337,9 +337,10 @@ def test_dashboard_prefix_mounts_the_real_dashboard_in_the_app(db_file: Path, mo
     get(client, "/books/1")
     get(client, "/books/2")
     monitor.flush()
-    body = client.get("/perf/api/metrics/performance?window=1h").get_json()
+    # Responses are closed (buffered=True) as a server would: the request context ends at close().
+    body = client.get("/perf/api/metrics/performance?window=1h", buffered=True).get_json()
     assert body["requests"]["byRoute"]["/books/<int:book_id>"] == 2
-    assert client.get("/perf/").status_code == 200
+    assert client.get("/perf/", buffered=True).status_code == 200
 
 
 def test_real_durations_are_positive_with_the_default_timer(db_file: Path, monitor: Monitor) -> None:
