@@ -45,6 +45,8 @@ class _Instrument:
         self._reject = reject
 
     def _record(self, value: float) -> None:
+        # Counter.inc and Histogram.observe repeat these lines inline on purpose: one Python call fewer on the
+        # hot path is ~40 ns, a quarter of the recording budget. Gauges (rarer) share this method.
         row = (self._now(), self.series_id, value)
         raw = self._raw
         if len(raw) < RAW_CAP:
