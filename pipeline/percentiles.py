@@ -373,7 +373,10 @@ def _run(con: duckdb.DuckDBPyConnection, metric: str, spec: _Metric | None, chos
         fractions = [_rank_fraction(q) for q in qs]
         params["q_num"] = [f[0] for f in fractions]
         params["q_den"] = [f[1] for f in fractions]
-    sql = _compose(sqlfiles.query(SQL, block), by_sql, where_sql)
+    sql = sqlfiles.query(SQL, block)
+    if chosen != "exact":  # every sketch block ends at its pieces CTE; merging and ranking are shared
+        sql = f"{sql},\n{sqlfiles.query(SQL, 'percentiles-sketch-rank')}"
+    sql = _compose(sql, by_sql, where_sql)
     return con.execute(sql, params).fetchall(), group_keys
 
 

@@ -57,7 +57,7 @@ WHERE p.ts >= $start AND p.ts < $end /* where */
 GROUP BY ALL;
 
 -- name: percentiles-sketch-requests
--- Request-duration percentiles from merged bins: one hour range, two minute ranges, four raw ranges.
+-- Request-duration bins: one hour range, two minute ranges, four raw ranges (percentiles-sketch-rank follows).
 WITH raw AS (
     SELECT ts, route, method, (status // 100)::VARCHAR || 'xx' AS status_class, duration_ms
     FROM requests
@@ -79,42 +79,10 @@ pieces AS (
     FROM raw
     WHERE true /* where */
     GROUP BY ALL
-),
-merged AS (SELECT /* by */ bin, sum(n) AS n FROM pieces GROUP BY ALL),
-cumulative AS (
-    SELECT *,
-           sum(n) OVER (/* partition */ ORDER BY bin ROWS UNBOUNDED PRECEDING) AS cum,
-           sum(n) OVER (/* partition */) AS total
-    FROM merged
-),
-wanted AS (
-    SELECT generate_subscripts($quantiles, 1) AS i, unnest($quantiles) AS q,
-           unnest($q_num)::HUGEINT AS num, unnest($q_den)::HUGEINT AS den
-),
-ranked AS (
-    SELECT c.*, w.i, w.q,
-           CASE WHEN $linear THEN floor((c.total - 1) * w.q) + 1
-                ELSE greatest(1, (c.total * w.num + w.den - 1) // w.den) END AS rank_lo,
-           CASE WHEN $linear THEN ceil((c.total - 1) * w.q) + 1
-                ELSE greatest(1, (c.total * w.num + w.den - 1) // w.den) END AS rank_hi
-    FROM cumulative c CROSS JOIN wanted w
-),
-picked AS (
-    SELECT /* by */ i, any_value(q) AS q, any_value(total) AS total, any_value(rank_lo) AS rank_lo,
-           any_value(rank_hi) AS rank_hi,
-           duckpulse_sketch_value(min(bin) FILTER (WHERE cum >= rank_lo)) AS lo,
-           duckpulse_sketch_value(min(bin) FILTER (WHERE cum >= rank_hi)) AS hi
-    FROM ranked
-    GROUP BY ALL
 )
-SELECT /* by */ any_value(total)::BIGINT AS count,
-       list(CASE WHEN rank_hi = rank_lo THEN lo
-                 ELSE lo + (hi - lo) * ((total - 1) * q - floor((total - 1) * q)) END ORDER BY i) AS "values"
-FROM picked
-GROUP BY ALL;
 
 -- name: percentiles-sketch-queries
--- Query-duration percentiles from merged bins: one hour range, two minute ranges, four raw ranges.
+-- Query-duration bins: one hour range, two minute ranges, four raw ranges (percentiles-sketch-rank follows).
 WITH raw AS (
     SELECT ts, fingerprint, duration_ms
     FROM queries
@@ -136,42 +104,10 @@ pieces AS (
     FROM raw
     WHERE true /* where */
     GROUP BY ALL
-),
-merged AS (SELECT /* by */ bin, sum(n) AS n FROM pieces GROUP BY ALL),
-cumulative AS (
-    SELECT *,
-           sum(n) OVER (/* partition */ ORDER BY bin ROWS UNBOUNDED PRECEDING) AS cum,
-           sum(n) OVER (/* partition */) AS total
-    FROM merged
-),
-wanted AS (
-    SELECT generate_subscripts($quantiles, 1) AS i, unnest($quantiles) AS q,
-           unnest($q_num)::HUGEINT AS num, unnest($q_den)::HUGEINT AS den
-),
-ranked AS (
-    SELECT c.*, w.i, w.q,
-           CASE WHEN $linear THEN floor((c.total - 1) * w.q) + 1
-                ELSE greatest(1, (c.total * w.num + w.den - 1) // w.den) END AS rank_lo,
-           CASE WHEN $linear THEN ceil((c.total - 1) * w.q) + 1
-                ELSE greatest(1, (c.total * w.num + w.den - 1) // w.den) END AS rank_hi
-    FROM cumulative c CROSS JOIN wanted w
-),
-picked AS (
-    SELECT /* by */ i, any_value(q) AS q, any_value(total) AS total, any_value(rank_lo) AS rank_lo,
-           any_value(rank_hi) AS rank_hi,
-           duckpulse_sketch_value(min(bin) FILTER (WHERE cum >= rank_lo)) AS lo,
-           duckpulse_sketch_value(min(bin) FILTER (WHERE cum >= rank_hi)) AS hi
-    FROM ranked
-    GROUP BY ALL
 )
-SELECT /* by */ any_value(total)::BIGINT AS count,
-       list(CASE WHEN rank_hi = rank_lo THEN lo
-                 ELSE lo + (hi - lo) * ((total - 1) * q - floor((total - 1) * q)) END ORDER BY i) AS "values"
-FROM picked
-GROUP BY ALL;
 
 -- name: percentiles-sketch-histogram
--- Custom-histogram percentiles from merged bins ($series_ids grouped by $groups).
+-- Custom-histogram bins ($series_ids grouped by $groups; percentiles-sketch-rank follows).
 WITH mapping AS (SELECT unnest($series_ids::BIGINT[]) AS series_id, unnest($groups::INTEGER[]) AS grp),
 raw AS (
     SELECT p.ts, m.grp, p.value
@@ -195,7 +131,15 @@ pieces AS (
     FROM raw
     WHERE true /* where */
     GROUP BY ALL
-),
+)
+
+-- name: percentiles-histogram-series
+-- The series of one custom histogram (labels are canonical JSON).
+SELECT series_id, labels FROM series WHERE name = $name AND kind = 'histogram' ORDER BY series_id;
+
+-- name: percentiles-sketch-rank
+-- The shared tail of every percentiles-sketch-* block, which ends with a pieces(by..., bin, n) CTE:
+-- merges the pieces per group, accumulates counts and picks each quantile's rank (nearest or linear).
 merged AS (SELECT /* by */ bin, sum(n) AS n FROM pieces GROUP BY ALL),
 cumulative AS (
     SELECT *,
@@ -228,7 +172,3 @@ SELECT /* by */ any_value(total)::BIGINT AS count,
                  ELSE lo + (hi - lo) * ((total - 1) * q - floor((total - 1) * q)) END ORDER BY i) AS "values"
 FROM picked
 GROUP BY ALL;
-
--- name: percentiles-histogram-series
--- The series of one custom histogram (labels are canonical JSON).
-SELECT series_id, labels FROM series WHERE name = $name AND kind = 'histogram' ORDER BY series_id;
