@@ -49,7 +49,7 @@ from .process import ProcessSampler
 from .retention import RetentionSettings
 from .rollup import RollupSettings
 from .spool import SpoolWriter
-from .store import Store
+from .store import DEFAULT_MEMORY_LIMIT, Store
 from .tables import warm_up as warm_up_tables
 
 if TYPE_CHECKING:
@@ -125,7 +125,8 @@ class Monitor(_HotState):
     """Records requests, queries, process samples and custom metrics, and makes them durable in batches.
 
     Exactly one of ``db_path`` (this process owns the DuckDB file) and ``spool_dir`` (this process is a
-    producer; ``duckpulse serve`` owns the file) is given.
+    producer; ``duckpulse serve`` owns the file) is given. ``duckdb_memory_limit`` caps the DuckDB buffer
+    pool inside an owner (a DuckDB size string such as ``"128MB"``; None leaves DuckDB's 80% of RAM).
     """
 
     def __init__(
@@ -150,6 +151,7 @@ class Monitor(_HotState):
         rollup: RollupSettings | None = None,
         retention: RetentionSettings | None = None,
         archive: ArchiveSettings | None = None,
+        duckdb_memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
     ) -> None:
         if (db_path is None) == (spool_dir is None):
             raise ConfigError("Monitor needs exactly one of db_path (this process owns the DuckDB file) and "
@@ -188,7 +190,7 @@ class Monitor(_HotState):
         self.db_path = Path(db_path) if db_path is not None and str(db_path) != ":memory:" else None
         self.ingest_dir: Path | None = None
         if db_path is not None:
-            self.store = Store(db_path, self.clock)
+            self.store = Store(db_path, self.clock, memory_limit=duckdb_memory_limit)
             self.ingest_dir = Path(ingest_dir) if ingest_dir else (
                 self.db_path.with_name(self.db_path.name + ".spool") if self.db_path else None)
             if self.ingest_dir is not None:

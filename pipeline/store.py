@@ -86,15 +86,21 @@ class OwnerLock:
             self._fd = -1
 
 
+# DuckDB's memory cap inside the owner process (None: DuckDB's default, 80% of RAM).
+DEFAULT_MEMORY_LIMIT = "128MB"
+
+
 class Store:
     """The owner's connection to the DuckDB file (or an in-memory database for tests)."""
 
-    def __init__(self, db_path: str | os.PathLike[str] | None, clock: Clock) -> None:
+    def __init__(self, db_path: str | os.PathLike[str] | None, clock: Clock,
+                 memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> None:
         self.clock = clock
+        self.memory_limit = memory_limit
         self.path = Path(db_path) if db_path not in (None, ":memory:") else None
         self._owner_lock = OwnerLock(self.path) if self.path is not None else None
         try:
-            self.con = duckdb.connect(str(self.path) if self.path else ":memory:")
+            self.con = duckdb.connect(str(self.path) if self.path else ":memory:", config=self._config())
         except duckdb.Error as exc:
             if self._owner_lock:
                 self._owner_lock.release()
@@ -107,6 +113,11 @@ class Store:
         self._invalidated = False  # DuckDB invalidated the instance after a fatal error: reopen before writing
         self._generation = 0  # bumped at each reopen, so per-thread read cursors of the old instance are dropped
         self.migrate()
+
+    def _config(self) -> dict[str, str]:
+        # DuckDB's buffer pool keeps the blocks it read or wrote up to memory_limit (80% of RAM by default):
+        # inside the host app that would look like a leak, so the owner caps it.
+        return {"memory_limit": self.memory_limit} if self.memory_limit else {}
 
     # -- schema ------------------------------------------------------------------------------------------
     def migrate(self) -> int:
@@ -152,7 +163,7 @@ class Store:
         lasts, and the next transaction tries again."""
         with contextlib.suppress(duckdb.Error):
             self.con.close()
-        self.con = duckdb.connect(str(self.path))
+        self.con = duckdb.connect(str(self.path), config=self._config())
         self._invalidated = False
         self._generation += 1
 
