@@ -114,7 +114,7 @@ class Store:
         self._generation = 0  # bumped at each reopen, so per-thread read cursors of the old instance are dropped
         self.migrate()
 
-    def _config(self) -> dict[str, str]:
+    def _config(self) -> dict[str, str | bool | int | float | list[str]]:
         # DuckDB's buffer pool keeps the blocks it read or wrote up to memory_limit (80% of RAM by default):
         # inside the host app that would look like a leak, so the owner caps it.
         return {"memory_limit": self.memory_limit} if self.memory_limit else {}
