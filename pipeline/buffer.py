@@ -53,11 +53,24 @@ class Buffer:
         self._batches: dict[str, list[pa.RecordBatch]] = {name: [] for name in SPECS}
         self._series: list[tuple[int, str, str, str]] = []
         self.pending_rows = 0
+        self.compacted_values = 0  # raw values moved out of the raw lists so far (see activity())
         self.recorded = 0
         self.flushed = 0
         self.dropped: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
         self.lock = threading.Lock()
+
+    def reset_after_fork(self, pid: int) -> None:
+        """In a forked child: start empty. What the parent buffered is the parent's to flush."""
+        self.lock = threading.Lock()  # the parent's threads may have held it at the fork
+        self.pid = pid
+        for raw in self.raw.values():
+            del raw[:]  # in place: the hot path and the instruments hold these lists
+        self._batches = {name: [] for name in SPECS}
+        self._series = []
+        self.pending_rows = self.recorded = self.flushed = 0
+        self.dropped.clear()
+        self.rejected.clear()
 
     # -- hot-path slow branch ---------------------------------------------------------------------------
     def raw_full(self, table: str, row: Row) -> None:
@@ -66,6 +79,10 @@ class Buffer:
         with self.lock:
             self._compact_locked(table)
         self.raw[table].extend(row)
+
+    def activity(self) -> int:
+        """A number that grows whenever a row is recorded (read without the lock: a hint for the clock thread)."""
+        return self.compacted_values + sum(len(raw) for raw in self.raw.values())
 
     # -- compaction --------------------------------------------------------------------------------------
     def buffered_rows(self) -> int:
@@ -95,6 +112,7 @@ class Buffer:
             n = min(len(raw) // width, MAX_CHUNK_ROWS) * width
             chunk = raw[:n]
             del raw[:n]  # atomic: rows racing with us land after the n values we took
+            self.compacted_values += n
             problems.extend(self._add_chunk(spec, chunk))
         return problems
 

@@ -14,9 +14,10 @@ import time as _time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .buffer import RAW_CAP, Buffer
+from .clock import Timestamps
 from .errors import InvalidMetricError
 from .fingerprint import fingerprint_id
 
@@ -32,22 +33,23 @@ class Rejector(Protocol):
 
 
 class _Instrument:
-    __slots__ = ("_buffer", "_now", "_raw", "_reject", "labels", "name", "series_id")
+    __slots__ = ("_buffer", "_raw", "_reject", "_stamps", "labels", "name", "series_id")
+    kind: ClassVar[str]
 
     def __init__(self, name: str, labels: dict[str, str], series_id: int, buffer: Buffer,
-                 now: Callable[[], float], reject: Rejector) -> None:
+                 stamps: Timestamps, reject: Rejector) -> None:
         self.name = name
         self.labels = labels
         self.series_id = series_id
         self._buffer = buffer
         self._raw = buffer.raw["points"]
-        self._now = now
+        self._stamps = stamps
         self._reject = reject
 
     def _record(self, value: float) -> None:
         # Counter.inc and Histogram.observe repeat these lines inline on purpose: one Python call fewer on the
         # hot path is ~40 ns, a quarter of the recording budget. Gauges (rarer) share this method.
-        row = (self._now(), self.series_id, value)
+        row = (self._stamps.seconds or self._stamps.now(), self.series_id, value)
         raw = self._raw
         if len(raw) < RAW_CAP:
             raw += row
@@ -62,11 +64,12 @@ class Counter(_Instrument):
     """A count that only goes up; each ``inc`` is stored as an increment, so sums over any window work."""
 
     __slots__ = ()
+    kind = "counter"
 
     def inc(self, amount: float = 1.0) -> None:
         try:
             if 0.0 <= amount < INF:
-                row = (self._now(), self.series_id, amount)
+                row = (self._stamps.seconds or self._stamps.now(), self.series_id, amount)
                 raw = self._raw
                 if len(raw) < RAW_CAP:
                     raw += row
@@ -82,6 +85,7 @@ class Gauge(_Instrument):
     """A value that goes up and down; each ``set`` is stored."""
 
     __slots__ = ("_value",)
+    kind = "gauge"
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -118,11 +122,12 @@ class Histogram(_Instrument):
     """A distribution of observed values (percentiles are computed in SQL)."""
 
     __slots__ = ()
+    kind = "histogram"
 
     def observe(self, value: float) -> None:
         try:
             if -INF < value < INF:
-                row = (self._now(), self.series_id, value)
+                row = (self._stamps.seconds or self._stamps.now(), self.series_id, value)
                 raw = self._raw
                 if len(raw) < RAW_CAP:
                     raw += row
@@ -174,10 +179,10 @@ def series_id(name: str, kind: str, labels: Mapping[str, str]) -> int:
 class Registry:
     """Interns (name, kind, labels) to instruments, with a cap on label sets per metric name."""
 
-    def __init__(self, buffer: Buffer, now: Callable[[], float], reject: Rejector,
+    def __init__(self, buffer: Buffer, stamps: Timestamps, reject: Rejector,
                  fold: Callable[[str, str], None], max_series_per_metric: int) -> None:
         self._buffer = buffer
-        self._now = now
+        self._stamps = stamps
         self._reject = reject
         self._fold = fold
         self._max_series = max_series_per_metric
@@ -218,10 +223,17 @@ class Registry:
                 self._per_name[(name, kind)] = count + 1
             sid = series_id(name, kind, clean)
             cls: type[_Instrument] = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}[kind]
-            inst = cls(name, clean, sid, self._buffer, self._now, self._reject)
+            inst = cls(name, clean, sid, self._buffer, self._stamps, self._reject)
             self._buffer.add_series(sid, name, kind, clean)
             self._instruments[key] = inst
             return inst
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock, and the series queued again so the child's own segments carry them
+        (the parent may never flush its copy; inserting a known series again is a no-op)."""
+        self._lock = threading.Lock()
+        for inst in self._instruments.values():
+            self._buffer.add_series(inst.series_id, inst.name, inst.kind, inst.labels)
 
     def _clean_labels(self, name: str, labels: Mapping[Any, Any] | None) -> dict[str, str] | RejectedInstrument:
         if labels is None:

@@ -36,7 +36,7 @@ from .alerts.notify import Notifier
 from .alerts.rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule
 from .archive import ArchiveSettings
 from .buffer import RAW_CAP, TICK_COMPACT_ROWS, Buffer
-from .clock import SYSTEM_CLOCK, Clock
+from .clock import SYSTEM_CLOCK, Clock, Timestamps
 from .context import current_request as _current_request
 from .errors import ConfigError, DuckPulseError, InvalidMetricError, NoMonitorError
 from .ingest import Ingestor
@@ -110,12 +110,14 @@ class _HotState:
         "_sampled_out",
         "_sampler",
         "_sink",
+        "_stamps",
         "_stop",
         "_thread",
     )
 
     _buffer: Buffer
     _now: Callable[[], float]
+    _stamps: Timestamps
     _raw_requests: list[Any]
     _raw_queries: list[Any]
     _raw_samples: list[Any]
@@ -152,6 +154,7 @@ class Monitor(_HotState):
         retention: RetentionSettings | None = None,
         archive: ArchiveSettings | None = None,
         duckdb_memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
+        timestamp_resolution_seconds: float = 0.01,
     ) -> None:
         if (db_path is None) == (spool_dir is None):
             raise ConfigError("Monitor needs exactly one of db_path (this process owns the DuckDB file) and "
@@ -165,6 +168,9 @@ class Monitor(_HotState):
             raise ConfigError(f"flush_rows={flush_rows!r}: expected an integer >= 1")
         if not isinstance(sample_rate, int | float) or not 0.0 <= sample_rate <= 1.0:
             raise ConfigError(f"sample_rate={sample_rate!r}: expected a fraction from 0.0 to 1.0")
+        if not isinstance(timestamp_resolution_seconds, int | float) or not 0 <= timestamp_resolution_seconds < 1:
+            raise ConfigError(f"timestamp_resolution_seconds={timestamp_resolution_seconds!r}: expected seconds "
+                              "from 0 (exact timestamps, ~40 ns more per metric) to below 1")
         if not isinstance(max_series_per_metric, int) or max_series_per_metric < 1:
             raise ConfigError(f"max_series_per_metric={max_series_per_metric!r}: expected an integer >= 1")
 
@@ -176,6 +182,7 @@ class Monitor(_HotState):
         self.strict = strict
         self.jobs = jobs
         self.max_series_per_metric = max_series_per_metric
+        self.timestamp_resolution_seconds = float(timestamp_resolution_seconds)
         self.memory_interval_seconds = memory_interval_seconds
         self.host = host or socket.gethostname()
         self.log = ThrottledLog(self.clock, log_interval_seconds)
@@ -214,13 +221,13 @@ class Monitor(_HotState):
         if self.store is not None:
             for job in owner_jobs(self):
                 self.jobs_runner.add(job)
-        self._start_process_state()
+        self._create_process_state()
         if self.store is not None and jobs:
             self.jobs_runner.start()
         _register(self)
 
-    # -- per-process state (re-created in a forked child) ------------------------------------------------
-    def _start_process_state(self) -> None:
+    # -- per-process state (reset in a forked child) -------------------------------------------------------
+    def _create_process_state(self) -> None:
         warm_up_tables()
         self.pid = os.getpid()
         self._buffer = Buffer(self.max_buffered, self.pid, self.host)
@@ -228,10 +235,14 @@ class Monitor(_HotState):
         self._raw_queries = self._buffer.raw["queries"]
         self._raw_samples = self._buffer.raw["process_samples"]
         self._now = self.clock.now
+        self._stamps = Timestamps(self.clock, self.timestamp_resolution_seconds, self._buffer.activity)
         self._random = random.random
-        self._request_ids = itertools.count(1)
-        self._registry = Registry(self._buffer, self.clock.now, self._reject, self._fold,
+        self._registry = Registry(self._buffer, self._stamps, self._reject, self._fold,
                                   self.max_series_per_metric)
+        self._start_process_state()
+
+    def _start_process_state(self) -> None:
+        self._request_ids = itertools.count(1)
         self._sampler: ProcessSampler | None = None
         self._flush_lock = threading.Lock()
         self._counts_lock = threading.Lock()
@@ -245,6 +256,7 @@ class Monitor(_HotState):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="duckpulse-flusher", daemon=True)
         self._thread.start()
+        self._stamps.start()
 
     def _after_fork_in_child(self) -> None:
         # The parent's threads did not survive the fork, its locks may be held by them, and its buffer is the
@@ -261,6 +273,11 @@ class Monitor(_HotState):
             self.spool_dir = spool
             self._sink = _SpoolSink(SpoolWriter(spool, self.host))
         self.log = ThrottledLog(self.clock, self.log._interval)
+        # The buffer, the registry and the clock are reset in place, not replaced: instruments the app made
+        # before the fork (module-level counters under gunicorn --preload) keep recording into this process.
+        self.pid = os.getpid()
+        self._buffer.reset_after_fork(self.pid)
+        self._registry.reset_after_fork()
         self._start_process_state()
 
     @property
@@ -275,7 +292,9 @@ class Monitor(_HotState):
         """Record one served request: its route template, method, HTTP status and duration."""
         try:
             if 0.0 <= duration_ms < INF:  # also False for NaN
-                row = (self._now(), route, method, status, duration_ms, request_id, query_count)
+                # The clock thread's time, or (None: exact mode, or the thread idles) the clock's.
+                row = (self._stamps.seconds or self._stamps.now(), route, method, status, duration_ms,
+                       request_id, query_count)
                 raw = self._raw_requests
                 if len(raw) < RAW_CAP:
                     raw += row
@@ -309,7 +328,8 @@ class Monitor(_HotState):
                     ctx.query_count += 1
                     if request_id is None:
                         request_id, route = ctx.request_id, route or ctx.route
-                row = (self._now(), sql, name, duration_ms, success, request_id, route)
+                row = (self._stamps.seconds or self._stamps.now(), sql, name, duration_ms, success, request_id,
+                       route)
                 raw = self._raw_queries
                 if len(raw) < RAW_CAP:
                     raw += row
@@ -543,6 +563,7 @@ class Monitor(_HotState):
         if self._closed:
             return
         self._stop.set()
+        self._stamps.stop()
         self.jobs_runner.shutdown()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)

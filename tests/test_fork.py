@@ -61,3 +61,36 @@ def test_forked_child_of_a_producer_writes_its_own_segments(tmp_path: Path) -> N
         assert owner.store is not None
         got = owner.store.fetchall("SELECT route, pid FROM requests ORDER BY route")
     assert got == [("/child", pid), ("/parent", os.getpid())]
+
+
+def test_instruments_made_before_the_fork_record_in_the_child(tmp_path: Path) -> None:
+    """A module-level counter or histogram (gunicorn --preload) keeps working in the child, with its series."""
+    db = tmp_path / "m.duckdb"
+    mon = Monitor(db_path=db, jobs=False, memory_interval_seconds=None)
+    try:
+        hits = mon.counter("hits", {"app": "shop"})
+        latency = mon.histogram("latency_ms")
+        hits.inc()
+        mon.flush()
+        hits.inc(5)  # buffered in the parent at the fork: the parent's to flush, not the child's
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                hits.inc(2)
+                latency.observe(7.5)
+                mon.track_request("/child", "GET", 200, 1.0)
+                st = mon.stats()
+                code = 0 if mon.flush() and st["recorded"] == 3 and st["pending"] == 3 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        mon.flush()
+        assert mon.ingest_now() == 3 + 2  # the child's rows, and its two series announced again
+        assert mon.store is not None
+        got = mon.store.fetchall("SELECT s.name, p.pid, sum(p.value) FROM points p JOIN series s USING (series_id) "
+                                 "GROUP BY ALL ORDER BY 1, 2")
+        assert got == sorted([("hits", os.getpid(), 6.0), ("hits", pid, 2.0), ("latency_ms", pid, 7.5)])
+    finally:
+        mon.close()
