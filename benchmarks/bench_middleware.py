@@ -70,6 +70,7 @@ class NullMonitor:
     """Stands in for a Monitor and records nothing: the middleware's own cost, without the hot path's."""
 
     closed = False
+    sample_rate = 0.0  # not 1: the middleware then calls track_request, which records nothing
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
@@ -77,7 +78,7 @@ class NullMonitor:
     def next_request_id(self) -> int:
         return next(self._ids)
 
-    def track_request(self, route: str, method: str, status: int, duration_ms: float, *,
+    def track_request(self, route: str, method: str, status: int, duration_ms: float,
                       request_id: int | None = None, query_count: int = 0) -> None:
         pass
 

@@ -37,7 +37,7 @@ from .alerts.rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule
 from .archive import ArchiveSettings
 from .buffer import RAW_CAP, TICK_COMPACT_ROWS, Buffer
 from .clock import SYSTEM_CLOCK, Clock, Timestamps
-from .context import current_request as _current_request
+from .context import active_request as _active_request
 from .errors import ConfigError, DuckPulseError, InvalidMetricError, NoMonitorError
 from .ingest import Ingestor
 from .instruments import Counter, Gauge, Histogram, Registry, RejectedInstrument
@@ -106,13 +106,13 @@ class _HotState:
         "_raw_requests",
         "_raw_samples",
         "_registry",
-        "_request_ids",
         "_sampled_out",
         "_sampler",
         "_sink",
         "_stamps",
         "_stop",
         "_thread",
+        "next_request_id",
     )
 
     _buffer: Buffer
@@ -121,6 +121,8 @@ class _HotState:
     _raw_requests: list[Any]
     _raw_queries: list[Any]
     _raw_samples: list[Any]
+    next_request_id: Callable[[], int]
+    """A request id unique within this process (rows also carry pid and host)."""
 
 
 class Monitor(_HotState):
@@ -242,7 +244,8 @@ class Monitor(_HotState):
         self._start_process_state()
 
     def _start_process_state(self) -> None:
-        self._request_ids = itertools.count(1)
+        # next_request_id() is the counter's own __next__: a C call, no Python frame, paid by every request.
+        self.next_request_id = itertools.count(1).__next__
         self._sampler: ProcessSampler | None = None
         self._flush_lock = threading.Lock()
         self._counts_lock = threading.Lock()
@@ -323,7 +326,7 @@ class Monitor(_HotState):
         """
         try:
             if 0.0 <= duration_ms < INF:
-                ctx = _current_request.get()
+                ctx = _active_request()
                 if ctx is not None:
                     ctx.query_count += 1
                     if request_id is None:
@@ -351,10 +354,6 @@ class Monitor(_HotState):
     def histogram(self, name: str, labels: Mapping[str, str] | None = None) -> Histogram:
         """The histogram ``name`` with these labels."""
         return self._registry.get("histogram", name, labels)  # type: ignore[return-value]
-
-    def next_request_id(self) -> int:
-        """A request id unique within this process (rows also carry pid and host)."""
-        return next(self._request_ids)
 
     @contextmanager
     def _timed_query(self, name: str, sql: str | None) -> Iterator[None]:

@@ -174,3 +174,58 @@ def test_a_missing_library_is_named_with_what_to_install() -> None:
     with pytest.raises(IntegrationMissingError, match=r"pip install nosuchlib") as caught:
         require("nosuchlib_for_duckpulse", "NoSuch", "nosuchlib")
     assert isinstance(caught.value, DuckPulseError) and isinstance(caught.value, ImportError)
+
+
+def test_a_client_that_goes_away_is_not_a_failed_request(monitor: Monitor) -> None:
+    """The server's write fails (ConnectionError) and it closes the body: the status sent stands. A body that
+    raises while the server iterates it is a 500, as the server closes it with that exception in flight."""
+    def streams(environ: Environ, start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [])
+        yield b"first"
+        yield b"second"
+
+    def serve(app: Any, write_fails: bool) -> None:
+        """What gunicorn's and werkzeug's workers do: iterate, write, and close in a finally block."""
+        body = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/stream"}, lambda status, headers, exc=None: None)
+        try:
+            for _chunk in body:
+                if write_fails:
+                    raise BrokenPipeError("client went away")
+        finally:
+            body.close()
+
+    app = MetricsMiddleware(streams, monitor, route_resolver=lambda e: "/stream")
+    with pytest.raises(BrokenPipeError):
+        serve(app, write_fails=True)
+    serve(app, write_fails=False)
+    assert [r[:3] for r in requests(monitor)] == [("/stream", "GET", 200), ("/stream", "GET", 200)]
+
+
+def test_an_instrumented_app_inside_another_ties_queries_to_the_innermost_request(monitor: Monitor,
+                                                                                 clock: FakeClock) -> None:
+    """A WSGI app calling another instrumented one (a dispatcher): queries go to the request being served, and
+    the outer request is the current one again once the inner one is closed."""
+    def query(sql: str) -> None:
+        clock.advance(1)  # one second apart, so the rows sort in the order they were made
+        monitor.track_query(sql, 1.0)
+
+    def inner(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        query("SELECT 'inner'")
+        start_response("200 OK", [])
+        return [b"inner"]
+
+    inner_app = MetricsMiddleware(inner, monitor, route_resolver=lambda e: "/inner")
+
+    def outer(environ: Environ, start_response: Any) -> Iterable[bytes]:
+        query("SELECT 'before'")
+        assert Client(inner_app).open("/inner", buffered=True).status_code == 200
+        query("SELECT 'after'")
+        start_response("200 OK", [])
+        return [b"outer"]
+
+    call(MetricsMiddleware(outer, monitor, route_resolver=lambda e: "/outer"), "/outer")
+    query("SELECT 'outside'")  # no request is being served any more
+    assert [(r[0], r[2], r[4]) for r in requests(monitor)] == [("/outer", 200, 2), ("/inner", 200, 1)]
+    assert monitor.store is not None
+    assert monitor.store.fetchall("SELECT route, request_id FROM queries ORDER BY ts") == [
+        ("/outer", 1), ("/inner", 2), ("/outer", 1), (None, None)]

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..context import current_request
+from ..context import active_request
 from ..errors import ConfigError
 from ..monitor import Monitor
 from ._common import DEFAULT_EXCLUDED_PATHS, require
@@ -60,7 +60,7 @@ def _on_exception(sender: Any, **extra: Any) -> None:
 
     Otherwise the route is read at ``start_response``, which a propagating exception never reaches.
     """
-    ctx = current_request.get()
+    ctx = active_request()
     if ctx is not None:
         ctx.route = ctx.route  # reading resolves it, while the request is alive; the write keeps it
 
