@@ -1,17 +1,24 @@
 """Soak: an instrumented Flask app under sustained load, with the exact accounting of every request.
 
-The app runs in its own process (a real threaded werkzeug server on 127.0.0.1, HTTP/1.1 keep-alive) as the
-embedded owner of a DuckDB file, with the default flush interval, buffer bound and scheduled jobs. Client
-threads in this process send requests for ``--minutes``; every few seconds this process samples the app's RSS
-(psutil, from outside) and the app writes its ``Monitor.stats()`` to a JSON-lines file. At the end the app gets
+The app runs in its own process (a real threaded werkzeug server on 127.0.0.1) as the embedded owner of a
+DuckDB file, with the default flush interval, buffer bound, DuckDB memory limit and scheduled jobs. Werkzeug
+answers every request with ``Connection: close``, so each request is a new connection served by a new thread
+(~400 threads started per second). Client threads in this process send requests for ``--minutes``; every
+``--sample-seconds`` this process samples the app's RSS (psutil, from outside) and every 2 s the app writes its
+``Monitor.stats()`` and where its memory is (DuckDB's buffer pool by tag and its allocator, glibc's malloc,
+pyarrow's pool, Python's blocks) to a JSON-lines file. At the end the app gets
 SIGTERM, whose handler calls ``sys.exit(0)`` (duckpulse's atexit hook makes the final flush), and this process
 opens the DuckDB file and checks that every request a client got a response for is a row, or is counted as
 dropped or rejected::
 
     .venv/bin/python benchmarks/soak.py [--minutes 10] [--clients 8] [--rps 400] [--max-buffered N]
+                                        [--duckdb-memory-limit 32MB|none] [--bare]
 
-Exit status 0 when the accounting is exact, nothing was dropped and RSS stayed flat; 1 otherwise. Not a test:
-it runs for minutes. The figures go to RELIABILITY.md.
+RSS is flat when its least-squares slope over the second half of the run is at most ``FLAT_MB_PER_MINUTE``
+(the first half covers the warm-up: imports, caches, DuckDB's first checkpoints). ``--bare`` runs the same
+app and load without duckpulse, the control for that criterion. Exit status 0 when the accounting is exact,
+nothing was dropped, no scheduled job failed and RSS stayed flat; 1 otherwise. Not a test: it runs for minutes.
+The figures go to RELIABILITY.md.
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # Paths the clients request, with their weights; each app route also records one or two queries and a counter.
 PATHS = [("/users/{n}", 6), ("/items", 2), ("/search?q={n}", 2), ("/fail", 1), ("/missing/{n}", 1)]
+# RSS is flat when its least-squares slope over the second half of the run is at most this (RELIABILITY.md).
+FLAT_MB_PER_MINUTE = 0.25
 # Queries each route records (known here, so the queries table can be checked too): path prefix -> count.
 QUERIES_PER_PATH = {"/users/": 2, "/items": 1, "/search": 1, "/fail": 1, "/missing/": 0}
 
@@ -59,19 +68,26 @@ def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_int
         st = holder[0].stats()
         final = {k: st[k] for k in ("recorded", "flushed", "pending", "dropped", "rejected", "sampled_out",
                                     "flush_failures")}
+        final["job_failures"] = {name: job["failures"] for name, job in st["jobs"].items()}
+        final["job_runs"] = {name: job["runs"] for name, job in st["jobs"].items()}
         Path(stats_file + ".final").write_text(json.dumps(final))
 
-    atexit.register(write_final)
-    from pipeline import Monitor
+    bare = duckdb_memory_limit == "bare"  # the control: the same app and load without duckpulse
+    mon: Any
+    if bare:
+        mon = _NullMonitor()
+    else:
+        atexit.register(write_final)
+        from pipeline import Monitor
 
-    mon = Monitor(db_path=db, max_buffered=max_buffered, flush_interval_seconds=flush_interval_seconds)
+        limit: dict[str, Any] = {}  # "default": Monitor's own default; "none": DuckDB's (80% of RAM)
+        if duckdb_memory_limit != "default":
+            limit["duckdb_memory_limit"] = None if duckdb_memory_limit == "none" else duckdb_memory_limit
+        mon = Monitor(db_path=db, max_buffered=max_buffered, flush_interval_seconds=flush_interval_seconds, **limit)
     holder.append(mon)
-    if duckdb_memory_limit != "default":
-        assert mon.store is not None  # an experiment, not a duckpulse setting: cap DuckDB's block cache
-        mon.store.con.execute(f"SET memory_limit = '{duckdb_memory_limit}'")
     app = Flask("soak")
     app.logger.disabled = True  # /fail raises on purpose: tens of thousands of tracebacks would drown the figures
-    integration = _instrument(app, mon, g, request)
+    integration = "nothing (the control run)" if bare else _instrument(app, mon, g, request)
     hits = mon.counter("soak_hits", {"app": "soak"})
 
     @app.get("/users/<int:user_id>")
@@ -101,6 +117,7 @@ def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_int
         raise RuntimeError("a failing endpoint, on purpose")
 
     class KeepAlive(WSGIRequestHandler):
+        # HTTP/1.1, but werkzeug still closes every connection after its response (see its serving.py).
         protocol_version = "HTTP/1.1"
 
         def log_request(self, *args: Any, **kwargs: Any) -> None:  # 100k access-log lines help nobody here
@@ -116,31 +133,121 @@ def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_int
     signal.signal(signal.SIGTERM, on_term)
     stop = threading.Event()
 
+    import pyarrow as pa
+
+    mallinfo2 = _mallinfo2()
+    duckdb_allocator = None if bare else _duckdb_allocator()
+
     def write_stats() -> None:
-        assert mon.store is not None
-        reader = mon.store.reader()  # this thread's own cursor
+        reader = mon.store.reader() if mon.store is not None else None  # this thread's own cursor
         with open(stats_file, "a") as f:
             while not stop.wait(2.0):
                 st = mon.stats()
                 # DuckDB's own memory (its buffer pool caches the growing file) lives in this process too.
-                row = reader.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()
+                tags = dict(reader.execute("SELECT tag, memory_usage_bytes FROM duckdb_memory() "
+                                           "WHERE memory_usage_bytes > 0").fetchall()) if reader else {}
+                # Where the rest of the process's memory is: glibc's heap (in use / free but kept), pyarrow's
+                # pool, Python's small-object allocator, and the threads that allocate from them.
+                mi = mallinfo2() if mallinfo2 else None
+                je = duckdb_allocator() if duckdb_allocator else (None, None)
                 f.write(json.dumps({"t": time.time(), "pending": st["pending"], "recorded": st["recorded"],
                                     "flushed": st["flushed"], "dropped": st["dropped"],
                                     "flush_failures": st["flush_failures"],
                                     "buffered_bytes": st["buffered_bytes"],
-                                    "duckdb_bytes": int(row[0] or 0) if row else 0,
+                                    "duckdb_bytes": sum(tags.values()), "duckdb_tags": tags,
+                                    "arrow_bytes": pa.total_allocated_bytes(),
+                                    "je_allocated": je[0], "je_resident": je[1],
+                                    "malloc_used": mi.uordblks + mi.hblkhd if mi else None,
+                                    "malloc_free": mi.fordblks if mi else None,
+                                    "py_blocks": sys.getallocatedblocks(),
+                                    "threads": threading.active_count(),
                                     "objects": len(gc.get_objects())}) + "\n")
                 f.flush()
 
     threading.Thread(target=write_stats, daemon=True).start()
     Path(port_file + ".tmp").write_text(json.dumps({"port": server.port, "integration": integration,
-                                                   "max_buffered": mon.max_buffered}))
+                                                   "max_buffered": mon.max_buffered,
+                                                   "memory_limit": mon.store.memory_limit if mon.store else None}))
     os.rename(port_file + ".tmp", port_file)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
         stop.set()
         server.server_close()
+
+
+class _NullMonitor:
+    """The control run's stand-in for Monitor: the app calls the same methods, nothing is recorded."""
+
+    store = None
+    max_buffered = 0
+
+    def stats(self) -> dict[str, Any]:
+        return {"pending": 0, "recorded": 0, "flushed": 0, "dropped": {}, "flush_failures": 0, "buffered_bytes": 0}
+
+    def track_query(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def time_query(self, *args: Any, **kwargs: Any) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+    def counter(self, *args: Any, **kwargs: Any) -> _NullMonitor:
+        return self
+
+    def histogram(self, *args: Any, **kwargs: Any) -> _NullMonitor:
+        return self
+
+    def inc(self, *args: Any) -> None:
+        pass
+
+    def observe(self, *args: Any) -> None:
+        pass
+
+
+def _mallinfo2() -> Any:
+    """glibc's ``mallinfo2()`` (bytes in use and free in malloc's arenas), or None off glibc."""
+    import ctypes
+    import ctypes.util
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+            "keepcost")]
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = MallInfo2
+    return fn
+
+
+def _duckdb_allocator() -> Any:
+    """A function returning (allocated, resident) bytes of the jemalloc that DuckDB's wheel bundles, or None."""
+    import ctypes
+    import glob
+
+    import duckdb
+
+    found = glob.glob(str(Path(duckdb.__file__).parent.parent / "_duckdb*.so"))
+    try:
+        mallctl = ctypes.CDLL(found[0]).duckdb_je_mallctl
+    except (IndexError, OSError, AttributeError):
+        return None
+    mallctl.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.c_void_p,
+                        ctypes.c_size_t]
+
+    def read(name: bytes) -> int:
+        value, size = ctypes.c_size_t(0), ctypes.c_size_t(ctypes.sizeof(ctypes.c_size_t))
+        mallctl(name, ctypes.byref(value), ctypes.byref(size), None, 0)
+        return value.value
+
+    def stats() -> tuple[int, int]:
+        epoch, size = ctypes.c_uint64(1), ctypes.c_size_t(8)
+        mallctl(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), 8)  # refresh the stats
+        return read(b"stats.allocated"), read(b"stats.resident")
+    return stats
 
 
 def _instrument(app: Any, mon: Any, g: Any, request: Any) -> str:
@@ -172,7 +279,8 @@ def _instrument(app: Any, mon: Any, g: Any, request: Any) -> str:
 
 # -- the load and the measurement ------------------------------------------------------------------------------
 class Client(threading.Thread):
-    """Sends requests over one keep-alive connection until told to stop; counts what it got back."""
+    """Sends requests until told to stop (http.client reconnects after each response the server closes);
+    counts what it got back."""
 
     def __init__(self, port: int, stop: threading.Event, interval_seconds: float, seed: int) -> None:
         super().__init__(daemon=True)
@@ -214,6 +322,38 @@ class Client(threading.Thread):
         con.close()
 
 
+def _smaps(pid: int) -> dict[str, tuple[str, int]]:
+    """The process's mappings: start address -> (kind, resident bytes); kind is heap, stack, file or anon."""
+    out: dict[str, tuple[str, int]] = {}
+    key, kind = "", ""
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split(None, 1)[0]
+                if "-" in head and not head.endswith(":"):
+                    parts = line.split()
+                    name = parts[5] if len(parts) > 5 else ""
+                    key = head.split("-")[0]
+                    kind = ("heap" if name == "[heap]" else "anon" if not name else
+                            "stack" if name.startswith("[stack") else "file" if name.startswith("/") else name)
+                elif head == "Rss:":
+                    out[key] = (kind, int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    return out
+
+
+def _smaps_growth(before: dict[str, tuple[str, int]], after: dict[str, tuple[str, int]]) -> dict[str, int]:
+    """Resident bytes gained between two snapshots, by kind of mapping."""
+    growth: Counter[str] = Counter()
+    for key, (kind, size) in after.items():
+        growth[kind] += size - before.get(key, (kind, 0))[1]
+    for key, (kind, size) in before.items():
+        if key not in after:
+            growth[kind] -= size
+    return dict(growth)
+
+
 def _mb(n: float) -> str:
     return f"{n / 2**20:.1f} MB"
 
@@ -226,9 +366,12 @@ def main() -> int:
                         help="target requests per second over all clients; 0 = as fast as they can (default 400)")
     parser.add_argument("--max-buffered", type=int, default=1_000_000, help="Monitor(max_buffered=...)")
     parser.add_argument("--flush-interval", type=float, default=1.0, help="Monitor(flush_interval_seconds=...)")
-    parser.add_argument("--sample-seconds", type=float, default=5.0, help="RSS sampling period (default 5)")
+    parser.add_argument("--sample-seconds", type=float, default=2.0, help="RSS sampling period (default 2)")
     parser.add_argument("--duckdb-memory-limit", default="default",
-                        help="experiment: SET memory_limit on the owner's DuckDB connection, e.g. 32MB")
+                        help="Monitor(duckdb_memory_limit=...), e.g. 32MB; 'none' for DuckDB's own default "
+                             "(80%% of RAM); default: Monitor's default")
+    parser.add_argument("--bare", action="store_true",
+                        help="the control: the same app and load without duckpulse (only RSS is measured)")
     parser.add_argument("--dir", default=None, help="work directory (default: a fresh temporary one)")
     parser.add_argument("--serve", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -237,7 +380,6 @@ def main() -> int:
         serve(db, port_file, stats_file, int(max_buffered), float(flush), limit)
         return 0
 
-    import duckdb
     import psutil
 
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="duckpulse-soak-"))
@@ -246,7 +388,8 @@ def main() -> int:
     for p in (db, port_file, stats_file, Path(str(stats_file) + ".final")):
         p.unlink(missing_ok=True)
     app_proc = subprocess.Popen([sys.executable, __file__, "--serve", str(db), str(port_file), str(stats_file),
-                                 str(args.max_buffered), str(args.flush_interval), args.duckdb_memory_limit])
+                                 str(args.max_buffered), str(args.flush_interval),
+                                 "bare" if args.bare else args.duckdb_memory_limit])
     deadline = time.monotonic() + 60
     while not port_file.exists():
         if app_proc.poll() is not None or time.monotonic() > deadline:
@@ -255,7 +398,7 @@ def main() -> int:
         time.sleep(0.05)
     info = json.loads(port_file.read_text())
     print(f"== soak: {args.minutes:g} min, {args.clients} client threads, target "
-          f"{'unlimited' if not args.rps else f'{args.rps:g} req/s'}, DuckDB memory_limit {args.duckdb_memory_limit}, "
+          f"{'unlimited' if not args.rps else f'{args.rps:g} req/s'}, DuckDB memory_limit {info['memory_limit']}, "
           f"app pid {app_proc.pid} on port "
           f"{info['port']}, instrumented with {info['integration']}; work dir {work}", flush=True)
 
@@ -268,8 +411,12 @@ def main() -> int:
         c.start()
     rss: list[tuple[float, int]] = []
     end = started + args.minutes * 60
+    warm_up_seconds = min(60.0, args.minutes * 6)
+    maps_warm: dict[str, tuple[str, int]] = {}
     while time.monotonic() < end:
         rss.append((time.monotonic() - started, proc.memory_info().rss))
+        if not maps_warm and rss[-1][0] >= warm_up_seconds:
+            maps_warm = _smaps(app_proc.pid)
         done = sum(sum(c.answered.values()) for c in clients)
         print(f"  t={rss[-1][0]:6.0f}s  rss={_mb(rss[-1][1])}  responses={done:,}", flush=True)
         time.sleep(min(args.sample_seconds, max(0.0, end - time.monotonic())))
@@ -278,6 +425,7 @@ def main() -> int:
         c.join(timeout=60)
     elapsed = time.monotonic() - started
     rss.append((elapsed, proc.memory_info().rss))
+    maps_growth = _smaps_growth(maps_warm, _smaps(app_proc.pid)) if maps_warm else {}
 
     app_proc.send_signal(signal.SIGTERM)
     rc = app_proc.wait(timeout=120)
@@ -290,9 +438,52 @@ def main() -> int:
     sent = sum(answered.values())
     errors = sum(c.errors for c in clients)
     latencies = sorted(x for c in clients for x in c.latencies_ms)
+    samples = [json.loads(line) for line in stats_file.read_text().splitlines() if line.strip()]
+
+    print("\n== results")
+    print(f"  duration                      {elapsed:.0f} s, exit status of the app {rc}")
+    print(f"  requests answered (clients)   {sent:,}  ({sent / elapsed:,.0f}/s), connection errors {errors}")
+    print(f"  statuses seen by clients      {dict(sorted(statuses.items()))}")
+    ok = rc == 0 and errors == 0
+    if not args.bare:
+        ok = _accounting(db, stats_file, samples, answered, sent, errors, info) and ok
+    objects = [s["objects"] for s in samples] or [0]
+    print(f"  Python objects in the app     first {objects[0]:,} / after 1 min {objects[min(30, len(objects) - 1)]:,} "
+          f"/ last {objects[-1]:,}")
+    flat = _rss_verdict(rss, elapsed, warm_up_seconds)
+    if samples:
+        t0 = samples[0]["t"]
+        w = next((x for x in samples if x["t"] - t0 >= warm_up_seconds), samples[0])
+        z = samples[-1]
+
+        def delta(key: str) -> str:
+            a, b = w.get(key), z.get(key)
+            return "n/a" if a is None or b is None else f"{_mb(a)} -> {_mb(b)}"
+        print(f"  after warm-up -> last         DuckDB {delta('duckdb_bytes')} (its allocator: in use "
+              f"{delta('je_allocated')}, resident {delta('je_resident')}), pyarrow {delta('arrow_bytes')}, "
+              f"malloc in use {delta('malloc_used')}, malloc free {delta('malloc_free')}, Python blocks "
+              f"{w['py_blocks']:,} -> {z['py_blocks']:,}, threads {w['threads']} -> {z['threads']}")
+    if maps_growth:
+        print("  RSS gained after warm-up by   "
+              + ", ".join(f"{k} {v / 2**20:+.1f} MB" for k, v in sorted(maps_growth.items(), key=lambda kv: -kv[1])
+                          if abs(v) >= 2**20 / 10))
+    if latencies:
+        q = statistics.quantiles(latencies, n=100)
+        print(f"  client latency p50/p99        {q[49]:.2f} / {q[98]:.2f} ms")
+    ok = ok and flat
+    what = "RSS flat" if args.bare else "every answered request is a row or a counted drop, RSS flat, " \
+        "buffer within its bound"
+    print(f"\n{'PASS' if ok else 'FAIL'}: {what}")
+    return 0 if ok else 1
+
+
+def _accounting(db: Path, stats_file: Path, samples: list[dict[str, Any]], answered: Counter[str], sent: int,
+                errors: int, info: dict[str, Any]) -> bool:
+    """Print and check the exact accounting of an instrumented run: every answered request is a row or counted."""
+    import duckdb
+
     expected_queries = sum(n * QUERIES_PER_PATH[k] for k, n in answered.items())
     final = json.loads(Path(str(stats_file) + ".final").read_text())
-    samples = [json.loads(line) for line in stats_file.read_text().splitlines() if line.strip()]
     with contextlib.closing(duckdb.connect(str(db), read_only=True)) as con:
         def one(sql: str) -> Any:
             row = con.execute(sql).fetchone()
@@ -306,29 +497,11 @@ def main() -> int:
 
     dropped = sum(final["dropped"].values())
     rejected = sum(final["rejected"].values())
-    first_rss = rss[0][1]
-    warm = [r for t, r in rss if t >= min(60.0, elapsed / 10)] or [r for _, r in rss]
-    last_rss, max_rss = rss[-1][1], max(r for _, r in rss)
-    growth_after_warmup = last_rss - warm[0]
-    flat = growth_after_warmup <= max(16 * 2**20, 0.10 * warm[0])
     max_pending = max((s["pending"] for s in samples), default=0)
     max_buffered_bytes = max((s["buffered_bytes"] for s in samples), default=0)
     duckdb_mem = [s["duckdb_bytes"] for s in samples] or [0]
-    objects = [s["objects"] for s in samples] or [0]
-    # Least-squares slope of RSS after warm-up, in MB per minute: a leak shows as a steady positive slope.
-    pts = [(t, r) for t, r in rss if t >= min(60.0, elapsed / 10)]
-    slope = 0.0
-    if len(pts) > 2:
-        mt, mr = statistics.fmean(t for t, _ in pts), statistics.fmean(r for _, r in pts)
-        var = sum((t - mt) ** 2 for t, _ in pts)
-        slope = sum((t - mt) * (r - mr) for t, r in pts) / var * 60 / 2**20 if var else 0.0
     exact = sent == request_rows + dropped + rejected and dropped == 0 and errors == 0
     queries_exact = expected_queries == query_rows
-
-    print("\n== results")
-    print(f"  duration                      {elapsed:.0f} s, exit status of the app {rc}")
-    print(f"  requests answered (clients)   {sent:,}  ({sent / elapsed:,.0f}/s), connection errors {errors}")
-    print(f"  statuses seen by clients      {dict(sorted(statuses.items()))}")
     print(f"  request rows in DuckDB        {request_rows:,}  by status {by_status}")
     print(f"  dropped / rejected (counted)  {dropped} {final['dropped']} / {rejected} {final['rejected']}")
     print(f"  accounting                    {sent:,} == {request_rows:,} + {dropped} + {rejected}: "
@@ -338,22 +511,38 @@ def main() -> int:
     print(f"  points / process samples      {point_rows:,} / {sample_rows:,}")
     print(f"  monitor at exit               recorded {final['recorded']:,} flushed {final['flushed']:,} "
           f"pending {final['pending']} flush_failures {final['flush_failures']}")
+    job_failures = sum(final["job_failures"].values())
+    print(f"  scheduled jobs                runs {final['job_runs']}, failures {job_failures}")
     print(f"  buffer pending, max sampled   {max_pending:,} of max_buffered {info['max_buffered']:,} "
           f"({len(samples)} samples every 2 s); buffered bytes max {max_buffered_bytes:,}")
     print(f"  DuckDB memory first/last/max  {_mb(duckdb_mem[0])} / {_mb(duckdb_mem[-1])} / {_mb(max(duckdb_mem))}; "
-          f"database file {_mb(db.stat().st_size)}")
-    print(f"  Python objects in the app     first {objects[0]:,} / after 1 min {objects[min(30, len(objects) - 1)]:,} "
-          f"/ last {objects[-1]:,}")
+          f"database file {_mb(db.stat().st_size)}; last by tag "
+          + ", ".join(f"{k} {_mb(v)}" for k, v in (samples[-1]["duckdb_tags"] if samples else {}).items()))
+    within_bound = max_pending <= info["max_buffered"]
+    return exact and queries_exact and final["pending"] == 0 and leaked == 0 and within_bound and job_failures == 0
+
+
+def _slope(points: list[tuple[float, int]]) -> float:
+    """Least-squares slope of (seconds, bytes) points, in MB per minute."""
+    if len(points) < 3:
+        return 0.0
+    mt, mr = statistics.fmean(t for t, _ in points), statistics.fmean(r for _, r in points)
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return sum((t - mt) * (r - mr) for t, r in points) / var * 60 / 2**20 if var else 0.0
+
+
+def _rss_verdict(rss: list[tuple[float, int]], elapsed: float, warm_up_seconds: float) -> bool:
+    """Print the RSS figures; True when RSS is flat (see FLAT_* above and RELIABILITY.md)."""
+    first_rss, last_rss, max_rss = rss[0][1], rss[-1][1], max(r for _, r in rss)
+    after_warm_up = [(t, r) for t, r in rss if t >= warm_up_seconds]
+    second_half = [(t, r) for t, r in rss if t >= elapsed / 2]
+    slope_all, slope_half = _slope(after_warm_up), _slope(second_half)
+    flat = slope_half <= FLAT_MB_PER_MINUTE
     print(f"  app RSS first/last/max        {_mb(first_rss)} / {_mb(last_rss)} / {_mb(max_rss)}; after warm-up "
-          f"{_mb(warm[0])} -> {_mb(last_rss)} ({growth_after_warmup / 2**20:+.1f} MB): "
-          f"{'FLAT' if flat else 'GROWING'}; trend {slope:+.2f} MB/min")
-    if latencies:
-        q = statistics.quantiles(latencies, n=100)
-        print(f"  client latency p50/p99        {q[49]:.2f} / {q[98]:.2f} ms")
-    ok = exact and queries_exact and flat and rc == 0 and final["pending"] == 0 and leaked == 0
-    print(f"\n{'PASS' if ok else 'FAIL'}: every answered request is a row or a counted drop, RSS flat, "
-          "buffer within its bound")
-    return 0 if ok else 1
+          f"{_mb(after_warm_up[0][1])}, at half time {_mb(second_half[0][1])}")
+    print(f"  RSS trend                     {slope_all:+.2f} MB/min after warm-up, {slope_half:+.2f} MB/min over the "
+          f"second half (flat: <= {FLAT_MB_PER_MINUTE} MB/min): {'FLAT' if flat else 'GROWING'}")
+    return flat
 
 
 if __name__ == "__main__":
