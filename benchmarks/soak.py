@@ -397,8 +397,9 @@ def main() -> int:
             return 1
         time.sleep(0.05)
     info = json.loads(port_file.read_text())
+    limit = "no duckpulse" if args.bare else f"DuckDB memory_limit {info['memory_limit']}"
     print(f"== soak: {args.minutes:g} min, {args.clients} client threads, target "
-          f"{'unlimited' if not args.rps else f'{args.rps:g} req/s'}, DuckDB memory_limit {info['memory_limit']}, "
+          f"{'unlimited' if not args.rps else f'{args.rps:g} req/s'}, {limit}, "
           f"app pid {app_proc.pid} on port "
           f"{info['port']}, instrumented with {info['integration']}; work dir {work}", flush=True)
 
