@@ -27,7 +27,9 @@ class RequestContext:
 
     __slots__ = ("_resolve", "_route", "_source", "query_count", "request_id")
 
-    def __init__(self, request_id: int, route: str | None = None, resolve: RouteResolver | None = None,
+    request_id: int | None  # None until a query or the request's row needs it (integrations may delay it)
+
+    def __init__(self, request_id: int | None, route: str | None = None, resolve: RouteResolver | None = None,
                  source: Any = None) -> None:
         self.request_id = request_id
         self._route = route
@@ -56,7 +58,7 @@ current_request: ContextVar[RequestContext | None] = ContextVar("duckpulse_reque
 # with an empty context, so threads never share a slot; code run in a copy of the context (a task handed to
 # an executor with ``contextvars.copy_context()``) sees the slot of the thread that copied it.
 _wsgi_slot: ContextVar[list[RequestContext | None]] = ContextVar("duckpulse_wsgi_request")
-_get_wsgi_slot = _wsgi_slot.get
+get_wsgi_slot = _get_wsgi_slot = _wsgi_slot.get  # this context's slot, or the default given (C-level)
 
 
 def wsgi_slot() -> list[RequestContext | None]:

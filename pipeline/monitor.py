@@ -56,6 +56,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 INF = math.inf
+# Finished requests an integration may queue for the flusher to record (beyond, it records them itself).
+FINISHED_CAP = 16_384
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -96,6 +98,7 @@ class _HotState:
         "_buffer",
         "_closed",
         "_counts_lock",
+        "_finished",
         "_flush_lock",
         "_folded",
         "_next_flush",
@@ -121,6 +124,7 @@ class _HotState:
     _raw_requests: list[Any]
     _raw_queries: list[Any]
     _raw_samples: list[Any]
+    _finished: list[Any]
     next_request_id: Callable[[], int]
     """A request id unique within this process (rows also carry pid and host)."""
 
@@ -236,6 +240,7 @@ class Monitor(_HotState):
         self._raw_requests = self._buffer.raw["requests"]
         self._raw_queries = self._buffer.raw["queries"]
         self._raw_samples = self._buffer.raw["process_samples"]
+        self._finished = []
         self._now = self.clock.now
         self._stamps = Timestamps(self.clock, self.timestamp_resolution_seconds, self._buffer.activity)
         self._random = random.random
@@ -280,6 +285,7 @@ class Monitor(_HotState):
         # before the fork (module-level counters under gunicorn --preload) keep recording into this process.
         self.pid = os.getpid()
         self._buffer.reset_after_fork(self.pid)
+        del self._finished[:]  # the parent's requests, the parent's to record
         self._registry.reset_after_fork()
         self._start_process_state()
 
@@ -291,12 +297,15 @@ class Monitor(_HotState):
     # request_id and query_count are not keyword-only on purpose: CPython 3.11 specializes calls to functions
     # without keyword-only parameters (CALL_PY_WITH_DEFAULTS), which saves ~25 ns per call.
     def track_request(self, route: str, method: str, status: int, duration_ms: float,
-                      request_id: int | None = None, query_count: int = 0) -> None:
-        """Record one served request: its route template, method, HTTP status and duration."""
+                      request_id: int | None = None, query_count: int = 0, ts: float | None = None) -> None:
+        """Record one served request: its route template, method, HTTP status and duration.
+
+        ``ts`` is when it ended, in epoch seconds (default: now).
+        """
         try:
             if 0.0 <= duration_ms < INF:  # also False for NaN
                 # The clock thread's time, or (None: exact mode, or the thread idles) the clock's.
-                row = (self._stamps.seconds or self._stamps.now(), route, method, status, duration_ms,
+                row = (ts or self._stamps.seconds or self._stamps.now(), route, method, status, duration_ms,
                        request_id, query_count)
                 raw = self._raw_requests
                 if len(raw) < RAW_CAP:
@@ -309,13 +318,13 @@ class Monitor(_HotState):
         self._reject_duration("request", duration_ms)
 
     def _track_request_sampled(self, route: str, method: str, status: int, duration_ms: float,
-                               request_id: int | None = None, query_count: int = 0) -> None:
+                               request_id: int | None = None, query_count: int = 0,
+                               ts: float | None = None) -> None:
         """track_request for sample_rate < 1: records a random fraction and counts the rest."""
         if self._random() >= self.sample_rate:
             self._count_sampled_out()
             return
-        Monitor.track_request(self, route, method, status, duration_ms, request_id=request_id,
-                              query_count=query_count)
+        Monitor.track_request(self, route, method, status, duration_ms, request_id, query_count, ts)
 
     def track_query(self, sql: str, duration_ms: float, success: bool = True, *, name: str | None = None,
                     request_id: int | None = None, route: str | None = None) -> None:
@@ -330,7 +339,10 @@ class Monitor(_HotState):
                 if ctx is not None:
                     ctx.query_count += 1
                     if request_id is None:
-                        request_id, route = ctx.request_id, route or ctx.route
+                        request_id = ctx.request_id
+                        if request_id is None:  # an integration leaves it to its first query
+                            request_id = ctx.request_id = self.next_request_id()
+                        route = route or ctx.route
                 row = (self._stamps.seconds or self._stamps.now(), sql, name, duration_ms, success, request_id,
                        route)
                 raw = self._raw_queries
@@ -416,7 +428,25 @@ class Monitor(_HotState):
         self.log.warning(key, f"duckpulse: {message}", exc_info=exc)
 
     # -- flushing ----------------------------------------------------------------------------------------
+    def _record_finished(self) -> None:
+        """Make the rows of the requests integrations finished since the last call (see integrations/wsgi.py):
+        they queue the request itself, and its row is made here, off the request path."""
+        finished = self._finished
+        n = len(finished)
+        if not n:
+            return
+        chunk = finished[:n]
+        del finished[:n]  # atomic, like the raw lists: requests finishing meanwhile land after the n taken
+        for request in chunk:
+            try:
+                request.record(self)
+            except Exception as exc:  # one bad request must not stop the others, nor the flusher
+                self._note_failure("record", f"cannot record a finished request: {exc!r}", exc)
+                if self.strict:
+                    raise
+
     def _compact(self, min_rows: int = 0) -> None:
+        self._record_finished()
         problems = self._buffer.compact(min_rows)
         for reason, detail in problems:
             self.log.warning(f"rejected:{reason}", f"duckpulse rejected a metric: {detail}")

@@ -3,7 +3,7 @@
 It wraps ``app.wsgi_app`` with the WSGI ``MetricsMiddleware`` (so a streamed response is timed until the
 server closes it), whose route is the matched rule's template (``/books/<int:book_id>``), read from the
 request when the response starts (or when a query or an exception needs it); requests no rule matched
-(404, 405) are recorded as ``<unmatched>``. No ``before_request`` hook: see ``flask_route``.
+(404, 405) are recorded as ``<unmatched>``. No ``before_request`` hook: see ``wsgi.werkzeug_rule``.
 
 Configuration, from the constructor's keyword arguments, else ``app.config``, else the defaults:
 
@@ -27,7 +27,7 @@ from ..context import active_request
 from ..errors import ConfigError
 from ..monitor import Monitor
 from ._common import DEFAULT_EXCLUDED_PATHS, require
-from .wsgi import MetricsMiddleware
+from .wsgi import MetricsMiddleware, werkzeug_rule
 
 require("flask", "Flask", "flask")
 
@@ -43,16 +43,8 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
 
-def flask_route(environ: dict[str, Any]) -> str | None:
-    """The matched rule's template of the Flask request being served in ``environ``, else None.
-
-    Werkzeug's Request publishes itself as ``environ["werkzeug.request"]`` (its documented
-    ``populate_request``) until Flask pops the request context; Flask's routing has set ``url_rule`` by then.
-    Reading it costs ~100 ns, where a ``before_request`` hook costs ~2 us (Flask checks every hook with
-    ``inspect.iscoroutinefunction`` on every request).
-    """
-    rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
-    return None if rule is None else rule.rule
+# The matched rule's template of the request in ``environ`` (werkzeug's convention, which Flask follows).
+flask_route = werkzeug_rule
 
 
 def _on_exception(sender: Any, **extra: Any) -> None:
