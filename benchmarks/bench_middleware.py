@@ -23,7 +23,7 @@ compaction, and ``flush()`` writing into DuckDB every few rounds) is measured in
 beside it (the peers' background threads, OpenTelemetry's span processor, are not counted).
 Budget (DESIGN.md): <= 3 us.
 
-    python benchmarks/bench_middleware.py [--rounds 2000] [--batch 20] [--clock thread|wall] [--check]
+    python benchmarks/bench_middleware.py [--rounds 4000] [--batch 20] [--clock thread|wall] [--check]
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def _write(data: bytes) -> None:
 
 def main() -> int:
     def extra(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--rounds", type=int, default=2000, help="interleaved rounds (default 2000)")
+        parser.add_argument("--rounds", type=int, default=4000, help="interleaved rounds (default 4000)")
         parser.add_argument("--batch", type=int, default=20, help="requests per variant per round (default 20)")
         parser.add_argument("--seed", type=int, default=1, help="seed of the per-round variant order")
         parser.add_argument("--flush-every", type=int, default=50, help="rounds between flushes (default 50)")
