@@ -11,6 +11,7 @@ import argparse
 import gc
 import os
 import platform
+import random
 import shutil
 import statistics
 import sys
@@ -71,12 +72,16 @@ def batch_ns(stmt: str, namespace: dict[str, Any], number: int,
     return lambda: timer.timeit(number) / number * 1e9
 
 
-def interleaved(cases: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Run each case once per round, round-robin, so load from other processes hits every case alike."""
+def interleaved(cases: dict[str, Callable[[], float]], rounds: int, seed: int = 1) -> dict[str, list[float]]:
+    """Run each case once per round, so load from other processes hits every case alike, in a new random order
+    each round: in a fixed order every case would always follow the same neighbour and pay for its garbage."""
     samples: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    shuffle = random.Random(seed).shuffle
     for _ in range(rounds):
-        for name, run in cases.items():
-            samples[name].append(run())
+        shuffle(names)
+        for name in names:
+            samples[name].append(cases[name]())
     return samples
 
 

@@ -15,12 +15,12 @@ iterable is consumed and closed. Variants:
   (a batch span processor feeding an exporter that drops spans, an in-memory metric reader).
 
 The machine is shared, so variants are interleaved finely: every round serves a small batch (20 requests)
-through each variant in turn, in a new random order (``--seed``); the figure is the median over rounds of (variant - bare Flask)
-per request in the same round. Time is the serving thread's CPU time (``--clock thread``, the default): what a
-request costs the worker that serves it, without the waits for a core that other processes cause here;
-``--clock wall`` uses perf_counter instead. The monitor's work off the request path (the flusher thread's
-compaction, and ``flush()`` writing into DuckDB every few rounds) is measured in CPU time too and printed
-beside it (the peers' background threads, OpenTelemetry's span processor, are not counted).
+through each variant in turn, in a new random order (``--seed``); the figure is the median over rounds of
+(variant - bare Flask) per request in the same round. Time is the serving thread's CPU time (``--clock
+thread``, the default): what a request costs the worker that serves it, without the waits for a core that
+other processes cause here; ``--clock wall`` uses perf_counter instead. The monitor's work off the request
+path (the flusher thread's compaction, and ``flush()`` writing into DuckDB every few rounds) is measured in
+CPU time too and printed beside it (the peers' background threads, OpenTelemetry's span processor, are not counted).
 Budget (DESIGN.md): <= 3 us.
 
     python benchmarks/bench_middleware.py [--rounds 4000] [--batch 20] [--clock thread|wall] [--check]

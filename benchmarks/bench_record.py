@@ -1,9 +1,9 @@
 """Cost of recording one metric on the hot path, beside prometheus_client and the OpenTelemetry SDK.
 
 Budget (DESIGN.md, "Budgets"): <= 150 ns per recorded request or histogram observation, median, with the
-garbage collector ON and 100k-1M records buffered. Every case runs in many small timed batches, round-robin
-with its peers in this process, so a burst of load from elsewhere hits all of them alike; the median batch is
-the figure.
+garbage collector ON and 100k-1M records buffered. Every case runs in many small timed batches, in a new
+random order each round with its peers in this process, so a burst of load from elsewhere hits all of
+them alike; the median batch is the figure.
 The mean is printed too: it also carries the compactions that run inline when a raw list fills up. The clock
 is this thread's CPU time (``--clock thread``, the default) so that time spent descheduled on a shared machine
 is not counted; ``--clock wall`` measures wall time instead. Two reference rows time the same calls with the
@@ -192,7 +192,7 @@ def main() -> int:
     print()
     print(table(["case", "median ns", "best ns", "mean ns", "budget", "verdict", "prom/this", "otel/this"],
                 rows))
-    print(f"\n{args.rounds} batches of {args.number:,} calls per case, round-robin; buffered rows "
+    print(f"\n{args.rounds} batches of {args.number:,} calls per case, random order each round; buffered rows "
           f"{buffered_before:,} -> {buffered_after:,} (flushed {stats['flushed']:,}, "
           f"dropped {stats['dropped']})")
     print("prom/this, otel/this: how many times faster than the peer (peer median / this median)")
