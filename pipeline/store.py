@@ -88,9 +88,11 @@ class OwnerLock:
 
 # DuckDB's memory cap inside the owner process (None: DuckDB's default, 80% of RAM). Measured in the soak
 # (RELIABILITY.md): an owner's DuckDB holds ~2 MB of index, the rows committed since the last checkpoint, and
-# cached table blocks; the cap bounds the cache, which otherwise grows with the file. 32MB was too little to
-# ingest a backlog of 60,000-row segments in one transaction (tests/test_faults.py): 64MB is.
-DEFAULT_MEMORY_LIMIT = "64MB"
+# cached table blocks; the cap bounds the cache, which otherwise grows with the file. Too low a cap fails the
+# owner's own queries: 32MB could not ingest a backlog of 60,000-row segments in one transaction
+# (tests/test_faults.py), and 64MB ran out of memory in an alert sweep of 1,000 rules over 10M rows
+# (benchmarks/bench_sweep.py), which 128MB and 256MB both finish in ~0.45 s.
+DEFAULT_MEMORY_LIMIT = "256MB"
 # DuckDB checkpoints automatically once the WAL holds this much; until then the rows appended since the last
 # checkpoint stay in memory, uncompressed (DuckDB's default 16MB of WAL held ~20 MB there at 400 requests/s).
 CHECKPOINT_THRESHOLD = "4MB"

@@ -50,13 +50,13 @@ def test_the_owner_caps_duckdb_memory_and_checkpoints_early(tmp_path: Path) -> N
     store = Store(tmp_path / "m.duckdb", SYSTEM_CLOCK)
     try:
         assert store.memory_limit == DEFAULT_MEMORY_LIMIT
-        assert _setting(store, "memory_limit") <= 64 * MB
+        assert _setting(store, "memory_limit") <= 256 * MB
         assert CHECKPOINT_THRESHOLD == "4MB" and _setting(store, "checkpoint_threshold") <= 4 * MB
     finally:
         store.close()
     unlimited = Store(tmp_path / "u.duckdb", SYSTEM_CLOCK, memory_limit=None)
     try:
-        assert _setting(unlimited, "memory_limit") > 64 * MB  # None leaves DuckDB's own default (80% of RAM)
+        assert _setting(unlimited, "memory_limit") > 256 * MB  # None leaves DuckDB's own default (80% of RAM)
     finally:
         unlimited.close()
 
@@ -65,7 +65,7 @@ def test_duckdb_memory_stays_under_the_cap_while_the_file_grows_past_it(tmp_path
     """Appending and reading back more than the cap (in Arrow bytes): DuckDB's accounted memory never exceeds
     it, and the rows waiting for a checkpoint never hold more than a few MB (DuckDB's default threshold: ~18 MB)."""
     path = tmp_path / "grow.duckdb"
-    store = Store(path, SYSTEM_CLOCK)
+    store = Store(path, SYSTEM_CLOCK, memory_limit="64MB")  # a small cap, so that the test outgrows it quickly
     try:
         cap = _setting(store, "memory_limit")
         peak = 0
