@@ -1,8 +1,10 @@
 """``Monitor``: the recording API an application calls, and the wiring behind it.
 
 Hot path (``track_request``, ``track_query``, instruments): validate a number with one chained comparison
-(which also rejects NaN), extend a list with the row's values. Everything else (columns, fingerprints,
-writing) happens on the flusher thread, or inline only when a raw list is full.
+(which also rejects NaN), extend a list with the row's values, stamped with the time a clock thread keeps
+(``clock.Timestamps``). Everything else (columns, fingerprints, writing) happens on the flusher thread, or
+inline only when a raw list is full. The WSGI integration goes further: it queues the finished request itself
+(``_finished``) and its row is made on the flusher thread too (``_record_finished``).
 
 An owner (``db_path``) appends batches straight into DuckDB and ingests segments that forked children or other
 processes spool next to it; a producer (``spool_dir``) writes segments for an owner to ingest.
