@@ -12,7 +12,14 @@ opens the DuckDB file and checks that every request a client got a response for 
 dropped or rejected::
 
     .venv/bin/python benchmarks/soak.py [--minutes 10] [--clients 8] [--rps 400] [--max-buffered N]
-                                        [--duckdb-memory-limit 32MB|none] [--bare]
+                                        [--duckdb-memory-limit 32MB|none] [--bare | --producer]
+
+``--producer`` runs the other process model (DESIGN.md): the app records with ``Monitor(spool_dir=...)``, a
+producer that opens no DuckDB database, and this process starts a separate owner, ``duckpulse serve --db DB
+--spool DIR --port N``, before the load. After the app has exited (its final segments written) the owner gets
+time to ingest the backlog (until ready/ is empty, bounded), then SIGTERM (its own last ingest), and only then is
+the DuckDB file opened for the accounting. Both RSS series are sampled and reported; the flat verdict applies
+to the host app's, the owner's is reported with its own slope.
 
 RSS is flat when its least-squares slope over the second half of the run is at most ``FLAT_MB_PER_MINUTE``
 (the first half covers the warm-up: imports, caches, DuckDB's first checkpoints). ``--bare`` runs the same
@@ -29,7 +36,9 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -53,7 +62,11 @@ QUERIES_PER_PATH = {"/users/": 2, "/items": 1, "/search": 1, "/fail": 1, "/missi
 # -- the app process ------------------------------------------------------------------------------------------
 def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_interval_seconds: float,
           duckdb_memory_limit: str) -> None:
-    """Run the instrumented app until SIGTERM; write stats() every 2 s to ``stats_file``."""
+    """Run the instrumented app until SIGTERM; write stats() every 2 s to ``stats_file``.
+
+    ``duckdb_memory_limit`` is also the mode: "bare" (no duckpulse) or "producer" (``db`` is then the spool
+    directory the app's ``Monitor(spool_dir=...)`` writes to); anything else makes the app the embedded owner.
+    """
     import atexit
     import gc
 
@@ -73,9 +86,15 @@ def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_int
         Path(stats_file + ".final").write_text(json.dumps(final))
 
     bare = duckdb_memory_limit == "bare"  # the control: the same app and load without duckpulse
+    producer = duckdb_memory_limit == "producer"  # no DuckDB database in this process: segments to a spool
     mon: Any
     if bare:
         mon = _NullMonitor()
+    elif producer:
+        atexit.register(write_final)
+        from pipeline import Monitor
+
+        mon = Monitor(spool_dir=db, max_buffered=max_buffered, flush_interval_seconds=flush_interval_seconds)
     else:
         atexit.register(write_final)
         from pipeline import Monitor
@@ -136,7 +155,7 @@ def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_int
     import pyarrow as pa
 
     mallinfo2 = _mallinfo2()
-    duckdb_allocator = None if bare else _duckdb_allocator()
+    duckdb_allocator = None if bare or producer else _duckdb_allocator()
 
     def write_stats() -> None:
         reader = mon.store.reader() if mon.store is not None else None  # this thread's own cursor
@@ -372,6 +391,11 @@ def main() -> int:
                              "(80%% of RAM); default: Monitor's default")
     parser.add_argument("--bare", action="store_true",
                         help="the control: the same app and load without duckpulse (only RSS is measured)")
+    parser.add_argument("--producer", action="store_true",
+                        help="the app is a producer (Monitor(spool_dir=...)) and a separate `duckpulse serve` "
+                             "process owns the DuckDB file; both RSS series are reported")
+    parser.add_argument("--owner-drain-seconds", type=float, default=300.0,
+                        help="--producer: how long the owner may take to ingest the backlog after the app exited")
     parser.add_argument("--dir", default=None, help="work directory (default: a fresh temporary one)")
     parser.add_argument("--serve", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -380,16 +404,25 @@ def main() -> int:
         serve(db, port_file, stats_file, int(max_buffered), float(flush), limit)
         return 0
 
+    if args.producer and (args.bare or args.duckdb_memory_limit != "default"):
+        parser.error("--producer takes neither --bare nor --duckdb-memory-limit (the owner, `duckpulse serve`, "
+                     "runs with Monitor's defaults)")
     import psutil
 
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="duckpulse-soak-"))
     work.mkdir(parents=True, exist_ok=True)
     db, port_file, stats_file = work / "soak.duckdb", work / "port.json", work / "stats.jsonl"
-    for p in (db, port_file, stats_file, Path(str(stats_file) + ".final")):
+    spool, owner_log = work / "spool", work / "owner.log"
+    for p in (db, Path(str(db) + ".wal"), port_file, stats_file, Path(str(stats_file) + ".final"), owner_log):
         p.unlink(missing_ok=True)
-    app_proc = subprocess.Popen([sys.executable, __file__, "--serve", str(db), str(port_file), str(stats_file),
-                                 str(args.max_buffered), str(args.flush_interval),
-                                 "bare" if args.bare else args.duckdb_memory_limit])
+    shutil.rmtree(spool, ignore_errors=True)
+    owner = _start_owner(db, spool, owner_log) if args.producer else None
+    if args.producer and owner is None:
+        return 1
+    mode = "producer" if args.producer else "bare" if args.bare else args.duckdb_memory_limit
+    app_proc = subprocess.Popen([sys.executable, __file__, "--serve", str(spool if args.producer else db),
+                                 str(port_file), str(stats_file), str(args.max_buffered), str(args.flush_interval),
+                                 mode])
     deadline = time.monotonic() + 60
     while not port_file.exists():
         if app_proc.poll() is not None or time.monotonic() > deadline:
@@ -397,13 +430,15 @@ def main() -> int:
             return 1
         time.sleep(0.05)
     info = json.loads(port_file.read_text())
-    limit = "no duckpulse" if args.bare else f"DuckDB memory_limit {info['memory_limit']}"
+    limit = ("no duckpulse" if args.bare else f"DuckDB memory_limit {info['memory_limit']}" if owner is None else
+             f"the app a producer into {spool}, owner pid {owner.pid}: {' '.join(owner.args)}")
     print(f"== soak: {args.minutes:g} min, {args.clients} client threads, target "
           f"{'unlimited' if not args.rps else f'{args.rps:g} req/s'}, {limit}, "
           f"app pid {app_proc.pid} on port "
           f"{info['port']}, instrumented with {info['integration']}; work dir {work}", flush=True)
 
     proc = psutil.Process(app_proc.pid)
+    owner_ps = psutil.Process(owner.pid) if owner is not None else None
     stop = threading.Event()
     interval = args.clients / args.rps if args.rps else 0.0
     clients = [Client(info["port"], stop, interval, seed) for seed in range(args.clients)]
@@ -411,6 +446,7 @@ def main() -> int:
     for c in clients:
         c.start()
     rss: list[tuple[float, int]] = []
+    owner_rss: list[tuple[float, int]] = []
     end = started + args.minutes * 60
     warm_up_seconds = min(60.0, args.minutes * 6)
     maps_warm: dict[str, tuple[str, int]] = {}
@@ -418,18 +454,26 @@ def main() -> int:
         rss.append((time.monotonic() - started, proc.memory_info().rss))
         if not maps_warm and rss[-1][0] >= warm_up_seconds:
             maps_warm = _smaps(app_proc.pid)
+        if owner_ps is not None:
+            owner_rss.append((rss[-1][0], owner_ps.memory_info().rss))
         done = sum(sum(c.answered.values()) for c in clients)
-        print(f"  t={rss[-1][0]:6.0f}s  rss={_mb(rss[-1][1])}  responses={done:,}", flush=True)
+        print(f"  t={rss[-1][0]:6.0f}s  rss={_mb(rss[-1][1])}  "
+              + (f"owner rss={_mb(owner_rss[-1][1])}  " if owner_rss else "") + f"responses={done:,}", flush=True)
         time.sleep(min(args.sample_seconds, max(0.0, end - time.monotonic())))
     stop.set()
     for c in clients:
         c.join(timeout=60)
     elapsed = time.monotonic() - started
     rss.append((elapsed, proc.memory_info().rss))
+    if owner_ps is not None:
+        owner_rss.append((elapsed, owner_ps.memory_info().rss))
     maps_growth = _smaps_growth(maps_warm, _smaps(app_proc.pid)) if maps_warm else {}
 
     app_proc.send_signal(signal.SIGTERM)
     rc = app_proc.wait(timeout=120)
+    owner_ok = True
+    if owner is not None:  # the app's final segments are written: the owner ingests them, then stops
+        owner_ok = _stop_owner(owner, spool, owner_log, args.owner_drain_seconds)
 
     answered: Counter[str] = Counter()
     statuses: Counter[int] = Counter()
@@ -445,13 +489,15 @@ def main() -> int:
     print(f"  duration                      {elapsed:.0f} s, exit status of the app {rc}")
     print(f"  requests answered (clients)   {sent:,}  ({sent / elapsed:,.0f}/s), connection errors {errors}")
     print(f"  statuses seen by clients      {dict(sorted(statuses.items()))}")
-    ok = rc == 0 and errors == 0
+    ok = rc == 0 and errors == 0 and owner_ok
     if not args.bare:
-        ok = _accounting(db, stats_file, samples, answered, sent, errors, info) and ok
+        ok = _accounting(db, stats_file, samples, answered, sent, errors, info, args.producer) and ok
     objects = [s["objects"] for s in samples] or [0]
     print(f"  Python objects in the app     first {objects[0]:,} / after 1 min {objects[min(30, len(objects) - 1)]:,} "
           f"/ last {objects[-1]:,}")
     flat = _rss_verdict(rss, elapsed, warm_up_seconds)
+    if owner_rss:
+        _rss_verdict(owner_rss, elapsed, warm_up_seconds, "owner")
     if samples:
         t0 = samples[0]["t"]
         w = next((x for x in samples if x["t"] - t0 >= warm_up_seconds), samples[0])
@@ -474,12 +520,56 @@ def main() -> int:
     ok = ok and flat
     what = "RSS flat" if args.bare else "every answered request is a row or a counted drop, RSS flat, " \
         "buffer within its bound"
+    if args.producer:
+        what += " (RSS: the host app's; the owner's is reported, not judged), the owner ingested everything"
     print(f"\n{'PASS' if ok else 'FAIL'}: {what}")
     return 0 if ok else 1
 
 
+def _start_owner(db: Path, spool: Path, log: Path) -> subprocess.Popen[bytes] | None:
+    """Start ``duckpulse serve`` on a free port and wait until its dashboard is up; None if it does not start."""
+    exe = Path(sys.executable).with_name("duckpulse")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [str(exe), "serve", "--db", str(db), "--spool", str(spool), "--port", str(port)]
+    with open(log, "wb") as out:
+        owner = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while "dashboard" not in log.read_text():
+        if owner.poll() is not None or time.monotonic() > deadline:
+            print(f"the owner process did not start: {' '.join(cmd)}\n{log.read_text()}", file=sys.stderr)
+            owner.kill()
+            return None
+        time.sleep(0.05)
+    return owner
+
+
+def _stop_owner(owner: subprocess.Popen[bytes], spool: Path, log: Path, drain_seconds: float) -> bool:
+    """Let the owner ingest the spool's backlog (bounded), stop it with SIGTERM; True when it left nothing."""
+    from pipeline.spool import backlog
+
+    t0 = time.monotonic()
+    waiting = backlog(spool)
+    while backlog(spool) and time.monotonic() - t0 < drain_seconds and owner.poll() is None:
+        time.sleep(0.2)
+    drained = time.monotonic() - t0
+    left_before_stop = backlog(spool)
+    owner.send_signal(signal.SIGTERM)
+    try:
+        rc = owner.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        owner.kill()
+        rc = owner.wait()
+    left, quarantined = backlog(spool), len(list((spool / "quarantine").glob("*")))
+    print(f"  owner                         {waiting} ready segments when the app exited, {left_before_stop} after "
+          f"{drained:.1f} s; after SIGTERM: exit status {rc}, {left} left in ready/, {quarantined} quarantined; "
+          f"its log: {' / '.join(line for line in log.read_text().splitlines()[-2:])}")
+    return rc == 0 and left == 0 and quarantined == 0
+
+
 def _accounting(db: Path, stats_file: Path, samples: list[dict[str, Any]], answered: Counter[str], sent: int,
-                errors: int, info: dict[str, Any]) -> bool:
+                errors: int, info: dict[str, Any], producer: bool = False) -> bool:
     """Print and check the exact accounting of an instrumented run: every answered request is a row or counted."""
     import duckdb
 
@@ -516,9 +606,12 @@ def _accounting(db: Path, stats_file: Path, samples: list[dict[str, Any]], answe
     print(f"  scheduled jobs                runs {final['job_runs']}, failures {job_failures}")
     print(f"  buffer pending, max sampled   {max_pending:,} of max_buffered {info['max_buffered']:,} "
           f"({len(samples)} samples every 2 s); buffered bytes max {max_buffered_bytes:,}")
-    print(f"  DuckDB memory first/last/max  {_mb(duckdb_mem[0])} / {_mb(duckdb_mem[-1])} / {_mb(max(duckdb_mem))}; "
-          f"database file {_mb(db.stat().st_size)}; last by tag "
-          + ", ".join(f"{k} {_mb(v)}" for k, v in (samples[-1]["duckdb_tags"] if samples else {}).items()))
+    if producer:
+        print(f"  DuckDB memory                 none in the app (a producer); database file {_mb(db.stat().st_size)}")
+    else:
+        print(f"  DuckDB memory first/last/max  {_mb(duckdb_mem[0])} / {_mb(duckdb_mem[-1])} / "
+              f"{_mb(max(duckdb_mem))}; database file {_mb(db.stat().st_size)}; last by tag "
+              + ", ".join(f"{k} {_mb(v)}" for k, v in (samples[-1]["duckdb_tags"] if samples else {}).items()))
     within_bound = max_pending <= info["max_buffered"]
     return exact and queries_exact and final["pending"] == 0 and leaked == 0 and within_bound and job_failures == 0
 
@@ -532,17 +625,22 @@ def _slope(points: list[tuple[float, int]]) -> float:
     return sum((t - mt) * (r - mr) for t, r in points) / var * 60 / 2**20 if var else 0.0
 
 
-def _rss_verdict(rss: list[tuple[float, int]], elapsed: float, warm_up_seconds: float) -> bool:
-    """Print the RSS figures; True when RSS is flat (see FLAT_* above and RELIABILITY.md)."""
+def _rss_verdict(rss: list[tuple[float, int]], elapsed: float, warm_up_seconds: float, who: str = "app") -> bool:
+    """Print the RSS figures of ``who``; True when RSS is flat (see FLAT_* above and RELIABILITY.md)."""
     first_rss, last_rss, max_rss = rss[0][1], rss[-1][1], max(r for _, r in rss)
     after_warm_up = [(t, r) for t, r in rss if t >= warm_up_seconds]
     second_half = [(t, r) for t, r in rss if t >= elapsed / 2]
     slope_all, slope_half = _slope(after_warm_up), _slope(second_half)
     flat = slope_half <= FLAT_MB_PER_MINUTE
-    print(f"  app RSS first/last/max        {_mb(first_rss)} / {_mb(last_rss)} / {_mb(max_rss)}; after warm-up "
+    note = "" if who == "app" else " (reported, not part of the verdict)"
+    print(f"  {who + ' RSS first/last/max':<30}{_mb(first_rss)} / {_mb(last_rss)} / {_mb(max_rss)}; after warm-up "
           f"{_mb(after_warm_up[0][1])}, at half time {_mb(second_half[0][1])}")
-    print(f"  RSS trend                     {slope_all:+.2f} MB/min after warm-up, {slope_half:+.2f} MB/min over the "
-          f"second half (flat: <= {FLAT_MB_PER_MINUTE} MB/min): {'FLAT' if flat else 'GROWING'}")
+    print(f"  {'RSS trend' if who == 'app' else who + ' RSS trend':<30}{slope_all:+.2f} MB/min after warm-up, "
+          f"{slope_half:+.2f} MB/min over the second half (flat: <= {FLAT_MB_PER_MINUTE} MB/min): "
+          f"{'FLAT' if flat else 'GROWING'}{note}")
+    if elapsed >= 1200:  # long runs: does it level off at the end?
+        last_10 = [(t, r) for t, r in rss if t >= elapsed - 600]
+        print(f"  {who + ' RSS, last 10 minutes':<30}{_slope(last_10):+.2f} MB/min (from {_mb(last_10[0][1])})")
     return flat
 
 
