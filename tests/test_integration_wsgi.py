@@ -229,3 +229,21 @@ def test_an_instrumented_app_inside_another_ties_queries_to_the_innermost_reques
     assert monitor.store is not None
     assert monitor.store.fetchall("SELECT route, request_id FROM queries ORDER BY ts") == [
         ("/outer", 1), ("/inner", 2), ("/outer", 1), (None, None)]
+
+
+def test_a_full_queue_of_finished_requests_is_recorded_by_the_request_itself(
+        monitor: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finished requests wait for the flusher thread in a bounded queue; once it is full (the flusher is behind)
+    the request makes its own row, so memory stays bounded and nothing is lost."""
+    import pipeline.integrations.wsgi as wsgi
+
+    monkeypatch.setattr(wsgi, "FINISHED_CAP", 2)
+    record_finished = monitor._record_finished
+    monkeypatch.setattr(monitor, "_record_finished", lambda: None)  # the flusher thread falls behind
+    app = MetricsMiddleware(hello, monitor, route_resolver=routes)
+    for _ in range(5):
+        call(app)
+    assert len(monitor._finished) == 2  # two queued; the three after them recorded themselves
+    assert len(monitor._raw_requests) == 3 * 7  # three rows of seven values
+    monkeypatch.setattr(monitor, "_record_finished", record_finished)  # it catches up
+    assert [r[:3] for r in requests(monitor)] == [("/hello", "GET", 200)] * 5
