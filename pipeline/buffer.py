@@ -46,14 +46,17 @@ class Buffer:
 
     def __init__(self, max_buffered: int, pid: int, host: str) -> None:
         self.max_buffered = max_buffered
-        self.pid = pid
         self.host = host
         # The lists the hot path appends to, one per table; never replaced, only trimmed from the front.
         self.raw: dict[str, list[Any]] = {name: [] for name in SPECS}
+        self.compacted_values = 0  # raw values moved out of the raw lists so far (see activity())
+        self._start_empty(pid)
+
+    def _start_empty(self, pid: int) -> None:
+        self.pid = pid
         self._batches: dict[str, list[pa.RecordBatch]] = {name: [] for name in SPECS}
         self._series: list[tuple[int, str, str, str]] = []
         self.pending_rows = 0
-        self.compacted_values = 0  # raw values moved out of the raw lists so far (see activity())
         self.recorded = 0
         self.flushed = 0
         self.dropped: Counter[str] = Counter()
@@ -61,16 +64,11 @@ class Buffer:
         self.lock = threading.Lock()
 
     def reset_after_fork(self, pid: int) -> None:
-        """In a forked child: start empty. What the parent buffered is the parent's to flush."""
-        self.lock = threading.Lock()  # the parent's threads may have held it at the fork
-        self.pid = pid
+        """In a forked child: start empty (with a fresh lock: the parent's threads may have held it at the fork).
+        What the parent buffered is the parent's to flush."""
         for raw in self.raw.values():
             del raw[:]  # in place: the hot path and the instruments hold these lists
-        self._batches = {name: [] for name in SPECS}
-        self._series = []
-        self.pending_rows = self.recorded = self.flushed = 0
-        self.dropped.clear()
-        self.rejected.clear()
+        self._start_empty(pid)
 
     # -- hot-path slow branch ---------------------------------------------------------------------------
     def raw_full(self, table: str, row: Row) -> None:

@@ -58,12 +58,12 @@ current_request: ContextVar[RequestContext | None] = ContextVar("duckpulse_reque
 # with an empty context, so threads never share a slot; code run in a copy of the context (a task handed to
 # an executor with ``contextvars.copy_context()``) sees the slot of the thread that copied it.
 _wsgi_slot: ContextVar[list[RequestContext | None]] = ContextVar("duckpulse_wsgi_request")
-get_wsgi_slot = _get_wsgi_slot = _wsgi_slot.get  # this context's slot, or the default given (C-level)
+get_wsgi_slot = _wsgi_slot.get  # this context's slot, or the default given (C-level)
 
 
 def wsgi_slot() -> list[RequestContext | None]:
     """This context's one-element slot for the WSGI request being served (made on first use)."""
-    slot = _get_wsgi_slot(None)
+    slot = get_wsgi_slot(None)
     if slot is None:
         slot = [None]
         _wsgi_slot.set(slot)
@@ -74,7 +74,7 @@ def active_request() -> RequestContext | None:
     """The request being served where this runs: an ASGI one (``current_request``), else a WSGI one."""
     ctx = current_request.get()
     if ctx is None:
-        slot = _get_wsgi_slot(None)
+        slot = get_wsgi_slot(None)
         if slot is not None:
             ctx = slot[0]
     return ctx

@@ -105,7 +105,6 @@ class _HotState:
         "_folded",
         "_next_flush",
         "_next_sample",
-        "_now",
         "_random",
         "_raw_queries",
         "_raw_requests",
@@ -121,7 +120,6 @@ class _HotState:
     )
 
     _buffer: Buffer
-    _now: Callable[[], float]
     _stamps: Timestamps
     _raw_requests: list[Any]
     _raw_queries: list[Any]
@@ -136,7 +134,7 @@ class Monitor(_HotState):
 
     Exactly one of ``db_path`` (this process owns the DuckDB file) and ``spool_dir`` (this process is a
     producer; ``duckpulse serve`` owns the file) is given. ``duckdb_memory_limit`` caps the DuckDB buffer
-    pool inside an owner (a DuckDB size string such as ``"128MB"``; None leaves DuckDB's 80% of RAM).
+    pool inside an owner (a DuckDB size string, ``"256MB"`` by default; None leaves DuckDB's 80% of RAM).
     """
 
     def __init__(
@@ -243,7 +241,6 @@ class Monitor(_HotState):
         self._raw_queries = self._buffer.raw["queries"]
         self._raw_samples = self._buffer.raw["process_samples"]
         self._finished = []
-        self._now = self.clock.now
         self._stamps = Timestamps(self.clock, self.timestamp_resolution_seconds, self._buffer.activity)
         self._random = random.random
         self._registry = Registry(self._buffer, self._stamps, self._reject, self._fold,
@@ -392,7 +389,7 @@ class Monitor(_HotState):
         try:
             if self._sampler is None:
                 self._sampler = ProcessSampler()
-            self._raw_samples.extend(self._sampler.sample(self._now(), full))
+            self._raw_samples.extend(self._sampler.sample(self.clock.now(), full))
         except Exception as exc:  # psutil can fail in sandboxes; monitoring must not break the app
             self._note_failure("process_sample", f"cannot sample this process: {exc}")
 

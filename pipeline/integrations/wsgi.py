@@ -71,7 +71,6 @@ class MetricsMiddleware:
         self.monitor = monitor
         self._follow_default = monitor is None
         self.excluded = ExcludedPaths(excluded_paths)
-        self._exact, self._prefixes = self.excluded.exact, self.excluded.prefixes
         self.resolve = safe_resolver(route_resolver, "WSGI")
         self._decide_header = None if isinstance(response_time_header, bool) else response_time_header
         self.header = response_time_header is True
@@ -257,8 +256,7 @@ class _Exchange(RequestContext):
     def record(self, monitor: Monitor) -> None:
         """Record the finished request as one row (``Monitor.track_request`` validates and counts it), unless
         its path is excluded."""
-        path = self._path or "/"
-        if path in self._mw._exact or path.startswith(self._mw._prefixes):
+        if (self._path or "/") in self._mw.excluded:
             return
         method = self._method
         status = _STATUS_CODES.get(self._status) or _status_code(self._status)
