@@ -117,7 +117,8 @@ def _write(store: Store, sql: str, params: dict[str, object], target: Path) -> N
     # The temporary name does not end in .parquet, so the history views never read a half-written file.
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        store.reader().execute(sql, {**params, "path": str(tmp)})
+        with store.reading() as cursor:
+            cursor.execute(sql, {**params, "path": str(tmp)})
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)

@@ -20,6 +20,7 @@ from .logs import ThrottledLog
 
 if TYPE_CHECKING:
     from .monitor import Monitor
+    from .store import Store
 
 
 @dataclass(frozen=True)
@@ -129,4 +130,12 @@ def owner_jobs(monitor: Monitor) -> list[Job]:
         # Archive before retention, so that an hour reaches the history before its raw rows expire.
         archive.job(monitor),
         retention.job(monitor),
+        # Last: evict the table blocks DuckDB cached meanwhile, so the host app's memory stays flat.
+        *([_release_cache_job(monitor.store)] if monitor.store is not None else []),
     ]
+
+
+def _release_cache_job(store: Store) -> Job:
+    from .store import CACHE_RELEASE_INTERVAL_SECONDS
+
+    return Job("release-cache", CACHE_RELEASE_INTERVAL_SECONDS, lambda now: store.release_cache())

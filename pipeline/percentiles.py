@@ -156,9 +156,11 @@ def _connect(source: Any) -> Iterator[tuple[duckdb.DuckDBPyConnection, Clock]]:
         if source.store is None:
             raise ConfigError("this Monitor is a producer (spool_dir=...) and has no database to read; ask the "
                               "owner process, or pass the DuckDB file's path once no owner holds it")
-        yield source.store.reader(), source.clock
+        with source.store.reading() as cursor:
+            yield cursor, source.clock
     elif isinstance(source, Store):
-        yield source.reader(), source.clock
+        with source.reading() as cursor:
+            yield cursor, source.clock
     elif isinstance(source, duckdb.DuckDBPyConnection):
         yield source, SYSTEM_CLOCK
     elif isinstance(source, str | os.PathLike):

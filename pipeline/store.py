@@ -96,6 +96,66 @@ DEFAULT_MEMORY_LIMIT = "256MB"
 # DuckDB checkpoints automatically once the WAL holds this much; until then the rows appended since the last
 # checkpoint stay in memory, uncompressed (DuckDB's default 16MB of WAL held ~20 MB there at 400 requests/s).
 CHECKPOINT_THRESHOLD = "4MB"
+# DuckDB keeps every table block it wrote at a checkpoint or read for a query until memory_limit forces it out:
+# inside the host app that cache grew ~1.5-5 MB/min under load (RELIABILITY.md). release_cache() evicts it down to
+# this many bytes of table blocks, and the owner runs it every CACHE_RELEASE_INTERVAL_SECONDS.
+CACHE_KEPT_BYTES = 8 * 2**20
+CACHE_RELEASE_INTERVAL_SECONDS = 10.0
+# How long release_cache() waits for running reads to finish before it skips a round (new reads wait meanwhile).
+CACHE_RELEASE_WAIT_SECONDS = 0.25
+
+
+class ReadGate:
+    """Reads share it; releasing DuckDB's cache excludes them, briefly.
+
+    Evicting the cache means lowering DuckDB's memory_limit for a moment, and a query running meanwhile could then
+    fail to allocate (measured: it does, and so can the statement that restores the limit). So reads hold the gate
+    in shared mode, and the release waits until none runs, holding off new ones for the ~1 ms it takes. Shared mode
+    is re-entrant per thread: a read inside a read (a dashboard view calling Monitor.percentiles) never waits for an
+    exclusive holder that waits for it.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._reads = 0
+        self._excluding = False
+        self._depth = threading.local()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        depth: int = getattr(self._depth, "n", 0)
+        if depth == 0:
+            with self._cond:
+                while self._excluding:
+                    self._cond.wait()
+                self._reads += 1
+        self._depth.n = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.n = depth
+            if depth == 0:
+                with self._cond:
+                    self._reads -= 1
+                    if self._reads == 0:
+                        self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self, timeout_seconds: float) -> Iterator[bool]:
+        """Yields True once no read runs (new ones wait), or False if reads still ran after the timeout."""
+        with self._cond:
+            self._excluding = True
+            drained = self._cond.wait_for(lambda: self._reads == 0, timeout_seconds)
+            if not drained:
+                self._excluding = False
+                self._cond.notify_all()
+        try:
+            yield drained
+        finally:
+            if drained:
+                with self._cond:
+                    self._excluding = False
+                    self._cond.notify_all()
 
 
 class Store:
@@ -117,6 +177,10 @@ class Store:
         # One connection, used by the flusher, the jobs and the webapp: DuckDB connections are not safe to
         # share between threads without a lock, and one writer at a time is what DuckDB does anyway.
         self.lock = threading.RLock()
+        self.read_gate = ReadGate()
+        # The limit release_cache() restores: the one asked for, or DuckDB's default as DuckDB printed it when
+        # first read (printed values are rounded, so reading it again after each restore would drift).
+        self._limit_to_restore = memory_limit
         self._readers = threading.local()
         self._invalidated = False  # DuckDB invalidated the instance after a fatal error: reopen before writing
         self._generation = 0  # bumped at each reopen, so per-thread read cursors of the old instance are dropped
@@ -126,7 +190,10 @@ class Store:
         # DuckDB's buffer pool keeps the blocks it read or wrote up to memory_limit (80% of RAM by default):
         # inside the host app that would look like a leak, so the owner caps it. A smaller checkpoint threshold
         # keeps the rows waiting for the next checkpoint (held in memory, uncompressed) to a few MB.
-        config: dict[str, str | bool | int | float | list[str]] = {"checkpoint_threshold": CHECKPOINT_THRESHOLD}
+        # Background threads let DuckDB's allocator give freed pages back to the OS without waiting for the next
+        # allocation (an evicted cache otherwise stays resident).
+        config: dict[str, str | bool | int | float | list[str]] = {"checkpoint_threshold": CHECKPOINT_THRESHOLD,
+                                                                    "allocator_background_threads": True}
         if self.memory_limit:
             config["memory_limit"] = self.memory_limit
         return config
@@ -248,9 +315,16 @@ class Store:
                     self.con.unregister("__ledger")
 
     # -- reading -----------------------------------------------------------------------------------------
+    @contextmanager
+    def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The calling thread's read cursor, for reads that run while this is open (see ReadGate)."""
+        cursor = self.reader()  # before the gate: reader() may take the writer's lock, which is taken after it
+        with self.read_gate.shared():
+            yield cursor
+
     def reader(self) -> duckdb.DuckDBPyConnection:
         """A read connection for the calling thread (DuckDB cursors on one database read concurrently and
-        see committed data; the writer's lock is not taken)."""
+        see committed data; the writer's lock is not taken). Read through ``reading()``."""
         cursor: duckdb.DuckDBPyConnection | None = getattr(self._readers, "cursor", None)
         if cursor is None or getattr(self._readers, "generation", 0) != self._generation:
             with self.lock:
@@ -268,10 +342,51 @@ class Store:
         with self.lock:
             return self.con.execute(sql, params or {}).fetchall()
 
+    # -- memory ------------------------------------------------------------------------------------------
+    def release_cache(self) -> int | None:
+        """Evict DuckDB's cached table blocks down to CACHE_KEPT_BYTES; returns the bytes DuckDB held before minus
+        after, or None when skipped (an in-memory database, whose tables are not a cache; or reads that kept
+        running for CACHE_RELEASE_WAIT_SECONDS).
+
+        DuckDB has no statement that only evicts: lowering memory_limit does it, so the limit is lowered to what
+        DuckDB holds besides table blocks plus CACHE_KEPT_BYTES, then set back, with no read running meanwhile.
+        """
+        if self.path is None:
+            return None
+        with self.read_gate.exclusive(CACHE_RELEASE_WAIT_SECONDS) as drained:
+            # The writer's lock with a timeout too: a thread holding it while it waits for the gate (a read inside
+            # a write) must not wait forever for us.
+            if not drained or not self.lock.acquire(timeout=CACHE_RELEASE_WAIT_SECONDS):
+                return None
+            try:
+                return None if self._invalidated else self._evict_cache()
+            finally:
+                self.lock.release()
+
+    def _evict_cache(self) -> int:
+        limit, held, other = self.con.execute(sqlfiles.query(STORE_FILE, "memory-held")).fetchone() or (None, 0, 0)
+        target = int(other or 0) + CACHE_KEPT_BYTES
+        if limit is None or target >= int(held or 0):
+            return 0
+        self._limit_to_restore = self._limit_to_restore or limit
+        try:
+            self.con.execute(f"SET memory_limit = '{target}B'")
+        except duckdb.OutOfMemoryException:
+            pass  # DuckDB could not evict that much (blocks in use): it evicted what it could
+        finally:
+            self.con.execute(f"SET memory_limit = '{self._limit_to_restore}'")
+        after = self.con.execute(sqlfiles.query(STORE_FILE, "memory-held")).fetchone()
+        return int(held or 0) - int((after[1] if after else 0) or 0)
+
     def close(self) -> None:
         with self.lock:
             try:
-                self.con.execute("CHECKPOINT")
+                try:
+                    self.con.execute("CHECKPOINT")
+                except duckdb.TransactionException:
+                    # Another cursor's transaction is still open (a read that was interrupted by the shutdown):
+                    # FORCE aborts it, so the file is whole at close rather than replayed from the WAL next time.
+                    self.con.execute("FORCE CHECKPOINT")
             finally:
                 self.con.close()
                 if self._owner_lock:

@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline.clock import SYSTEM_CLOCK
-from pipeline.store import CHECKPOINT_THRESHOLD, DEFAULT_MEMORY_LIMIT, Store
+from pipeline.store import CACHE_KEPT_BYTES, CHECKPOINT_THRESHOLD, DEFAULT_MEMORY_LIMIT, ReadGate, Store
 from pipeline.tables import REQUESTS, flat_to_columns, with_origin
 
 MB = 2**20
@@ -116,3 +116,175 @@ def test_read_cursors_of_finished_threads_are_released(tmp_path: Path) -> None:
         assert alive == 0, f"{alive} read cursors of finished threads are still alive"
     finally:
         store.close()
+
+
+def _table_blocks(store: Store) -> int:
+    row = store.con.execute(
+        "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() WHERE tag = 'BASE_TABLE'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _fill_the_cache(store: Store, batches: int = 100) -> int:
+    """Append and checkpoint 20,000 rows per batch, read every column back: DuckDB then caches their blocks."""
+    written = 0
+    for _ in range(batches):
+        batch = _requests(20_000, written)
+        store.append({"requests": batch})
+        written += batch.num_rows
+    store.con.execute("CHECKPOINT")
+    with store.reading() as cursor:
+        cursor.execute("SELECT max(COLUMNS(*)) FROM requests").fetchall()  # every column: every block
+    return written
+
+
+def test_release_cache_evicts_cached_table_blocks_and_restores_the_limit(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.duckdb", SYSTEM_CLOCK)
+    try:
+        limit_before = _setting(store, "memory_limit")
+        written = _fill_the_cache(store)
+        cached = _table_blocks(store)
+        assert cached > 2 * CACHE_KEPT_BYTES, f"the test did not fill the cache: {cached / MB:.1f} MB"
+        released = store.release_cache()
+        assert released is not None and released >= cached - CACHE_KEPT_BYTES - MB
+        assert _table_blocks(store) <= CACHE_KEPT_BYTES + MB  # whole blocks; its other memory moves meanwhile
+        assert _setting(store, "memory_limit") == limit_before
+        assert store.scalar("SELECT count(*) FROM requests") == written  # evicted, not lost: read back from the file
+        assert 0 <= (store.release_cache() or 0) <= MB  # only the blocks that count read back
+    finally:
+        store.close()
+    unlimited = Store(tmp_path / "u.duckdb", SYSTEM_CLOCK, memory_limit=None)  # DuckDB's default cap is restored
+    try:
+        limit_before = _setting(unlimited, "memory_limit")
+        _fill_the_cache(unlimited, batches=40)
+        assert unlimited.release_cache()
+        restored = _setting(unlimited, "memory_limit")
+        assert abs(restored - limit_before) <= 0.11 * 2**30  # DuckDB prints it to 0.1 GiB: that much is restored
+        _fill_the_cache(unlimited, batches=20)
+        assert unlimited.release_cache()
+        assert _setting(unlimited, "memory_limit") == restored  # and it does not drift release after release
+    finally:
+        unlimited.close()
+    small = Store(tmp_path / "s.duckdb", SYSTEM_CLOCK)
+    try:
+        small.append({"requests": _requests(100, 0)})
+        assert small.release_cache() == 0  # under the floor: the limit is not even touched
+    finally:
+        small.close()
+    in_memory = Store(None, SYSTEM_CLOCK)  # its tables live in the buffer pool: nothing is a cache there
+    try:
+        assert in_memory.release_cache() is None
+    finally:
+        in_memory.close()
+
+
+def test_reads_never_fail_while_the_cache_is_released_under_them(tmp_path: Path) -> None:
+    """Lowering memory_limit under a running query makes it fail to allocate, and so can the statement restoring
+    the limit (measured with this very test and the gate turned off: 22 failed reads and 2 failed restores in 134
+    releases). Reads hold the read gate, so two threads reading all the time while a third releases the cache
+    over and over see no error, and the releases that found no read running did evict."""
+    store = Store(tmp_path / "r.duckdb", SYSTEM_CLOCK)
+    errors: list[str] = []
+    reads = [0, 0]
+    stop = threading.Event()
+
+    def read(slot: int) -> None:
+        while not stop.is_set():
+            try:
+                with store.reading() as cursor:
+                    cursor.execute("SELECT r, quantile_cont(v, [0.5, 0.95, 0.99]), count(*) FROM big "
+                                   "WHERE id % 7 = 0 GROUP BY r").fetchall()
+                reads[slot] += 1
+            except duckdb.Error as exc:
+                errors.append(str(exc)[:200])
+
+    try:
+        limit_before = _setting(store, "memory_limit")
+        # A table whose aggregates need a few MB of hash tables each (the schema's tables compress too well).
+        store.con.execute("CREATE TABLE big AS SELECT range AS id, random() AS v, (range % 1000)::VARCHAR AS r "
+                          "FROM range(2000000)")
+        store.con.execute("CHECKPOINT")
+        readers = [threading.Thread(target=read, args=(i,)) for i in range(2)]
+        for thread in readers:
+            thread.start()
+        outcomes = []
+        for _ in range(150):
+            outcomes.append(store.release_cache())
+            stop.wait(0.002)  # let the readers start queries between releases
+        stop.set()
+        for thread in readers:
+            thread.join()
+        assert errors == []
+        assert min(reads) > 0
+        assert any(o is not None for o in outcomes), "no release ever found the reads drained"
+        assert _setting(store, "memory_limit") == limit_before
+    finally:
+        stop.set()
+        store.close()
+
+
+def test_the_read_gate_waits_for_reads_times_out_and_lets_a_read_nest() -> None:
+    gate = ReadGate()
+    reading, release_read = threading.Event(), threading.Event()
+    nested_done = threading.Event()
+
+    def long_read() -> None:
+        with gate.shared():
+            reading.set()
+            release_read.wait(5)
+            with gate.shared():  # a read inside a read does not wait for the exclusive holder waiting for us
+                nested_done.set()
+
+    thread = threading.Thread(target=long_read)
+    thread.start()
+    assert reading.wait(5)
+    with gate.exclusive(0.05) as drained:
+        assert drained is False  # the read still runs: the release skips this round
+    release_read.set()
+    thread.join(5)
+    assert nested_done.is_set()
+    with gate.exclusive(0.05) as drained:
+        assert drained is True
+        blocked = threading.Event()
+        started = threading.Event()
+
+        def late_read() -> None:
+            started.set()
+            with gate.shared():
+                blocked.set()
+
+        late = threading.Thread(target=late_read)
+        late.start()
+        assert started.wait(5)
+        assert not blocked.wait(0.1)  # new reads wait while the cache is released
+    late.join(5)
+    assert blocked.is_set()
+
+
+def test_close_forces_the_checkpoint_when_another_transaction_is_open(tmp_path: Path) -> None:
+    path = tmp_path / "f.duckdb"
+    store = Store(path, SYSTEM_CLOCK)
+    store.append({"requests": _requests(100, 0)})
+    real = store.con
+    statements: list[str] = []
+
+    class RefusingCheckpoint:
+        """DuckDB's answer when a cursor's write transaction is still open at shutdown."""
+
+        def execute(self, sql: str, *args: object) -> object:
+            statements.append(sql)
+            if sql == "CHECKPOINT":
+                raise duckdb.TransactionException("Cannot CHECKPOINT: there are other write transactions active")
+            return real.execute(sql, *args)
+
+        def close(self) -> None:
+            real.close()
+
+    store.con = RefusingCheckpoint()  # type: ignore[assignment]
+    store.close()
+    assert statements == ["CHECKPOINT", "FORCE CHECKPOINT"]
+    assert not Path(str(path) + ".wal").exists()
+    reopened = duckdb.connect(str(path), read_only=True)
+    try:
+        assert reopened.execute("SELECT count(*) FROM requests").fetchone() == (100,)
+    finally:
+        reopened.close()

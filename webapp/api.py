@@ -59,9 +59,22 @@ class Api:
             ("/metrics", "metrics", self.metrics, ("GET",)),
         ]
         for rule, endpoint, view, methods in rules:
+            view = self._reading(view)
             if endpoint in CACHED:
                 view = self._cached(view)
             bp.add_url_rule(rule, endpoint, view, methods=list(methods))
+
+    def _reading(self, view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+        """The view's reads hold the store's read gate (Store.reading): the owner never evicts DuckDB's cache
+        under a running read."""
+        def reading(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+            store = self.monitor.store
+            if store is None:
+                return view(*args, **kwargs)
+            with store.read_gate.shared():
+                return view(*args, **kwargs)
+        reading.__doc__ = view.__doc__
+        return reading
 
     def _cached(self, view: Callable[[], ResponseReturnValue]) -> Callable[[], Response]:
         def cached() -> Response:

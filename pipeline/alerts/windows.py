@@ -120,14 +120,14 @@ def aggregate(store: Store, rules: Sequence[Rule], now: float) -> dict[StateKey,
     if not rules:
         return {}
     folded = fold(tuple(rules))
-    cursor = store.reader()
-    cursor.register("__alert_combos", folded.combos)
-    cursor.register("__alert_rules", folded.rules)
-    try:
-        rows = cursor.execute(sqlfiles.query(SQL, "sweep-aggregates"), folded.params(now)).fetchall()
-    finally:
-        cursor.unregister("__alert_combos")
-        cursor.unregister("__alert_rules")
+    with store.reading() as cursor:
+        cursor.register("__alert_combos", folded.combos)
+        cursor.register("__alert_rules", folded.rules)
+        try:
+            rows = cursor.execute(sqlfiles.query(SQL, "sweep-aggregates"), folded.params(now)).fetchall()
+        finally:
+            cursor.unregister("__alert_combos")
+            cursor.unregister("__alert_rules")
     samples: dict[StateKey, float] = {}
     outputs = folded.outputs
     for row in rows:

@@ -23,3 +23,10 @@ INSERT OR IGNORE INTO series SELECT DISTINCT series_id, name, kind, labels FROM 
 -- name: ledger-insert
 -- Records ingested segments in the same transaction as their rows.
 INSERT INTO ingested_segments SELECT segment, rows, $ingested_at FROM __ledger;
+
+-- name: memory-held
+-- DuckDB's memory limit, what it holds, and what it holds besides cached table blocks (release_cache's floor).
+SELECT (SELECT value FROM duckdb_settings() WHERE name = 'memory_limit'),
+       sum(memory_usage_bytes),
+       sum(memory_usage_bytes) FILTER (WHERE tag <> 'BASE_TABLE')
+FROM duckdb_memory();
