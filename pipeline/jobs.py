@@ -138,4 +138,4 @@ def owner_jobs(monitor: Monitor) -> list[Job]:
 def _release_cache_job(store: Store) -> Job:
     from .store import CACHE_RELEASE_INTERVAL_SECONDS
 
-    return Job("release-cache", CACHE_RELEASE_INTERVAL_SECONDS, lambda now: store.release_cache())
+    return Job("release-cache", CACHE_RELEASE_INTERVAL_SECONDS, store.release_memory)

@@ -6,16 +6,29 @@ Real DuckDB files, no mocks. The figures under load are in RELIABILITY.md (bench
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import threading
 import weakref
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pytest
 
+from pipeline import malloc
 from pipeline.clock import SYSTEM_CLOCK
-from pipeline.store import CACHE_KEPT_BYTES, CHECKPOINT_THRESHOLD, DEFAULT_MEMORY_LIMIT, ReadGate, Store
+from pipeline.store import (
+    CACHE_KEPT_BYTES,
+    CHECKPOINT_THRESHOLD,
+    DEFAULT_MEMORY_LIMIT,
+    RECYCLE_INTERVAL_SECONDS,
+    ReadGate,
+    Store,
+)
 from pipeline.tables import REQUESTS, flat_to_columns, with_origin
+from pipeline.testing import FakeClock
 
 MB = 2**20
 
@@ -288,3 +301,192 @@ def test_close_forces_the_checkpoint_when_another_transaction_is_open(tmp_path: 
         assert reopened.execute("SELECT count(*) FROM requests").fetchone() == (100,)
     finally:
         reopened.close()
+
+
+def test_an_owner_releases_memory_as_a_job_and_a_producer_has_none(tmp_path: Path) -> None:
+    from pipeline import Monitor
+
+    with Monitor(db_path=tmp_path / "o.duckdb", jobs=False, memory_interval_seconds=None) as owner:
+        owner.track_request("/a", "GET", 200, 1.0)
+        results = owner.run_jobs_now()
+        assert list(results)[-1] == "release-cache"  # after the jobs that read, so it evicts what they cached
+        # A new file: nothing cached above the floor, and not yet time to reopen it.
+        assert results["release-cache"] == {"evicted_bytes": 0, "recycled": False, "trimmed": malloc.CAN_TRIM}
+        assert owner.stats()["jobs"]["release-cache"]["failures"] == 0
+    with Monitor(spool_dir=tmp_path / "spool", memory_interval_seconds=None) as producer:
+        assert "release-cache" not in producer.stats()["jobs"]
+
+
+def test_release_memory_reopens_the_database_every_interval_and_survives_a_clock_jump(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = Store(tmp_path / "m.duckdb", clock)
+    try:
+        store.append({"requests": _requests(1000, 0)})
+        first = store.con
+        assert store.release_memory(clock.now())["recycled"] is False
+        clock.advance(RECYCLE_INTERVAL_SECONDS - 1)
+        assert store.release_memory(clock.now())["recycled"] is False
+        assert store.con is first
+        clock.advance(1)
+        done = store.release_memory(clock.now())
+        assert done == {"evicted_bytes": None, "recycled": True, "trimmed": malloc.CAN_TRIM}
+        assert store.con is not first
+        assert store.scalar("SELECT count(*) FROM requests") == 1000
+        clock.set_wall(clock.now() - 3600)  # an hour back: the next reopen is an interval from there, not in an hour
+        assert store.release_memory(clock.now())["recycled"] is False
+        clock.advance(RECYCLE_INTERVAL_SECONDS)
+        assert store.release_memory(clock.now())["recycled"] is True
+    finally:
+        store.close()
+    in_memory = Store(None, clock)  # closing it would lose its tables: never reopened
+    try:
+        clock.advance(10 * RECYCLE_INTERVAL_SECONDS)
+        assert in_memory.release_memory(clock.now()) == {"evicted_bytes": None, "recycled": False,
+                                                         "trimmed": malloc.CAN_TRIM}
+    finally:
+        in_memory.close()
+
+
+def test_recycle_closes_every_read_cursor_and_threads_read_on_from_the_new_instance(tmp_path: Path) -> None:
+    store = Store(tmp_path / "y.duckdb", SYSTEM_CLOCK)
+    try:
+        store.append({"requests": _requests(500, 0)})
+        old = store.reader()
+        assert store.recycle() is True
+        with pytest.raises(duckdb.ConnectionException):
+            old.execute("SELECT 1")  # closed: it held the old instance's memory
+        with store.reading() as cursor:
+            assert cursor is not old
+            assert cursor.execute("SELECT count(*) FROM requests").fetchone() == (500,)
+        store.append({"requests": _requests(500, 500)})  # the writer goes on too
+        assert store.scalar("SELECT count(DISTINCT request_id) FROM requests") == 1000
+        holding, release = threading.Event(), threading.Event()
+
+        def long_read() -> None:
+            with store.reading():
+                holding.set()
+                release.wait(5)
+
+        reader = threading.Thread(target=long_read)
+        reader.start()
+        assert holding.wait(5)
+        assert store.recycle() is False  # a read is running: skipped, the read is not cut off
+        release.set()
+        reader.join(5)
+    finally:
+        store.close()
+    in_memory = Store(None, SYSTEM_CLOCK)
+    try:
+        assert in_memory.recycle() is False
+    finally:
+        in_memory.close()
+
+
+def test_a_reopen_that_fails_is_retried_by_the_next_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store(tmp_path / "f.duckdb", SYSTEM_CLOCK)
+    try:
+        store.append({"requests": _requests(100, 0)})
+        real_connect = duckdb.connect
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise duckdb.IOException("IO Error: No space left on device")
+
+        monkeypatch.setattr(duckdb, "connect", refuse)
+        with pytest.raises(duckdb.IOException):
+            store.recycle()  # the job counts it as a failure
+        monkeypatch.setattr(duckdb, "connect", real_connect)
+        store.append({"requests": _requests(100, 100)})
+        assert store.scalar("SELECT count(*) FROM requests") == 200
+        with store.reading() as cursor:
+            assert cursor.execute("SELECT count(*) FROM requests").fetchone() == (200,)
+    finally:
+        store.close()
+
+
+def test_reads_never_fail_while_the_database_is_reopened_under_them(tmp_path: Path) -> None:
+    """Threads reading all the time through Store.reading() while another reopens the database over and over:
+    a cursor closed by recycle() is never used, every read sees every row written before it began."""
+    store = Store(tmp_path / "z.duckdb", SYSTEM_CLOCK)
+    store.append({"requests": _requests(2000, 0)})
+    errors: list[str] = []
+    reads = [0, 0, 0]
+    stop = threading.Event()
+
+    def read(slot: int) -> None:
+        while not stop.is_set():
+            try:
+                with store.reading() as cursor:
+                    count = cursor.execute("SELECT count(*) FROM requests").fetchone()
+                assert count is not None and count[0] >= 2000
+                reads[slot] += 1
+            except (duckdb.Error, AssertionError) as exc:
+                errors.append(repr(exc)[:200])
+
+    readers = [threading.Thread(target=read, args=(i,)) for i in range(3)]
+    try:
+        for thread in readers:
+            thread.start()
+        recycled = 0
+        for i in range(40):
+            recycled += store.recycle()
+            store.append({"requests": _requests(10, 2000 + 10 * i)})
+        stop.set()
+        for thread in readers:
+            thread.join()
+        assert errors == []
+        assert min(reads) > 0 and recycled > 0
+        assert store.scalar("SELECT count(*) FROM requests") == 2400
+    finally:
+        stop.set()
+        store.close()
+
+
+# Counts the malloc arenas a process ends up with after 12 threads allocate at once (glibc's malloc_info lists one
+# <heap> element per arena); the Store is opened first when asked, as an owner's app would.
+_ARENA_PROBE = r"""
+import ctypes, os, sys, tempfile, threading
+from pipeline.clock import SYSTEM_CLOCK
+from pipeline.store import Store
+
+work = tempfile.mkdtemp()
+store = Store(os.path.join(work, "a.duckdb"), SYSTEM_CLOCK) if sys.argv[1] == "owner" else None
+started, done = threading.Barrier(13), threading.Event()
+
+def allocate():
+    started.wait()
+    blobs = [bytearray(200_000) for _ in range(5)]  # above pymalloc's limit: from malloc, in this thread's arena
+    done.wait()
+
+threads = [threading.Thread(target=allocate) for _ in range(12)]
+for t in threads:
+    t.start()
+started.wait()
+libc = ctypes.CDLL(None)
+libc.fopen.restype = ctypes.c_void_p
+libc.malloc_info.argtypes, libc.fclose.argtypes = [ctypes.c_int, ctypes.c_void_p], [ctypes.c_void_p]
+info = os.path.join(work, "malloc.xml")
+fp = libc.fopen(info.encode(), b"w")
+libc.malloc_info(0, fp)
+libc.fclose(fp)
+done.set()
+for t in threads:
+    t.join()
+print(open(info).read().count("<heap nr="), store.malloc_arenas_limited if store else None)
+"""
+
+
+@pytest.mark.skipif(not malloc.CAN_TRIM, reason="glibc's malloc only")
+@pytest.mark.parametrize(("role", "environment", "most", "least", "limited"), [
+    ("owner", {}, malloc.ARENA_MAX, 1, "True"),
+    ("producer", {}, 64, malloc.ARENA_MAX + 1, "None"),  # no DuckDB in the process: the app's malloc untouched
+    ("owner", {"MALLOC_ARENA_MAX": "4"}, 4, malloc.ARENA_MAX + 1, "False"),  # the deployment's choice wins
+])
+def test_an_owner_caps_malloc_arenas_unless_the_environment_chose(role: str, environment: dict[str, str], most: int,
+                                                                   least: int, limited: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("MALLOC_ARENA_MAX", "GLIBC_TUNABLES")}
+    result = subprocess.run([sys.executable, "-c", _ARENA_PROBE, role], env={**env, **environment},
+                            cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    arenas, flag = result.stdout.split()
+    assert least <= int(arenas) <= most
+    assert flag == limited
