@@ -158,13 +158,15 @@ def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_int
     duckdb_allocator = None if bare or producer else _duckdb_allocator()
 
     def write_stats() -> None:
-        reader = mon.store.reader() if mon.store is not None else None  # this thread's own cursor
         with open(stats_file, "a") as f:
             while not stop.wait(2.0):
                 st = mon.stats()
                 # DuckDB's own memory (its buffer pool caches the growing file) lives in this process too.
-                tags = dict(reader.execute("SELECT tag, memory_usage_bytes FROM duckdb_memory() "
-                                           "WHERE memory_usage_bytes > 0").fetchall()) if reader else {}
+                tags = {}
+                if mon.store is not None:
+                    with mon.store.reading() as reader:
+                        tags = dict(reader.execute("SELECT tag, memory_usage_bytes FROM duckdb_memory() "
+                                                   "WHERE memory_usage_bytes > 0").fetchall())
                 # Where the rest of the process's memory is: glibc's heap (in use / free but kept), pyarrow's
                 # pool, Python's small-object allocator, and the threads that allocate from them.
                 mi = mallinfo2() if mallinfo2 else None
