@@ -378,20 +378,17 @@ class Store:
         """
         if self.path is None:
             return False
-        with self.read_gate.exclusive(CACHE_RELEASE_WAIT_SECONDS) as drained:
-            if not drained or not self.lock.acquire(timeout=CACHE_RELEASE_WAIT_SECONDS):
+        with self._alone() as alone:
+            if not alone:
                 return False
-            try:
-                for cursor in list(self._cursors):
-                    with contextlib.suppress(duckdb.Error):
-                        cursor.close()
-                self._cursors.clear()
-                self._generation += 1  # the threads' cursors are closed, even if the reopen below fails
-                self._invalidated = True  # until it is open again: if that fails, the next write retries it
-                self._reopen()
-                return True
-            finally:
-                self.lock.release()
+            for cursor in list(self._cursors):
+                with contextlib.suppress(duckdb.Error):
+                    cursor.close()
+            self._cursors.clear()
+            self._generation += 1  # the threads' cursors are closed, even if the reopen below fails
+            self._invalidated = True  # until it is open again: if that fails, the next write retries it
+            self._reopen()
+            return True
 
     def release_cache(self) -> int | None:
         """Evict DuckDB's cached table blocks down to CACHE_KEPT_BYTES; returns the bytes DuckDB held before minus
@@ -403,13 +400,21 @@ class Store:
         """
         if self.path is None:
             return None
+        with self._alone() as alone:
+            return None if not alone or self._invalidated else self._evict_cache()
+
+    @contextmanager
+    def _alone(self) -> Iterator[bool]:
+        """Hold off every read (the read gate) and write (the writer's lock); yields False when running reads
+        or a write did not finish within CACHE_RELEASE_WAIT_SECONDS (new reads wait meanwhile)."""
         with self.read_gate.exclusive(CACHE_RELEASE_WAIT_SECONDS) as drained:
             # The writer's lock with a timeout too: a thread holding it while it waits for the gate (a read inside
             # a write) must not wait forever for us.
             if not drained or not self.lock.acquire(timeout=CACHE_RELEASE_WAIT_SECONDS):
-                return None
+                yield False
+                return
             try:
-                return None if self._invalidated else self._evict_cache()
+                yield True
             finally:
                 self.lock.release()
 
