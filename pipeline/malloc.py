@@ -33,13 +33,13 @@ if _MALLOC_TRIM is not None:
 CAN_TRIM = _MALLOC_TRIM is not None
 
 
-def limit_arenas(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
+def limit_arenas() -> bool:
     """Cap glibc's malloc arenas at ARENA_MAX for threads that start from now on; True when set.
 
     Left alone when the environment chose already (MALLOC_ARENA_MAX, or glibc.malloc.arena_max in GLIBC_TUNABLES):
     that is how a deployment picks another value, 0 included (glibc's default).
     """
-    if _MALLOPT is None or "MALLOC_ARENA_MAX" in environ or "arena_max" in environ.get("GLIBC_TUNABLES", ""):
+    if _MALLOPT is None or "MALLOC_ARENA_MAX" in os.environ or "arena_max" in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     return bool(_MALLOPT(_M_ARENA_MAX, ARENA_MAX))
 

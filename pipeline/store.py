@@ -110,7 +110,6 @@ CACHE_RELEASE_WAIT_SECONDS = 0.25
 RECYCLE_INTERVAL_SECONDS = 60.0
 
 
-
 class ReadGate:
     """Reads share it; releasing DuckDB's cache excludes them, briefly.
 
@@ -248,13 +247,14 @@ class Store:
                     raise
 
     def _reopen(self) -> None:
-        """Replace a connection DuckDB invalidated with a new one (which replays the WAL); raises while the cause
-        lasts, and the next transaction tries again."""
+        """Replace the connection with a new one (which replays the WAL): after DuckDB invalidated it, or to free
+        what a long-lived instance keeps (recycle); raises while the cause lasts, and the next transaction retries."""
+        self._invalidated = True  # until it is open again
+        self._generation += 1  # per-thread read cursors of the old instance are dropped, even if the connect fails
         with contextlib.suppress(duckdb.Error):
             self.con.close()
         self.con = duckdb.connect(str(self.path), config=self._config())
         self._invalidated = False
-        self._generation += 1
 
     def _insert_arrow(self, table: str, data: pa.Table) -> None:
         if table not in TABLES:
@@ -385,8 +385,6 @@ class Store:
                 with contextlib.suppress(duckdb.Error):
                     cursor.close()
             self._cursors.clear()
-            self._generation += 1  # the threads' cursors are closed, even if the reopen below fails
-            self._invalidated = True  # until it is open again: if that fails, the next write retries it
             self._reopen()
             return True
 
