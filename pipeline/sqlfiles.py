@@ -48,14 +48,14 @@ def parse(text: str, filename: str) -> dict[str, str]:
 
 def names() -> list[str]:
     """The .sql files shipped in the package, sorted."""
-    folder = resources.files("pipeline").joinpath("sql")
+    folder = resources.files("pipeline.sql")
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
 
 
 @functools.cache
 def load(filename: str) -> dict[str, str]:
-    """The named blocks of ``pipeline/sql/<filename>``, read as a package resource (never from the CWD)."""
-    text = resources.files("pipeline").joinpath("sql", filename).read_text(encoding="utf-8")
+    """The named blocks of ``sql/<filename>``, a resource of the package ``pipeline.sql`` (never read from the CWD)."""
+    text = resources.files("pipeline.sql").joinpath(filename).read_text(encoding="utf-8")
     return parse(text, f"sql/{filename}")
 
 

@@ -1,4 +1,4 @@
-"""What the API reads: the named queries of ``pipeline/sql/dashboard.sql``, shaped into JSON-ready values.
+"""What the API reads: the named queries of ``sql/dashboard.sql``, shaped into JSON-ready values.
 
 Every function takes a DuckDB read cursor (``Store.reader()``, one per serving thread, so concurrent clients read
 in parallel) and bound values; none of them builds SQL text.
@@ -191,7 +191,7 @@ def alert_history(cursor: duckdb.DuckDBPyConnection, span: TimeRange, rule: str 
 
 
 def silences(cursor: duckdb.DuckDBPyConnection, now: float) -> list[Row]:
-    """The silences in force at ``now`` (pipeline/sql/alerts.sql's own query)."""
+    """The silences in force at ``now`` (sql/alerts.sql's own query)."""
     result = cursor.execute(sqlfiles.query("alerts.sql", "silences-active"), {"now_us": int(now * 1_000_000)})
     return [
         {"id": sid, "matchers": _labels(matchers), "startsAt": iso_epoch(starts), "endsAt": iso_epoch(ends),
