@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import Monitor
 from pipeline.store import Store
-from pipeline.testing import FakeClock, memory_store
+from pipeline.testing import FakeClock, RecordingNotifier, memory_store
 
 
 @pytest.fixture
@@ -36,6 +36,22 @@ def monitor(db_path: Path, clock: FakeClock) -> Iterator[Monitor]:
     mon = Monitor(db_path=db_path, jobs=False, clock=clock, memory_interval_seconds=None)
     yield mon
     mon.close()
+
+
+@pytest.fixture
+def mon(db_path: Path, clock: FakeClock) -> Iterator[Monitor]:
+    """An owner without the default rules, jobs driven by the test (the alert tests' monitor)."""
+    m = Monitor(db_path=db_path, jobs=False, clock=clock, memory_interval_seconds=None, default_rules=False)
+    yield m
+    m.close()
+
+
+@pytest.fixture
+def rec(mon: Monitor) -> RecordingNotifier:
+    """Every notification ``mon`` delivers."""
+    r = RecordingNotifier()
+    mon.on_alert(r)
+    return r
 
 
 @pytest.fixture(autouse=True)

@@ -121,7 +121,7 @@ def test_report_lines() -> None:
     first, second = text.splitlines()
     assert first.startswith("r: fired 2 times, firing 1h 2m in total (longest 1h 1m), 1 label set; "
                             "3 breaches shorter than for_seconds")
-    assert "[max(request_duration)[60s] gt 500; 61 evaluations every 60s]" in first
+    assert "[max(request_duration)[60s] gt 500 ms; 61 evaluations every 60s]" in first
     assert second.startswith("r: never fired; 1 breach shorter than for_seconds")
 
 

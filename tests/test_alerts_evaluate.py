@@ -308,7 +308,7 @@ def test_notification_to_dict_and_summary() -> None:
                      T0, T0)
     d = n.to_dict()
     assert d["labels"] == {"route": "/a"} and d["at"] == "2026-01-01T00:00:00Z" and d["value"] is None
-    assert n.summary() == "[warning] slow{route=/a} nodata: max(request_duration) = no data (gt 100) msg"
+    assert n.summary() == "[warning] slow{route=/a} nodata: max(request_duration): no data in the last 60 s - msg"
 
 
 def test_plan_ignores_firing_states_of_removed_rules() -> None:

@@ -39,14 +39,14 @@ def test_custom_series_rule_accepts_any_label() -> None:
     """A custom series name is a metric; its labels are the series' own, sorted for the query."""
     rule = make_rule("jobs_done", "gt", 10, "warning", aggregation="rate", by=("queue", "env"))
     assert rule.source == "points" and rule.key_names == ("env", "queue")
-    assert rule.describe() == "rate(jobs_done)[60s] by queue,env gt 10"
+    assert rule.describe() == "rate(jobs_done)[60s] by queue,env gt 10/s"
 
 
 def test_describe_shows_filters() -> None:
     """describe() is a one-line summary with the filters."""
     rule = make_rule("request_duration", "gt", 800, "warning", aggregation="p95", where={"method": "POST"},
                      window_seconds=300)
-    assert rule.describe() == "p95(request_duration{method=POST})[300s] gt 800"
+    assert rule.describe() == "p95(request_duration{method=POST})[300s] gt 800 ms"
 
 
 @pytest.mark.parametrize(("changes", "field", "accepted"), [

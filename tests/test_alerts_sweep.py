@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,21 +14,6 @@ from pipeline.alerts.state import FIRING, INACTIVE, NODATA, PENDING, RESOLVED
 from pipeline.testing import FakeClock, RecordingNotifier
 
 MB = 1024 * 1024
-
-
-@pytest.fixture
-def mon(db_path: Path, clock: FakeClock) -> Iterator[Monitor]:
-    """An owner without the default rules, jobs driven by the test."""
-    m = Monitor(db_path=db_path, jobs=False, clock=clock, memory_interval_seconds=None, default_rules=False)
-    yield m
-    m.close()
-
-
-@pytest.fixture
-def rec(mon: Monitor) -> RecordingNotifier:
-    r = RecordingNotifier()
-    mon.on_alert(r)
-    return r
 
 
 def sweep(mon: Monitor) -> dict[str, object]:
@@ -440,7 +424,7 @@ def test_logging_notifier_logs_by_level(mon: Monitor, caplog: pytest.LogCaptureF
     sweep(mon)
     (record,) = [r for r in caplog.records if r.name == "duckpulse.alerts"]
     assert record.levelname == "CRITICAL"
-    assert "[critical] r{} firing: max(request_duration) = 900 (gt 500) too slow" in record.getMessage()
+    assert "[critical] r firing: max(request_duration) = 900 ms, above 500 ms - too slow" in record.getMessage()
 
 
 def test_sweep_result_and_stats(mon: Monitor) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
+from . import wording
 from .evaluate import Evaluation
 from .rules import LEVEL_RANK, Rule
 from .state import FIRING, NODATA, RESOLVED, AlertState, Labels, StateKey
@@ -63,17 +64,25 @@ class Notification:
     repeat: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form: labels as an object, times as ISO 8601 UTC."""
+        """A JSON-ready form: labels as an object, times as ISO 8601 UTC, the summary line as ``text``."""
         return {"rule": self.rule, "metric": self.metric, "level": self.level, "state": self.state,
                 "labels": dict(self.labels), "value": self.value, "threshold": self.threshold, "op": self.op,
                 "aggregation": self.aggregation, "window_seconds": self.window_seconds, "message": self.message,
-                "at": _iso(self.at), "since": _iso(self.since), "repeat": self.repeat}
+                "at": _iso(self.at), "since": _iso(self.since), "repeat": self.repeat,
+                # The summary line, for endpoints that show text (Slack-style incoming webhooks read `text`).
+                "text": self.summary()}
 
     def summary(self) -> str:
-        labels = ",".join(f"{k}={v}" for k, v in self.labels)
-        value = "no data" if self.value is None else f"{self.value:g}"
-        return (f"[{self.level}] {self.rule}{{{labels}}} {self.state}: {self.aggregation}({self.metric}) = "
-                f"{value} ({self.op} {self.threshold:g}) {self.message}").rstrip()
+        """One line for a person, values in the metric's unit: ``[warning] slow{route=/a} firing:
+        p95(request_duration) = 863 ms, above 500 ms - <message>`` (see ``wording``)."""
+        labels = "{" + ",".join(f"{k}={v}" for k, v in self.labels) + "}" if self.labels else ""
+        if self.value is None:
+            what = wording.no_data(self.metric, self.aggregation, self.window_seconds)
+        else:
+            what = wording.condition(self.metric, self.aggregation, self.op, self.value, self.threshold,
+                                     ended=self.state != FIRING)
+        message = f" - {self.message}" if self.message else ""
+        return f"[{self.level}] {self.rule}{labels} {self.state}: {what}{message}"
 
 
 @dataclass(frozen=True)

@@ -187,11 +187,13 @@ class Rule:
         return OPS[self.op](value, self.value)
 
     def describe(self) -> str:
-        """A one-line human description, e.g. ``p95(request_duration)[300s] by route gt 800``."""
+        """A one-line human description, e.g. ``p95(request_duration)[300s] by route gt 800 ms``."""
+        from .wording import threshold  # wording reads this module's METRICS: imported here, not at the top
+
         by = f" by {','.join(self.by)}" if self.by else ""
         where = "{" + ",".join(f"{k}={v}" for k, v in self.where) + "}" if self.where else ""
-        value = f"{int(self.value)}" if float(self.value).is_integer() else f"{self.value:g}"
-        return f"{self.aggregation}({self.metric}{where})[{self.window_seconds:g}s]{by} {self.op} {value}"
+        condition = threshold(self.metric, self.aggregation, self.op, self.value)
+        return f"{self.aggregation}({self.metric}{where})[{self.window_seconds:g}s]{by} {condition}"
 
 
 def _text(value: object) -> object:
