@@ -18,6 +18,9 @@ from .errors import DuckPulseError
 # Starts the dashboard beside the owner: (monitor, host, port) -> a running server with ``url`` and ``stop()``.
 # pipeline never imports webapp (an import-linter contract), so webapp's entry point (webapp.cli:main) passes it in.
 DashboardStarter = Callable[[Any, str, int], Any]
+# Raises (ConfigError) for what the starter would refuse: a public host without DUCKPULSE_TOKEN, a bad DUCKPULSE_*
+# value. Called before any monitor exists, so a refused `serve` or `demo` records nothing, not even a memory sample.
+DashboardCheck = Callable[[str, int], None]
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -28,6 +31,9 @@ def _serve(args: argparse.Namespace) -> int:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
+    starter, check = _dashboard(args)
+    if check is not None:
+        check(args.host, args.port)  # before the monitor: a refused bind leaves no file and no row behind
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     monitor = Monitor(db_path=args.db, ingest_dir=args.spool, flush_interval_seconds=args.interval)
@@ -35,7 +41,6 @@ def _serve(args: argparse.Namespace) -> int:
           "stop with Ctrl-C or SIGTERM", flush=True)
     dashboard = None
     try:
-        starter = _dashboard_or_none(args)
         if starter is not None:
             dashboard = starter(monitor, args.host, args.port)
             print(f"duckpulse: dashboard at {dashboard.url}", flush=True)
@@ -51,16 +56,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dashboard_or_none(args: argparse.Namespace) -> DashboardStarter | None:
+def _dashboard(args: argparse.Namespace) -> tuple[DashboardStarter | None, DashboardCheck | None]:
+    """The dashboard's starter and its check: the ones handed to ``main``, else webapp's when installed."""
     starter: DashboardStarter | None = getattr(args, "dashboard", None)
+    check: DashboardCheck | None = getattr(args, "dashboard_check", None)
     if starter is None:
         # The console script's serve and demo still show the dashboard: webapp is looked up at run time, only
         # when installed, as DuckPulse(dashboard=True) does (pipeline never imports webapp at module level).
         try:
-            starter = getattr(importlib.import_module("webapp.server"), "start", None)
+            server = importlib.import_module("webapp.server")
         except ImportError:
-            starter = None
-    return starter
+            return None, None
+        starter, check = getattr(server, "start", None), getattr(server, "check", None)
+    return starter, check
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -69,8 +77,11 @@ def _demo(args: argparse.Namespace) -> int:
     settings = DemoSettings(db_path=Path(args.db), duration_seconds=args.duration, workers=args.workers,
                             host=args.host, port=args.port, rate_per_second=args.rate,
                             backfill_hours=args.backfill_hours)
+    starter, check = _dashboard(args)
+    if check is not None:
+        check(settings.host, settings.port)  # before the backfill and the monitor: a refusal records nothing
     try:
-        run(settings, dashboard=_dashboard_or_none(args))
+        run(settings, dashboard=starter)
     except KeyboardInterrupt:  # Ctrl-C while starting or finishing: the monitor was closed on the way out
         print("duckpulse demo: interrupted", file=sys.stderr)
         return 130
@@ -270,9 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, dashboard: DashboardStarter | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, dashboard: DashboardStarter | None = None,
+         dashboard_check: DashboardCheck | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.dashboard = dashboard
+    args.dashboard, args.dashboard_check = dashboard, dashboard_check
     try:
         return int(args.func(args))
     except DuckPulseError as exc:

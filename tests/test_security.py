@@ -199,16 +199,22 @@ def test_injection_strings_as_the_token_are_refused_before_any_query(
         assert client.open(url, method=method, headers={"Authorization": f"Bearer {TOKEN}"}).status_code != 401
 
 
-@pytest.mark.parametrize("command", [["-m", "pipeline.cli"], ["-m", "webapp"]], ids=["duckpulse", "webapp"])
+@pytest.mark.parametrize("command", [
+    ["-m", "pipeline.cli", "serve", "--spool", "spool"],
+    ["-m", "webapp", "serve", "--spool", "spool"],
+    ["-m", "pipeline.cli", "demo", "--duration", "0"],
+    ["-m", "pipeline.cli", "demo", "--duration", "0", "--backfill-hours", "1"],
+], ids=["duckpulse-serve", "webapp-serve", "demo", "demo-backfill"])
 def test_serving_on_a_public_address_without_a_token_is_refused(tmp_path: Path, command: list[str]) -> None:
-    """`duckpulse serve --host 0.0.0.0` (and `python -m webapp serve`) without DUCKPULSE_TOKEN exits with an error
-    naming the fix, as a real process; nothing is served."""
-    done = subprocess.run([sys.executable, *command, "serve", "--db", str(tmp_path / "m.duckdb"),
-                           "--spool", str(tmp_path / "spool"), "--host", "0.0.0.0", "--port", "0"],
-                          capture_output=True, text=True, timeout=120,
+    """`duckpulse serve --host 0.0.0.0` (and `python -m webapp serve`, and the demo) without DUCKPULSE_TOKEN exits
+    with an error naming the fix, as a real process, before any monitor exists: nothing is served, and nothing is
+    recorded (no database file, no spool, no memory sample of a process that never ran)."""
+    done = subprocess.run([sys.executable, *command, "--db", "m.duckdb", "--host", "0.0.0.0", "--port", "0"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
     assert done.returncode != 0
     assert "not a loopback address" in done.stderr and "DUCKPULSE_TOKEN" in done.stderr, done.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 SECRETS = ["alice@example.com", "hunter2-Pa55w0rd", "4111111111111111", "Zürich-Straße 7", "🔑sk_live_51Hx",

@@ -11,12 +11,12 @@ from collections.abc import Sequence
 
 from pipeline import cli
 
-from .server import start
+from .server import check, start
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the duckpulse command line, with ``serve`` serving the dashboard."""
-    return cli.main(argv, dashboard=start)
+    return cli.main(argv, dashboard=start, dashboard_check=check)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m webapp.cli`

@@ -16,6 +16,8 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server, se
 
 from pipeline.errors import ConfigError
 
+from . import config
+
 if TYPE_CHECKING:
     from pipeline import Monitor
 
@@ -73,6 +75,13 @@ class DashboardServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def check(host: str, port: int) -> None:
+    """Refuse what ``start`` would refuse (a public host without DUCKPULSE_TOKEN, a bad DUCKPULSE_* value) before
+    the caller creates its monitor, so a refused command records nothing."""
+    settings = config.load({"DUCKPULSE_HOST": host, "DUCKPULSE_PORT": port})
+    config.check_exposure(settings.host, settings.token)
 
 
 def start(monitor: Monitor, host: str = "127.0.0.1", port: int = 8050, token: str | None = None) -> DashboardServer:
