@@ -104,9 +104,20 @@ def _compact(args: argparse.Namespace) -> int:
     from .retention import compact
 
     result = compact(args.db)
-    print(f"duckpulse: compacted {result.path}: {result.bytes_before / 1e6:.1f} MB -> "
-          f"{result.bytes_after / 1e6:.1f} MB", flush=True)
+    now = _megabytes(result.bytes_before)
+    if result.wal_bytes_before:
+        now += f" ({_megabytes(result.bytes_before - result.wal_bytes_before)} and a write-ahead log of " \
+               f"{_megabytes(result.wal_bytes_before)})"
+    if result.compacted:
+        print(f"duckpulse: compacted {result.path}: {now} -> {_megabytes(result.bytes_after)}", flush=True)
+    else:
+        print(f"duckpulse: nothing to reclaim in {result.path}: it takes {now}, a rewrite would take "
+              f"{_megabytes(result.rewritten_bytes)}; the file is left as it was", flush=True)
     return 0
+
+
+def _megabytes(size_bytes: int) -> str:
+    return f"{size_bytes / 1e6:.2f} MB" if size_bytes < 10e6 else f"{size_bytes / 1e6:,.1f} MB"
 
 
 def _alerts_backtest(args: argparse.Namespace) -> int:

@@ -125,11 +125,21 @@ def job(monitor: Monitor) -> Job:
 
 @dataclass(frozen=True)
 class CompactResult:
-    """The file ``compact`` rewrote, and its size before and after."""
+    """What ``compact`` checked and did."""
 
     path: Path
+    # The file and its write-ahead log before, and after (the same when nothing was reclaimed).
     bytes_before: int
     bytes_after: int
+    # The part of bytes_before that was the write-ahead log.
+    wal_bytes_before: int
+    # The size of the rewritten copy; it replaced the file only if smaller than bytes_before.
+    rewritten_bytes: int
+
+    @property
+    def compacted(self) -> bool:
+        """Whether the rewrite replaced the file (it was smaller)."""
+        return self.rewritten_bytes < self.bytes_before
 
 
 def _fsync(path: Path) -> None:
@@ -140,11 +150,28 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def _run_in_scratch(*steps: tuple[str, dict[str, str]]) -> None:
+    """Run named blocks in an in-memory store, so that the only module that writes DuckDB stays store.py."""
+    scratch = Store(None, SYSTEM_CLOCK)
+    try:
+        with scratch.lock:
+            for block, params in steps:
+                scratch.con.execute(sqlfiles.query(SQL, block), params)
+    finally:
+        scratch.close()
+
+
 def compact(db_path: str | os.PathLike[str]) -> CompactResult:
     """Rewrite a database no owner holds into a fresh file, giving the space of deleted rows back.
 
-    The copy is written beside the file and renamed over it only once complete, so a crash at any point leaves
-    either the old file or the new one, never a mix.
+    The file is never made larger: the copy replaces it only when smaller than the file and its write-ahead log
+    together; otherwise the copy is deleted and the file, log included, is left exactly as it was. The copy is
+    written beside the file and renamed over it only once complete, so a crash at any point leaves either the
+    old file or the new one, never a mix.
     """
     path = Path(db_path)
     if not path.is_file():
@@ -159,27 +186,27 @@ def compact(db_path: str | os.PathLike[str]) -> CompactResult:
             "whole file, so stop the owner first (`duckpulse serve`, or the application that opened "
             "Monitor(db_path=...)), then run `duckpulse compact` again") from None
     target = path.with_name(path.name + ".compact-tmp")
+    wal = path.with_name(path.name + ".wal")
     try:
-        before = path.stat().st_size
+        wal_before = _size(wal)
+        before = path.stat().st_size + wal_before
         for stale in (target, target.with_name(target.name + ".wal")):
             stale.unlink(missing_ok=True)  # the leftovers of a compaction that crashed
-        # An in-memory store runs the copy, so that the only module that writes DuckDB stays pipeline/store.py.
-        scratch = Store(None, SYSTEM_CLOCK)
-        try:
-            with scratch.lock:
-                scratch.con.execute(sqlfiles.query(SQL, "compact-attach-source"), {"path": str(path)})
-                scratch.con.execute(sqlfiles.query(SQL, "compact-attach-target"), {"path": str(target)})
-                scratch.con.execute(sqlfiles.query(SQL, "compact-copy"))
-                scratch.con.execute(sqlfiles.query(SQL, "compact-detach-target"))
-                scratch.con.execute(sqlfiles.query(SQL, "compact-detach-source"))
-        finally:
-            scratch.close()
+        source = {"path": str(path)}
+        _run_in_scratch(("compact-attach-source", source), ("compact-attach-target", {"path": str(target)}),
+                        ("compact-copy", {}), ("compact-detach-target", {}), ("compact-detach-source", {}))
         _fsync(target)
-        # Detaching checkpointed the source, so a WAL left beside it would only describe the old file.
-        path.with_name(path.name + ".wal").unlink(missing_ok=True)
+        rewritten = target.stat().st_size
+        if rewritten >= before:  # a file without deleted rows, or one whose log was small: nothing to reclaim
+            return CompactResult(path, before, before, wal_before, rewritten)
+        if wal_before:
+            # The copy holds the log's rows too; folding the log into the file first means the rename below
+            # never pairs the new file with the old log, whatever moment a crash picks.
+            _run_in_scratch(("compact-attach-checkpoint", source), ("compact-detach-source", {}))
+            wal.unlink(missing_ok=True)
         os.replace(target, path)
         _fsync(path.parent)
-        return CompactResult(path, before, path.stat().st_size)
+        return CompactResult(path, before, path.stat().st_size, wal_before, rewritten)
     finally:
         target.unlink(missing_ok=True)
         lock.release()

@@ -56,7 +56,11 @@ WHERE tier = $tier;
 CHECKPOINT;
 
 -- name: compact-attach-source
--- Opens the database to compact (its WAL, if any, is replayed on attach).
+-- Opens the database to compact read-only: its WAL, if any, is replayed in memory and the file left untouched.
+ATTACH $path AS duckpulse_compact_source (READ_ONLY);
+
+-- name: compact-attach-checkpoint
+-- Opens the database to fold its WAL into the file (detaching checkpoints it) before the rewrite replaces it.
 ATTACH $path AS duckpulse_compact_source;
 
 -- name: compact-attach-target
@@ -68,7 +72,7 @@ ATTACH $path AS duckpulse_compact_target;
 COPY FROM DATABASE duckpulse_compact_source TO duckpulse_compact_target;
 
 -- name: compact-detach-source
--- Closes the compacted database (checkpointing it).
+-- Closes the compacted database (checkpointing it when it was attached for writing).
 DETACH duckpulse_compact_source;
 
 -- name: compact-detach-target

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 from test_rollup import add_points, add_queries, add_requests
@@ -196,15 +200,82 @@ def test_compact_needs_an_existing_file(tmp_path: Path) -> None:
         retention.compact(tmp_path / "missing.duckdb")
 
 
+def leave_in_wal(db_path: Path, rows: int) -> None:
+    """Append requests that stay in the write-ahead log, as an owner killed before its checkpoint leaves them."""
+    con = duckdb.connect(str(db_path))
+    con.execute("SET checkpoint_threshold = '1GB'")
+    con.execute("PRAGMA disable_checkpoint_on_shutdown")
+    con.execute("INSERT INTO requests SELECT make_timestamp(1767225600000000 + i), '/wal', 'GET', 200, i, NULL, 0, "
+                "1, 'h' FROM range($n) t(i)", {"n": rows})
+    con.close()
+    assert db_path.with_name(db_path.name + ".wal").stat().st_size > 0
+
+
+def file_bytes(db_path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in db_path.parent.glob(db_path.name + "*") if not p.name.endswith(".lock")}
+
+
 def test_the_compact_command(db_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str]) -> None:
-    """`duckpulse compact --db PATH` prints the sizes; against a held file it exits 2 with the reason."""
+    """`duckpulse compact --db PATH` on a file with deleted rows (and rows still in its write-ahead log) shrinks it,
+    keeps every row and says so; against a held file it exits 2 with the reason."""
     filled_file(db_path, clock, rows=20_000)
+    leave_in_wal(db_path, 100)
     assert main(["compact", "--db", str(db_path)]) == 0
-    assert "compacted" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert re.fullmatch(rf"duckpulse: compacted {re.escape(str(db_path))}: [\d.]+ MB \([\d.]+ MB and a write-ahead "
+                        r"log of [\d.]+ MB\) -> [\d.]+ MB\n", out), out
+    assert not db_path.with_name(db_path.name + ".wal").exists()
     owner = Monitor(db_path=db_path, jobs=False, clock=clock, memory_interval_seconds=None)
     try:
+        assert owner.store is not None
+        assert owner.store.fetchall("SELECT route, count(*) FROM requests GROUP BY ALL ORDER BY 1") == [
+            ("/kept", 1), ("/wal", 100)]
         assert main(["compact", "--db", str(db_path)]) == 2
         assert "owns it" in capsys.readouterr().err
+    finally:
+        owner.close()
+
+
+KILLED_OWNER = """
+import os, sys
+from pipeline import Monitor
+owner = Monitor(db_path=sys.argv[1], jobs=False, memory_interval_seconds=None)
+for _ in range(3000):
+    owner.track_request("/a", "GET", 200, 1.0)
+owner.flush()
+os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("wal", [False, True], ids=["checkpointed-file", "rows-in-the-log"])
+def test_compact_with_nothing_to_reclaim_leaves_the_file_as_it_was(
+        db_path: Path, clock: FakeClock, capsys: pytest.CaptureFixture[str], wal: bool) -> None:
+    """A file without deleted rows is never made larger: when the rewrite is not smaller than the file and its
+    write-ahead log, both stay byte for byte as they were, and the command says what it compared. (A small file
+    whose rows are still in its log used to grow from 0.2 MB to 1.8 MB: the rewrite checkpoints them.)"""
+    if wal:  # an owner killed before its first checkpoint: the file is nearly empty, its rows are in the log
+        subprocess.run([sys.executable, "-c", KILLED_OWNER, str(db_path)], check=True, timeout=120)
+        assert db_path.stat().st_size < db_path.with_name(db_path.name + ".wal").stat().st_size
+    else:
+        owner = Monitor(db_path=db_path, jobs=False, clock=clock, memory_interval_seconds=None)
+        for _ in range(3000):
+            owner.track_request("/a", "GET", 200, 1.0)
+        owner.close()
+    before = file_bytes(db_path)
+    result = retention.compact(db_path)
+    assert not result.compacted and result.rewritten_bytes >= result.bytes_before
+    assert result.bytes_after == result.bytes_before == sum(len(b) for b in before.values())
+    assert file_bytes(db_path) == before
+    assert main(["compact", "--db", str(db_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"duckpulse: nothing to reclaim in {db_path}: it takes ") and \
+        "a rewrite would take" in out and out.endswith("; the file is left as it was\n"), out
+    assert ("write-ahead log" in out) is wal
+    assert file_bytes(db_path) == before
+    owner = Monitor(db_path=db_path, jobs=False, clock=clock, memory_interval_seconds=None)
+    try:
+        assert owner.store is not None
+        assert owner.store.scalar("SELECT count(*) FROM requests") == 3000
     finally:
         owner.close()
 
