@@ -262,6 +262,39 @@ def test_demo_with_workers_serves_a_filled_dashboard_while_it_runs(tmp_path: Pat
     assert rows == recorded and pids == 2
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_demos_closing_hint_runs_as_typed_from_the_project_root(tmp_path: Path) -> None:
+    """`make demo` runs the virtualenv's script from the project root, and that virtualenv is not on PATH: the
+    command the demo prints at the end runs there as typed and reads the demo's data. Every file the demo leaves
+    beside its database (and what an owner or `duckpulse compact` could leave there) is ignored by git."""
+    script = Path(sys.executable).parent / "duckpulse"
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "pipeline.cli"]
+    db = tmp_path / "duckpulse-demo.duckdb"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    demo = subprocess.run([*command, "demo", "--duration", "2", "--port", "0", "--db", str(db)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+    hint = re.search(r"try `([^`]+)`", demo.stdout)
+    assert hint, demo.stdout[-2000:]
+    if script.is_file() and script.is_relative_to(ROOT):
+        assert hint[1].startswith(f"{script.relative_to(ROOT)} sql --db {db} "), hint[1]
+    typed = subprocess.run(hint[1], shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert typed.returncode == 0, typed.stderr
+    assert "/books/<int:book_id>" in typed.stdout and re.search(r"\(\d+ rows\)", typed.stdout), typed.stdout
+
+    left = {p.name + ("/" if p.is_dir() else "") for p in tmp_path.iterdir()} - {".cache/", ".config/"}
+    assert f"{db.name}" in left
+    names = left | {f"{db.name}.wal", f"{db.name}.history/", f"{db.name}.spool/", f"{db.name}.owner.lock",
+                    f"{db.name}.compact-tmp", f"{db.name}.compact-tmp.wal", "test-artifacts/"}
+    # check-ignore needs paths inside the checkout; a trailing "x" asks about a file inside a directory
+    paths = [n + "x" if n.endswith("/") else n for n in sorted(names)]
+    ignored = subprocess.run(["git", "-C", str(ROOT), "check-ignore", "--no-index", *paths], capture_output=True,
+                             text=True, timeout=60).stdout.split()
+    assert sorted(ignored) == paths
+
+
 # -- the demo runner in this process: stopping, and producers ----------------------------------------------------
 def test_demo_without_a_duration_runs_until_sigterm(tmp_path: Path) -> None:
     """With no --duration the demo runs until SIGTERM (or Ctrl-C), then stops the traffic and prints the table."""

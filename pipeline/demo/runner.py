@@ -15,8 +15,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import random
+import shlex
+import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -293,10 +297,25 @@ def run(settings: DemoSettings, dashboard: DashboardStarter | None = None,
             owner.close()
     out(format_table(TABLE_HEADER, rows))
     sent = sum(r[2] for r in rows)
+    query = "SELECT route, count(*) AS requests FROM requests GROUP BY ALL ORDER BY requests DESC"
     out(f"duckpulse demo: {sent} requests recorded, {len(alerts)} alert notifications; the data stays in "
-        f"{settings.db_path}: try `duckpulse sql --db {settings.db_path} \"SELECT route, count(*) FROM requests "
-        "GROUP BY ALL\"` or the notebooks in notebooks/")
+        f"{settings.db_path}: try `{duckpulse_command()} sql --db {shlex.quote(str(settings.db_path))} "
+        f"{shlex.quote(query)}` or the notebooks in notebooks/")
     return rows
+
+
+def duckpulse_command() -> str:
+    """How to run ``duckpulse`` from the current directory, as typed: the bare name when PATH finds this
+    installation's script, else the script's path beside this interpreter (``.venv/bin/duckpulse`` after
+    ``make demo``, whose virtualenv is not on PATH), else ``python -m pipeline.cli``."""
+    script = Path(os.path.abspath(sys.executable)).parent / "duckpulse"
+    found = shutil.which("duckpulse")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "duckpulse"
+    if not script.is_file():
+        return f"{shlex.quote(sys.executable)} -m pipeline.cli"
+    relative = os.path.relpath(script, Path.cwd())
+    return shlex.quote(relative if not relative.startswith("..") else str(script))
 
 
 def _backfill(settings: DemoSettings, out: Out) -> None:
