@@ -10,6 +10,7 @@ The exception tree::
     │                              otherwise counted in ``Monitor.stats()["rejected"]``)
     ├── SqlFileError               a named-query file in ``sql/`` is malformed (names file:line)
     ├── SpoolError                 a spool segment could not be written
+    ├── StoreError                 the DuckDB store refused rows for a reason of its own (disk, memory, lock)
     ├── NoMonitorError             an integration needed the default monitor and none is open
     └── IntegrationMissingError    an integration's library (flask, starlette, sqlalchemy) is not installed
 
@@ -47,6 +48,11 @@ class SqlFileError(DuckPulseError):
 
 class SpoolError(DuckPulseError):
     """A spool segment could not be written or read."""
+
+
+class StoreError(DuckPulseError):
+    """The DuckDB store could not take rows that are sound (a full disk, memory, a lock); they stay where they
+    were (the buffer, or the spool) for the next attempt."""
 
 
 class NoMonitorError(DuckPulseError, RuntimeError):

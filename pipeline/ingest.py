@@ -2,8 +2,13 @@
 
 One transaction loads a group of segments and writes their names into ``ingested_segments``; the files are
 unlinked only after the commit. A crash before the commit leaves the files to be loaded again; a crash after it
-leaves files whose names the ledger already holds, and those are just unlinked. A file DuckDB cannot read is
-moved to ``quarantine/`` and counted, and the rest of the queue goes on.
+leaves files whose names the ledger already holds, and those are just unlinked.
+
+A segment is quarantined (moved to ``quarantine/``, counted) only when it is proven at fault: DuckDB refused it
+alone, and it fails again when loaded alone into a fresh in-memory database (unreadable, cut short, a wrong
+schema, a NULL where the table wants a value). When the store is what failed (a full disk, out of memory, a
+lock, an invalidated instance, a schema the file no longer matches) the segments stay in ``ready/`` and the run
+stops with ``StoreError``, for the next run to load them.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .clock import Clock
-from .errors import SpoolError
+from .errors import SpoolError, StoreError
 from .logs import ThrottledLog
 from .spool import Segment, backlog, quarantine, ready_segments
 from .store import Store
@@ -51,12 +56,16 @@ class Ingestor:
 
     def run_once(self, max_segments: int = MAX_SEGMENTS_PER_RUN) -> int:
         """Ingest up to ``max_segments`` ready segments, oldest first; returns the rows loaded."""
+        return self._run(max_segments)[0]
+
+    def _run(self, max_segments: int) -> tuple[int, bool]:
+        """run_once, and whether it took a full page of segments (so more may be waiting)."""
         self.stats.runs += 1
         segments, strangers = ready_segments(self.root, max_segments)
         for path in strangers:
             self._quarantine(path, "its name is not a segment name")
         if not segments:
-            return 0
+            return 0, False
         done = self.store.already_ingested([s.name for s in segments])
         for seg in segments:
             if seg.name in done:  # committed by an earlier run that died before unlinking
@@ -67,16 +76,18 @@ class Ingestor:
         for table, group in itertools.groupby(todo, key=lambda s: s.table):
             rows += self._load(table, list(group))
         self.stats.last_ingest_at = self.clock.now()
-        return rows
+        return rows, len(segments) == max_segments
 
     def drain(self, max_rounds: int = 64, max_segments: int = MAX_SEGMENTS_PER_RUN) -> int:
         """Ingest until the backlog is empty (or ``max_rounds`` runs, so busy producers cannot hold the job
         forever); returns the rows loaded."""
         rows = 0
         for _ in range(max_rounds):
-            before = self.stats.segments + self.stats.quarantined
-            rows += self.run_once(max_segments)
-            if self.stats.segments + self.stats.quarantined - before < max_segments:
+            # Whether to go on is whether the page was full, not how many segments were loaded: segments a killed
+            # run had committed are only unlinked, and counting them as not loaded once stopped a backlog early.
+            loaded, more = self._run(max_segments)
+            rows += loaded
+            if not more:
                 break
         return rows
 
@@ -84,12 +95,21 @@ class Ingestor:
         try:
             self._commit(table, group)
             return sum(s.rows for s in group)
-        except SpoolError:
+        except SpoolError as exc:
             if len(group) == 1:
-                self._quarantine(group[0].path, "DuckDB cannot read it")
-                return 0
-        # One unreadable file fails the whole group: retry one by one to isolate it.
+                return self._refused(table, group[0], exc)
+        # DuckDB refused the group: retry one by one, so the segments that are not at fault are loaded.
         return sum(self._load(table, [seg]) for seg in group)
+
+    def _refused(self, table: str, seg: Segment, exc: SpoolError) -> int:
+        """DuckDB refused one segment: quarantine it if it is at fault, else stop the run and leave it."""
+        fault = self.store.segment_fault(table, seg.name, seg.path, seg.rows)
+        if fault is None:
+            raise StoreError(f"the database refused spool segment {seg.name} ({exc.__cause__ or exc}), which loads "
+                             "into a fresh database: the store failed, not the segment. It stays in ready/ for the "
+                             "next run") from exc
+        self._quarantine(seg.path, f"DuckDB cannot load it: {fault}")
+        return 0
 
     def _commit(self, table: str, group: list[Segment]) -> None:
         self.store.ingest_files(table, [(s.name, s.path, s.rows) for s in group])

@@ -306,6 +306,19 @@ class Store:
         except duckdb.Error as exc:
             raise SpoolError(f"cannot load {len(paths)} segment(s) of {table}: {exc}") from exc
 
+    def segment_fault(self, table: str, name: str, path: Path, rows: int) -> str | None:
+        """Why DuckDB refused a segment, if the segment is to blame: the error it raises when loaded alone into a
+        fresh in-memory database with the same schema, or None when it loads there (then this store failed, not
+        the file). A failure of the fresh database itself (out of memory...) propagates: nothing is proven."""
+        probe = Store(None, self.clock, memory_limit=self.memory_limit)
+        try:
+            probe.ingest_files(table, [(name, path, rows)])
+        except SpoolError as exc:
+            return str(exc.__cause__ or exc)
+        finally:
+            probe.close()
+        return None
+
     def _ingest_files_locked(self, table: str, paths: list[str], ledger: pa.Table) -> None:
         if table not in TABLES:
             raise SpoolError(f"unknown table {table!r} in a segment name")

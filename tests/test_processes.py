@@ -40,7 +40,16 @@ def count_rows(db: Path, spool: Path) -> tuple[int, int, float]:
         mon.ingest_now()
         assert mon.store is not None
         got = mon.store.fetchall("SELECT count(*), count(DISTINCT request_id), sum(duration_ms) FROM requests")[0]
+        print("ingest after ingest_now():", mon.stats()["ingest"])  # shown by pytest when the count is wrong
     return int(got[0]), int(got[1]), float(got[2] or 0)
+
+
+def spool_requests(spool: Path, segments: int) -> None:
+    """``segments`` one-row request segments (request ids 0..), written by a producer in this process."""
+    with Monitor(spool_dir=spool, jobs=False, memory_interval_seconds=None, flush_interval_seconds=3600) as mon:
+        for i in range(segments):
+            mon.track_request("/p", "GET", 200, 1.0, request_id=i)
+            mon.flush()
 
 
 def test_four_producers_and_an_owner_give_every_row_exactly_once(tmp_path: Path) -> None:
@@ -81,6 +90,59 @@ def test_owner_killed_repeatedly_mid_ingest_loses_and_duplicates_nothing(tmp_pat
         kills += 1
     assert kills >= 20, "the backlog ran out before 20 kills; make it larger"
     assert count_rows(db, spool) == (total, total, sum(range(total)) / 4)
+
+
+def test_a_backlog_of_many_runs_is_drained_when_a_killed_run_left_committed_segments(tmp_path: Path) -> None:
+    """Segments a killed run committed but did not unlink are only unlinked by the next run; ingest still goes
+    on until the backlog is empty (it once stopped after the first page: 58,000 of 100,000 rows under load)."""
+    db, spool = tmp_path / "m.duckdb", tmp_path / "spool"
+    spool_requests(spool, 12)
+    first = ready_segments(spool, 1)[0][0].path
+    data = first.read_bytes()
+    with owner(db, spool) as mon:
+        assert mon.ingestor is not None and mon.store is not None
+        assert mon.ingestor.run_once(max_segments=1) == 1
+        first.write_bytes(data)  # as if the run had died between its commit and the unlink
+        assert mon.ingestor.drain(max_segments=4) == 11
+        assert mon.store.fetchall("SELECT count(*), count(DISTINCT request_id) FROM requests") == [(12, 12)]
+        assert (mon.stats()["ingest"]["backlog"], mon.stats()["ingest"]["quarantined"]) == (0, 0)
+
+
+def test_a_store_that_refuses_healthy_segments_leaves_them_in_the_spool(tmp_path: Path) -> None:
+    """When the database refuses segments for a reason of its own (here a table that lost a column the segments
+    carry; the file's error would be the same Binder Error), nothing is quarantined: the segments stay, the
+    failure is counted with what happened, and they are all loaded once the store is right again."""
+    db, spool = tmp_path / "m.duckdb", tmp_path / "spool"
+    spool_requests(spool, 5)
+    with owner(db, spool) as mon:
+        assert mon.store is not None
+        mon.store.con.execute("ALTER TABLE requests DROP COLUMN host")
+        assert mon.ingest_now() == 0
+        ingest = mon.stats()["ingest"]
+        assert (ingest["quarantined"], ingest["backlog"], ingest["failures"]) == (0, 5, 1)
+        assert "StoreError" in ingest["last_error"] and "the store failed, not the segment" in ingest["last_error"]
+        mon.store.con.execute("ALTER TABLE requests ADD COLUMN host VARCHAR")
+        assert mon.ingest_now() == 5
+        assert (mon.stats()["ingest"]["backlog"], mon.stats()["ingest"]["quarantined"]) == (0, 0)
+    assert os.listdir(spool / "quarantine") == []
+
+
+def test_running_out_of_memory_while_loading_quarantines_nothing(tmp_path: Path) -> None:
+    """DuckDB out of memory in the middle of loading a group: the run fails and is counted, every segment stays
+    in ready/, and the next run (memory back) loads them all once."""
+    db, spool = tmp_path / "m.duckdb", tmp_path / "spool"
+    spool_requests(spool, 5)
+    with owner(db, spool) as mon:
+        assert mon.store is not None
+        mon.store.con.execute("SET memory_limit = '1MB'")
+        assert mon.ingest_now() == 0
+        ingest = mon.stats()["ingest"]
+        assert (ingest["quarantined"], ingest["backlog"], ingest["failures"]) == (0, 5, 1)
+        assert "Out of Memory" in ingest["last_error"]
+        mon.store.con.execute("SET memory_limit = '256MB'")
+        assert mon.ingest_now() == 5
+        assert mon.store.fetchall("SELECT count(DISTINCT request_id) FROM requests") == [(5,)]
+    assert os.listdir(spool / "quarantine") == []
 
 
 def test_a_killed_producer_keeps_what_it_flushed(tmp_path: Path) -> None:
