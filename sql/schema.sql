@@ -57,3 +57,7 @@ CREATE TABLE IF NOT EXISTS ingested_segments (
     rows         BIGINT    NOT NULL,
     ingested_at  TIMESTAMP NOT NULL
 );
+
+-- name: migration-4
+-- CPU figures that cannot be right (a process's first sample, more than 100% per core) are stored as NULL.
+ALTER TABLE process_samples ALTER COLUMN cpu_percent DROP NOT NULL;

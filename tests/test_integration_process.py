@@ -10,7 +10,10 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pipeline import Monitor
+from pipeline.process import MIN_CPU_INTERVAL_SECONDS, ProcessSampler, cpu_percent
 from pipeline.testing import FakeClock
 
 COLUMNS = ["ts", "pid", "host", "rss_bytes", "vms_bytes", "cpu_percent", "num_threads", "num_fds",
@@ -43,9 +46,9 @@ def test_one_sample_describes_this_process(monitor: Monitor) -> None:
         assert s["pid"] == os.getpid()
         assert s["host"] == monitor.host
         assert 0 < s["rss_bytes"] <= s["vms_bytes"]
-        assert s["cpu_percent"] >= 0
         assert s["num_threads"] >= 2  # this thread and the flusher
         assert s["num_fds"] > 0
+    assert first["cpu_percent"] is None, "a process's first sample has no CPU figure to compare against"
     assert first["gc_collections"] >= before
     assert second["gc_collections"] > first["gc_collections"]  # the gc.collect() in between
     assert first["uss_bytes"] is None
@@ -115,3 +118,29 @@ def test_producer_process_samples_reach_the_owner(tmp_path: Path) -> None:
         assert samples(owner, os.getpid()) == []  # the owner itself took no sample
     finally:
         owner.close()
+
+
+def test_cpu_figures_that_cannot_be_right_are_not_given() -> None:
+    """CPU use between two readings: None without an earlier reading, over too short an interval, for time going
+    backwards, or above 100% per core; otherwise CPU seconds over wall seconds."""
+    assert cpu_percent(None, (10.0, 5.0), cores=2) is None
+    assert cpu_percent((10.0, 5.0), (12.0, 6.0), cores=2) == pytest.approx(50.0)
+    assert cpu_percent((10.0, 5.0), (12.0, 9.0), cores=2) == pytest.approx(200.0)  # both cores busy
+    assert cpu_percent((10.0, 5.0), (12.0, 9.2), cores=2) is None  # 210% on 2 cores
+    assert cpu_percent((10.0, 5.0), (10.0 + MIN_CPU_INTERVAL_SECONDS / 2, 5.0), cores=2) is None
+    assert cpu_percent((10.0, 5.0), (12.0, 4.0), cores=2) is None
+
+
+def test_the_sampler_measures_cpu_from_its_first_sample_on() -> None:
+    """The first sample stores no CPU figure; the next one, an interval later, the CPU this process used meanwhile
+    (bounded by 100% per core); samples in quick succession are measured against the last one far enough back."""
+    wall = [1000.0]
+    sampler = ProcessSampler(monotonic=lambda: wall[0])
+    assert sampler.sample(0.0)[3] is None
+    spin = sum(i * i for i in range(1_000_000))  # some CPU time for the next figure
+    assert spin > 0
+    wall[0] += 0.5
+    assert sampler.sample(0.5)[3] is None, "half a second is too short to measure"
+    wall[0] += 0.5
+    figure = sampler.sample(1.0)[3]
+    assert figure is not None and 0 < figure <= 100.0 * (os.cpu_count() or 1)
