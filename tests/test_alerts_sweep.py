@@ -134,6 +134,61 @@ def test_restart_keeps_firing_and_notification_times(db_path: Path, clock: FakeC
         mon.close()
 
 
+def test_alerts_of_a_renamed_rule_end_with_a_reason(db_path: Path, clock: FakeClock) -> None:
+    """After a restart in which a firing rule was renamed, the first sweep resolves its alert (an event saying
+    why, a resolution delivered, the state forgotten), and the rule under its new name fires on its own."""
+    def owner(name: str, rec: RecordingNotifier) -> Monitor:
+        m = Monitor(db_path=db_path, jobs=False, clock=clock, memory_interval_seconds=None, default_rules=False)
+        m.add_threshold("request_duration", "gt", 500, "warning", window_seconds=300, name=name, by="route")
+        m.on_alert(rec)
+        return m
+
+    first, second = RecordingNotifier(), RecordingNotifier()
+    mon = owner("slow", first)
+    mon.track_request("/a", "GET", 200, 900.0)
+    sweep(mon)
+    mon.close()
+    clock.advance(30)
+    mon = owner("slow_requests", second)
+    try:
+        sweep(mon)
+        assert mon.alerts is not None
+        assert {(s.rule, s.state) for s in mon.alerts.states()} == {("slow_requests", FIRING)}
+        (ended,) = [e for e in mon.alerts.events(rule="slow") if e.to_state == RESOLVED]
+        assert (ended.from_state, ended.ts, ended.labels) == (FIRING, clock.now(), (("route", "/a"),))
+        assert "no rule named 'slow' is loaded" in ended.message and "renamed" in ended.message
+        assert sorted(second.states()) == [("slow", RESOLVED), ("slow_requests", FIRING)]
+        resolved = next(n for n in second.notifications if n.rule == "slow")
+        assert resolved.labels == (("route", "/a"),) and resolved.message == ended.message
+        assert resolved.summary() == f"[warning] slow{{route=/a}} resolved: request_duration - {ended.message}"
+        assert mon.store is not None
+        assert mon.store.scalar("SELECT count(*) FROM alert_state WHERE rule = 'slow'") == 0
+        sweep(mon)  # nothing left to end
+        assert len(mon.alerts.events(rule="slow")) == 2
+    finally:
+        mon.close()
+
+
+def test_a_removed_rule_ends_its_pending_alert_at_the_next_full_sweep(mon: Monitor, rec: RecordingNotifier,
+                                                                        clock: FakeClock) -> None:
+    """remove_rule() in a running owner: the next full sweep ends the rule's pending alert (never delivered, so
+    nothing is delivered for its end); a flush check, which covers only some rules, leaves it alone."""
+    mon.add_threshold("request_duration", "gt", 500, "warning", for_seconds=600, name="waits")
+    mon.add_threshold("request_duration", "gt", 100, "critical", name="fast")
+    mon.track_request("/a", "GET", 200, 900.0)
+    sweep(mon)
+    assert state_of(mon, "waits") == {(): PENDING}
+    assert mon.alerts is not None and mon.alerts.remove_rule("waits")
+    mon.track_request("/a", "GET", 200, 900.0)
+    mon.flush()  # the flush check sweeps "fast" only
+    assert state_of(mon, "waits") == {(): PENDING}
+    clock.advance(5)
+    sweep(mon)
+    assert state_of(mon, "waits") == {}
+    assert transitions(mon, "waits") == [(INACTIVE, PENDING), (PENDING, RESOLVED)]
+    assert [r for r, _ in rec.states()] == ["fast"]
+
+
 def test_inhibition_with_the_default_rules(db_path: Path, clock: FakeClock) -> None:
     """With the defaults, one request over 3 s is delivered as critical; the 1 s warning is inhibited."""
     mon = Monitor(db_path=db_path, jobs=False, clock=clock, memory_interval_seconds=None)

@@ -25,7 +25,7 @@ from ..clock import Clock
 from ..errors import ConfigError
 from ..logs import ThrottledLog
 from . import notify, windows
-from .evaluate import evaluate
+from .evaluate import end_removed_rules, evaluate
 from .notify import LoggingNotifier, Notification, Notifier, Silence
 from .rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule, load_rules_file, make_rule
 from .rules import default_rules as builtin_default_rules
@@ -182,10 +182,17 @@ class Alerts:
             states = self._load()
             samples = windows.aggregate(self.store, chosen, now)
             evaluation = evaluate(samples, chosen, states, now)
+            # A full sweep also ends the alerts of rules no longer loaded (a flush check covers only some rules).
+            ended = end_removed_rules(states, by_name, now) if rules is None else None
+            if ended is not None:
+                evaluation.events += ended.events
+                evaluation.forgotten += ended.forgotten
             merged = {**states, **evaluation.states}
             for key in evaluation.forgotten:
                 merged.pop(key, None)
             delivery = notify.plan(evaluation, merged, by_name, self.silences(now), now)
+            if ended is not None:
+                delivery.deliver += notify.removed_rule_notifications(ended, states, self.silences(now), now)
             changed = {s.key: s for s in evaluation.changed}
             for st in delivery.updated:
                 changed[st.key] = merged[st.key] = st

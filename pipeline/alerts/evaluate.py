@@ -150,3 +150,26 @@ def evaluate(samples: Mapping[StateKey, float], rules: Iterable[Rule],
         if not rule.by and rule.counts_events and key not in samples and key not in states:
             decide(key, rule, 0.0, None)
     return result
+
+
+def end_removed_rules(states: Mapping[StateKey, AlertState], rule_names: Iterable[str], now: float) -> Evaluation:
+    """End the alerts of rules that are no longer loaded (removed, or renamed: a new name is a new rule).
+
+    An alert in progress (pending, firing, nodata) makes one last transition, to resolved, whose message says
+    why; every state of such a rule is then forgotten, so it neither stays "firing" forever nor inhibits others.
+    """
+    loaded = set(rule_names)
+    result = Evaluation()
+    for key, old in states.items():
+        if old.rule in loaded:
+            continue
+        if old.state in (PENDING, FIRING, NODATA):
+            result.events.append(AlertEvent(now, old.rule, old.labels, old.metric, old.level, old.state, RESOLVED,
+                                            None, old.threshold, removed_rule_message(old.rule)))
+        result.forgotten.append(key)
+    return result
+
+
+def removed_rule_message(rule: str) -> str:
+    """The reason an alert of a rule no longer loaded ended."""
+    return f"ended: no rule named {rule!r} is loaded any more (it was removed or renamed)"

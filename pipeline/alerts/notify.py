@@ -76,7 +76,9 @@ class Notification:
         """One line for a person, values in the metric's unit: ``[warning] slow{route=/a} firing:
         p95(request_duration) = 863 ms, above 500 ms - <message>`` (see ``wording``)."""
         labels = "{" + ",".join(f"{k}={v}" for k, v in self.labels) + "}" if self.labels else ""
-        if self.value is None:
+        if not self.aggregation:  # the end of an alert whose rule is no longer loaded: no condition to state
+            what = self.metric
+        elif self.value is None:
             what = wording.no_data(self.metric, self.aggregation, self.window_seconds)
         else:
             what = wording.condition(self.metric, self.aggregation, self.op, self.value, self.threshold,
@@ -157,6 +159,23 @@ def plan(evaluation: Evaluation, all_states: Mapping[StateKey, AlertState], rule
             result.updated.append(replace(st, last_notified_at=now, notified=True))
         else:
             result.updated.append(replace(st, notified=False))
+    return result
+
+
+def removed_rule_notifications(ended: Evaluation, states: Mapping[StateKey, AlertState],
+                               silences: Sequence[Silence], now: float) -> list[Notification]:
+    """The end of every notified firing alert whose rule is no longer loaded (``evaluate.end_removed_rules``):
+    delivered like a resolution, so a receiver never keeps an alert open that nothing will ever resolve. The
+    rule's definition is gone, so its condition is left blank and the message says why it ended."""
+    result = []
+    for event in ended.events:
+        st = states.get((event.rule, event.labels))
+        if st is None or event.from_state != FIRING or not st.notified:
+            continue
+        n = Notification(st.rule, st.metric, st.level, RESOLVED, st.labels, None, st.threshold, "", "", 0.0,
+                         event.message, now, now)
+        if not any(s.matches(n, now) for s in silences):
+            result.append(n)
     return result
 
 
