@@ -41,7 +41,7 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _migrations() -> list[tuple[int, str]]:
+def migrations() -> list[tuple[int, str]]:
     """Every ``migration-N`` block of every sql/*.sql file (each concept keeps its tables in its own file)."""
     found: dict[int, str] = {}
     for filename in sqlfiles.names():
@@ -213,7 +213,7 @@ class Store:
         with self.lock:
             self.con.execute(sqlfiles.query(STORE_FILE, "schema-version-create"))
             current = self.scalar(sqlfiles.query(STORE_FILE, "schema-version-current"))
-            for version, sql in _migrations():
+            for version, sql in migrations():
                 if version <= current:
                     continue
                 with self.transaction():

@@ -72,3 +72,29 @@ CREATE OR REPLACE MACRO duckpulse_sketch_value(b) AS
 -- name: history-attach-live
 -- The live database, read-only (only when no owner holds it).
 ATTACH $path AS live (READ_ONLY);
+
+-- name: history-own-views
+-- The views of the connection's own catalog: the archived tables (and, in a notebook, the empty stand-ins).
+SELECT view_name FROM duckdb_views() WHERE database_name = 'memory' AND NOT internal;
+
+-- name: history-databases
+-- The attached databases (`live` when the live file is).
+SELECT database_name FROM duckdb_databases();
+
+-- name: notebook-attach-empty
+-- An in-memory catalog for an empty copy of every table (pipeline/notebook.py), for tables no source provides.
+ATTACH ':memory:' AS duckpulse_empty;
+
+-- name: notebook-empty-tables
+-- The tables of that empty copy.
+SELECT table_name FROM duckdb_tables() WHERE database_name = 'duckpulse_empty';
+
+-- name: notebook-extent
+-- Rows of each raw table and the time range they cover together (NULL without any row), in the current catalog.
+SELECT (SELECT count(*) FROM requests)        AS requests,
+       (SELECT count(*) FROM queries)         AS queries,
+       (SELECT count(*) FROM process_samples) AS process_samples,
+       least((SELECT min(ts) FROM requests), (SELECT min(ts) FROM queries),
+             (SELECT min(ts) FROM process_samples))    AS since,
+       greatest((SELECT max(ts) FROM requests), (SELECT max(ts) FROM queries),
+                (SELECT max(ts) FROM process_samples)) AS until;
