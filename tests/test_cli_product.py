@@ -370,3 +370,26 @@ def test_the_readme_documents_every_option_and_command() -> None:
     assert [k for k in KEYS if f"`{PREFIX}{k}`" not in readme] == []
     commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert [c for c in commands if f"duckpulse {c}" not in readme] == []
+
+
+def test_the_readme_documents_the_owners_job_settings_and_its_snippet_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RollupSettings, RetentionSettings and ArchiveSettings: their import paths and every field are in the README
+    (each field once per table row), and the README's snippet runs as written."""
+    import dataclasses
+
+    from pipeline.archive import ArchiveSettings
+    from pipeline.rollup import RollupSettings
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### The owner's jobs"):readme.index("### The dashboard: `DUCKPULSE_*` keys")]
+    for cls in (RollupSettings, RetentionSettings, ArchiveSettings):
+        assert f"`{cls.__module__}.{cls.__name__}`" in section and f"from {cls.__module__} import {cls.__name__}" \
+            in section
+        table = section[section.index(f"`{cls.__module__}.{cls.__name__}`"):]
+        table = table[:table.index("\n\n", table.index("| field |"))]
+        assert [f.name for f in dataclasses.fields(cls) if f"\n| `{f.name}` |" not in table] == []
+    snippet = section[section.index("```python\n") + 10:section.index("```\n", section.index("```python\n"))]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "README.md", "exec"), {})  # the README's own code, run as written
+    assert (tmp_path / "metrics.duckdb").is_file()
