@@ -17,6 +17,11 @@ from typing import Any
 RouteResolver = Callable[[Any], "str | None"]
 
 
+# The route of a request no routing rule matched (and of its queries): one route for all of them, so that
+# scanners cannot make the route list unbounded.
+UNMATCHED = "<unmatched>"
+
+
 class RequestContext:
     """What is known about the request in flight.
 
@@ -49,6 +54,16 @@ class RequestContext:
     def route(self, value: str | None) -> None:
         self._route = value
 
+    def claim_request_id(self, next_request_id: Callable[[], int]) -> int | None:
+        """The request id its first query gives a request that has none yet; None when the request is not
+        recorded (an excluded path), so that its queries are recorded alone, tied to no request."""
+        request_id = self.request_id = next_request_id()
+        return request_id
+
+    def end_unclosed(self, why: str) -> None:
+        """End a request whose application returned but whose response was neither closed nor read to its end
+        (see ``end_returned_request``); only WSGI requests outlive their application call."""
+
 
 current_request: ContextVar[RequestContext | None] = ContextVar("duckpulse_request", default=None)
 
@@ -57,17 +72,34 @@ current_request: ContextVar[RequestContext | None] = ContextVar("duckpulse_reque
 # one mutable slot, made at its first request, that the middleware fills and empties. New threads start
 # with an empty context, so threads never share a slot; code run in a copy of the context (a task handed to
 # an executor with ``contextvars.copy_context()``) sees the slot of the thread that copied it.
+# slot[0]: the request whose code runs now (its application call, or a step of its body), which queries are
+# tied to; slot[1]: the last request whose application returned and whose response is not over yet.
 _wsgi_slot: ContextVar[list[RequestContext | None]] = ContextVar("duckpulse_wsgi_request")
 get_wsgi_slot = _wsgi_slot.get  # this context's slot, or the default given (C-level)
+# Why a request ended without its response being closed or read to its end (stats()["recorded_unclosed"]).
+ENDED_BY_NEXT_REQUEST = "next_request"
+ENDED_BY_FLUSH = "flush"
+ENDED_BY_DROPPED_BODY = "body_dropped"
 
 
 def wsgi_slot() -> list[RequestContext | None]:
-    """This context's one-element slot for the WSGI request being served (made on first use)."""
+    """This context's slot for the WSGI request being served (made on first use)."""
     slot = get_wsgi_slot(None)
     if slot is None:
-        slot = [None]
+        slot = [None, None]
         _wsgi_slot.set(slot)
     return slot
+
+
+def end_returned_request() -> None:
+    """End the WSGI request this context still holds after its application returned, whose response nobody
+    closed or read to its end (a test client's): ``Monitor.flush()``, ``stats()`` and ``close()`` call it, so
+    a test that flushes sees the requests it made."""
+    slot = get_wsgi_slot(None)
+    if slot is not None:
+        pending = slot[1]
+        if pending is not None and pending is not slot[0]:  # not from inside its own body
+            pending.end_unclosed(ENDED_BY_FLUSH)
 
 
 def active_request() -> RequestContext | None:

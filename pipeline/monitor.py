@@ -39,6 +39,7 @@ from .alerts.rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule
 from .archive import ArchiveSettings
 from .buffer import RAW_CAP, TICK_COMPACT_ROWS, Buffer
 from .clock import SYSTEM_CLOCK, Clock, Timestamps
+from .context import UNMATCHED, end_returned_request
 from .context import active_request as _active_request
 from .errors import ConfigError, DuckPulseError, InvalidMetricError, NoMonitorError
 from .ingest import Ingestor
@@ -255,6 +256,7 @@ class Monitor(_HotState):
         self._counts_lock = threading.Lock()
         self._folded: _Counter[str] = _Counter()
         self._sampled_out = 0
+        self._unclosed: _Counter[str] = _Counter()  # requests recorded without their response's end, by why
         self.flush_failures = 0
         self.last_flush_at: float | None = None
         self.last_flush_error: str | None = None
@@ -336,12 +338,14 @@ class Monitor(_HotState):
             if 0.0 <= duration_ms < INF:
                 ctx = _active_request()
                 if ctx is not None:
-                    ctx.query_count += 1
-                    if request_id is None:
-                        request_id = ctx.request_id
-                        if request_id is None:  # an integration leaves it to its first query
-                            request_id = ctx.request_id = self.next_request_id()
-                        route = route or ctx.route
+                    ctx_id = ctx.request_id
+                    if ctx_id is None:  # an integration leaves it to its first query (None: not recorded)
+                        ctx_id = ctx.claim_request_id(self.next_request_id)
+                    if ctx_id is not None:
+                        ctx.query_count += 1
+                        if request_id is None:
+                            request_id = ctx_id
+                            route = route or ctx.route or UNMATCHED  # the route its request's row will have
                 row = (self._stamps.seconds or self._stamps.now(), sql, name, duration_ms, success, request_id,
                        route)
                 raw = self._raw_queries
@@ -398,6 +402,11 @@ class Monitor(_HotState):
         with self._counts_lock:
             self._sampled_out += 1
 
+    def count_unclosed(self, why: str) -> None:
+        """An integration recorded a request whose response was neither closed nor read to its end."""
+        with self._counts_lock:
+            self._unclosed[why] += 1
+
     def _reject_duration(self, what: str, value: object) -> None:
         if isinstance(value, float) and math.isnan(value):
             reason = "nan_duration"
@@ -445,6 +454,7 @@ class Monitor(_HotState):
                     raise
 
     def _compact(self, min_rows: int = 0) -> None:
+        end_returned_request()  # a response this thread left unclosed (a test client's) is recorded now
         self._record_finished()
         problems = self._buffer.compact(min_rows)
         for reason, detail in problems:
@@ -568,6 +578,7 @@ class Monitor(_HotState):
         with self._counts_lock:
             counts["folded"] = dict(self._folded)
             counts["sampled_out"] = self._sampled_out
+            counts["recorded_unclosed"] = dict(self._unclosed)
         counts.update(
             flush_failures=self.flush_failures,
             last_flush_at=self.last_flush_at,

@@ -12,6 +12,8 @@ from pipeline import Monitor
 from pipeline.store import Store
 from pipeline.testing import FakeClock, RecordingNotifier, memory_store
 
+collect_ignore = ["apps"]  # apps with test suites of their own, which tests/test_app_*.py run
+
 
 @pytest.fixture
 def clock() -> FakeClock:

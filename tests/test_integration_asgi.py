@@ -180,3 +180,26 @@ def test_resolver_exclusions_and_response_time_header(db_file: Path, monitor: Mo
         client.get("/n-plus-one")
     assert resp.headers["x-response-time"].endswith("ms")
     assert rows(monitor, "SELECT route FROM requests ORDER BY request_id") == [("/custom",), ("/n-plus-one",)]
+
+
+def test_queries_of_unmatched_and_excluded_requests(db_file: Path, monitor: Monitor, clock: FakeClock) -> None:
+    """The query of a request no route matched carries <unmatched>, as its row does; the query of an excluded
+    path is recorded tied to no request."""
+    conn = instrument(sqlite3.connect(db_file, check_same_thread=False), monitor)
+
+    async def not_found(request: Request, exc: Exception) -> PlainTextResponse:
+        conn.execute("SELECT count(*) FROM books").fetchone()
+        return PlainTextResponse("no such page", status_code=404)
+
+    async def healthz(request: Request) -> PlainTextResponse:
+        conn.execute("SELECT 1").fetchone()
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/healthz", healthz)], exception_handlers={404: not_found},
+                    middleware=[Middleware(MetricsMiddleware, monitor=monitor, timer=clock.monotonic)])
+    with TestClient(app) as client:
+        assert client.get("/nowhere").status_code == 404
+        assert client.get("/healthz").status_code == 200
+    assert rows(monitor, "SELECT route, status, query_count FROM requests") == [("<unmatched>", 404, 1)]
+    assert rows(monitor, "SELECT q.route, q.request_id IS NULL FROM queries q ORDER BY ts, rowid") == [
+        ("<unmatched>", False), (None, True)]

@@ -11,11 +11,11 @@ from types import ModuleType
 from typing import Any
 
 from ..clock import SYSTEM_CLOCK
+from ..context import UNMATCHED as UNMATCHED
 from ..errors import IntegrationMissingError
 from ..logs import ThrottledLog
 from ..monitor import Monitor, default_monitor
 
-UNMATCHED = "<unmatched>"  # one route for every request no rule matched, so scanners cannot explode the list
 OTHER_METHOD = "OTHER"
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"})
 # Health checks, scrapes and static files are many, cheap and uninteresting; an entry ending in "/" is a prefix.

@@ -1,23 +1,28 @@
-"""WSGI middleware: one request row per served request, timed until the response iterable is closed.
+"""WSGI middleware: one request row per served request, whether or not its response is ever closed.
 
 ``app.wsgi_app = MetricsMiddleware(app.wsgi_app, monitor)`` (or any WSGI callable). Per request it records
 the route template, the method (``OTHER`` outside the standard set), the status given to ``start_response``
-(500 when the application raises, or when its body fails half-way while the server iterates it), the
-duration from the call until the server closes the response iterable, so a streamed body is timed to its
-end, the request id and the number of queries the request ran.
-While the request is served, a ``RequestContext`` is open in this context's WSGI slot
-(``pipeline.context.wsgi_slot``) so that ``Monitor.track_query`` ties queries to it.
+(500 when the application raises, or when its body fails half-way), the duration, the request id and the
+number of queries the request ran.
+
+When a request ends, and what its duration measures:
+
+- its body is read to the end, or the server closes the response (PEP 3333 obliges it to), whichever comes
+  first: the duration runs until then, so a streamed body is timed to its end (a server closes right after
+  the last chunk; a test client reads the body when the test asks for ``response.data``);
+- otherwise, at the first of: the response is dropped unread (its body iterator is garbage collected), the
+  next request starts in the same thread, or ``Monitor.flush()`` / ``stats()`` / ``close()`` is called from
+  that thread (Flask's test client never closes responses). The duration then runs until the application
+  returned, the last thing measured, and ``Monitor.stats()["recorded_unclosed"]`` counts these by why.
+
+Queries are tied to a request only while its own code runs: its application call and each step of its body
+(``pipeline.context.wsgi_slot``). A query made between two of them, after it ended, or in another thread is
+tied to no request. Queries of an excluded path are recorded tied to no request, as its row is not made.
 
 The route comes from a hook of the framework (the Flask integration sets it from the matched rule), else
 from ``route_resolver(environ)``, else it is ``<unmatched>``: never the raw path, which a scanner could
-make unbounded.
-
-A request is recorded when the server closes the response iterable (PEP 3333 obliges it to): a test client
-must close responses too (Flask's: ``buffered=True``, or ``response.close()``). Known limit: a body built
-with ``wsgi.file_wrapper`` is wrapped like any other, so the server's sendfile shortcut is not taken. A body
-failing half-way is seen by the exception in flight when the server closes it, as pure-Python servers
-(werkzeug, gunicorn, waitress, wsgiref) do; a server that handles the error in C first (uWSGI, mod_wsgi)
-leaves the status that was sent.
+make unbounded. Known limit: a body built with ``wsgi.file_wrapper`` is wrapped like any other, so the
+server's sendfile shortcut is not taken.
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ from sys import exc_info as _exc_info
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ..context import RequestContext, get_wsgi_slot, wsgi_slot
+from ..context import (
+    ENDED_BY_DROPPED_BODY,
+    ENDED_BY_NEXT_REQUEST,
+    RequestContext,
+    get_wsgi_slot,
+    wsgi_slot,
+)
 from ..monitor import FINISHED_CAP, Monitor
 from ._common import (
     DEFAULT_EXCLUDED_PATHS,
@@ -106,9 +117,12 @@ class MetricsMiddleware:
         # here costs ~0.2 us on every request.
         exchange._path = environ.get("PATH_INFO")
         slot = exchange._slot = get_wsgi_slot(None) or wsgi_slot()
-        exchange._outer = slot[0]  # a request this one runs inside of (a WSGI app calling another), or None
+        if slot[1] is not None:  # the previous request of this thread returned, and its response never ended
+            slot[1].end_unclosed(ENDED_BY_NEXT_REQUEST)
+        outer = exchange._outer = slot[0]  # a request this one runs inside of (a WSGI app calling another), or None
         slot[0] = exchange
-        exchange._start = self.timer()  # last, so the set-up above is not counted as the application's time
+        timer = self.timer
+        exchange._start = timer()  # last, so the set-up above is not counted as the application's time
         try:
             exchange.body = self.app(environ, exchange.start_response)
         except BaseException:
@@ -116,6 +130,9 @@ class MetricsMiddleware:
             exchange._status = "500"  # whatever start_response was given before
             exchange.close()
             raise
+        exchange._end = timer()  # when the application returned: the end, unless its response's is seen
+        slot[0] = outer  # queries tie to it again only while its body runs (__iter__)
+        slot[1] = exchange
         return exchange
 
 
@@ -160,21 +177,21 @@ _new_exchange = object.__new__
 class _Exchange(RequestContext):
     """One request in flight: its context, the ``start_response`` the app calls, the iterable the server reads.
 
-    Being the ``RequestContext`` itself saves an object per request. It stays in the WSGI slot from the call
-    until ``close()``, so queries run while a streamed body is produced are tied to the request
-    (PEP 3333 obliges the server to call ``close()``). Every attribute store and call here is paid by every
-    request: what is needed only at the end is read at the end.
+    Being the ``RequestContext`` itself saves an object per request. Every attribute store and call here is
+    paid by every request: what is needed only at the end is read at the end.
     """
 
-    __slots__ = ("_end", "_method", "_mw", "_outer", "_path", "_slot", "_start", "_start_response", "_status", "body")
+    __slots__ = ("_end", "_method", "_mw", "_outer", "_path", "_slot", "_start", "_start_response", "_status",
+                 "_why", "body")
 
-    _slot: list[RequestContext | None] | None  # None once the request is recorded
+    _slot: list[RequestContext | None] | None  # the serving thread's slot; None once the request has ended
     _outer: RequestContext | None
     _mw: MetricsMiddleware
     _start_response: StartResponse
     _status: str  # "500" as well when the application or its body failed
     _start: float
-    _end: float
+    _end: float  # when the application returned, then when the response ended (if that is seen)
+    _why: str  # why it ended without its response's end (stats()["recorded_unclosed"]); unset otherwise
     _method: str | None
     _path: str | None
     body: Iterable[bytes]
@@ -183,13 +200,19 @@ class _Exchange(RequestContext):
     def route(self) -> str | None:
         """The route template, once routing has matched it (the middleware's resolver, on first need)."""
         route = self._route
-        if route is None and self._mw.resolve is not None and self._source is not None:  # (None: closed)
+        if route is None and self._mw.resolve is not None and self._source is not None:  # (None: ended)
             route = self._route = self._mw.resolve(self._source)
         return route
 
     @route.setter
     def route(self, value: str | None) -> None:
         self._route = value
+
+    def claim_request_id(self, next_request_id: Callable[[], int]) -> int | None:
+        if (self._path or "/") in self._mw.excluded:
+            return None  # no row will be made: its queries are recorded tied to no request
+        request_id = self.request_id = next_request_id()
+        return request_id
 
     def start_response(self, status: str, headers: list[tuple[str, str]],
                        exc_info: ExcInfo | None = None) -> Callable[[bytes], object]:
@@ -209,16 +232,42 @@ class _Exchange(RequestContext):
         return self._start_response(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
-        # The server iterates the application's own iterable: wrapping it in a generator costs ~0.3 us per
-        # request. A body that fails half-way is seen in close() instead (see close()).
-        return iter(self.body)
+        """The application's body, chunk by chunk, with the request current while each chunk is made; its end
+        ends the request (a server closes right after; a test client may never close)."""
+        # A generator: ~0.2 us per request, and a response dropped unread (its iterator collected) runs the
+        # GeneratorExit branch, so that it is recorded too. The body runs in the thread that called the
+        # application (servers iterate where they called), whose slot the request keeps.
+        slot = self._slot
+        if slot is None:  # ended before its body was read (a test client's response, after the next request)
+            yield from self.body
+            return
+        outer = self._outer
+        slot[0] = self
+        try:
+            for chunk in self.body:
+                slot[0] = outer
+                yield chunk
+                if self._slot is not None:  # not ended meanwhile (by the next request, a flush...)
+                    slot[0] = self
+        except GeneratorExit:  # dropped before its end, and never closed: the application's time is what is known
+            self.end_unclosed(ENDED_BY_DROPPED_BODY)
+            raise
+        except BaseException:  # the body failed half-way: the application's failure
+            if slot[0] is self:
+                slot[0] = outer
+            self._status = "500"
+            raise
+        if self._slot is slot:  # read to its end while in flight: what every request a server serves does
+            mw = self._mw
+            self._end = mw.timer()
+            self._slot = None
+            slot[0] = outer
+            if slot[1] is self:
+                slot[1] = None
+            self._queue(mw)
 
     def close(self) -> None:
-        """Close the application's iterable, then queue the request (once) for its row and close its context.
-
-        The row itself is made by ``record()`` on the monitor's flusher thread: route, method and status are
-        normalised there, off the request path (doing it here costs ~1 us per request, a third of the budget).
-        """
+        """Close the application's iterable; the server closing the response ends the request (once)."""
         try:
             close = getattr(self.body, "close", None)
             if close is not None:
@@ -227,34 +276,53 @@ class _Exchange(RequestContext):
             self._status = "500"
             raise
         finally:
-            slot = self._slot
-            if slot is not None:  # the first close queues the request; a second one does nothing
+            if self._slot is not None:
                 self._end = self._mw.timer()
-                self._slot = None
-                if slot[0] is self:
-                    slot[0] = self._outer
                 # A body that failed half-way: the server closes it with that exception in flight (PEP 3333
                 # servers close in a finally or except block). A client that went away is not the application's
                 # failure: the server's write raised ConnectionError or TimeoutError, and the status sent stands.
                 exc = _exc_info()[1]
                 if exc is not None and not isinstance(exc, ConnectionError | TimeoutError):
                     self._status = "500"
-                if self._route is None and self._mw.resolve is not None:
-                    self._route = self._mw.resolve(self._source)  # while the request's state is still alive
-                monitor = self._mw.monitor
-                assert monitor is not None  # set before the request started, and only ever replaced by another
-                # The queue holds the exchange until the flusher's next tick: not the environ nor the body,
-                # which would keep memory the next requests could reuse while it is hot (~1 us per request).
-                self._source = None
-                self.body = ()
-                finished = monitor._finished
-                if len(finished) < FINISHED_CAP:
-                    finished.append(self)
-                else:  # the flusher is behind: make the row now, as Monitor.track_request would
-                    self.record(monitor)
+                self._ended()
+            self.body = ()  # closed: nothing of it is needed any more
+
+    def end_unclosed(self, why: str) -> None:
+        """End the request without its response's end (see the module docstring); the duration is the
+        application's time, measured when it returned."""
+        if self._slot is not None:
+            self._why = why
+            self._ended()
+
+    def _ended(self) -> None:
+        """Take the request out of the places that hold it while in flight, and queue it for its row."""
+        slot = self._slot
+        assert slot is not None
+        self._slot = None
+        if slot[0] is self:
+            slot[0] = self._outer
+        if slot[1] is self:
+            slot[1] = None
+        self._queue(self._mw)
+
+    def _queue(self, mw: MetricsMiddleware) -> None:
+        """Queue the ended request for its row, made by ``record()`` on the monitor's flusher thread: route,
+        method and status are normalised there, off the request path (here: ~1 us per request)."""
+        if self._route is None and mw.resolve is not None:
+            self._route = mw.resolve(self._source)  # while the request's state is still alive
+        monitor = mw.monitor
+        assert monitor is not None  # set before the request started, and only ever replaced by another
+        # The queue holds the exchange until the flusher's next tick: not the environ, which would keep memory
+        # the next requests could reuse while it is hot (~1 us per request).
+        self._source = None
+        finished = monitor._finished
+        if len(finished) < FINISHED_CAP:
+            finished.append(self)
+        else:  # the flusher is behind: make the row now, as Monitor.track_request would
+            self.record(monitor)
 
     def record(self, monitor: Monitor) -> None:
-        """Record the finished request as one row (``Monitor.track_request`` validates and counts it), unless
+        """Record the ended request as one row (``Monitor.track_request`` validates and counts it), unless
         its path is excluded."""
         if (self._path or "/") in self._mw.excluded:
             return
@@ -263,6 +331,9 @@ class _Exchange(RequestContext):
         request_id = self.request_id
         if request_id is None:  # it ran no query
             request_id = self.request_id = monitor.next_request_id()
+        why = getattr(self, "_why", None)  # set only when it ended without its response's end
+        if why is not None:
+            monitor.count_unclosed(why)
         # When it ended, in wall-clock time: now, less the time since it ended on the middleware's timer.
         ts = monitor.clock.now() - (self._mw.timer() - self._end)
         monitor.track_request(self._route or UNMATCHED, method if method in STANDARD_METHODS else OTHER_METHOD,
