@@ -42,6 +42,7 @@ from .clock import SYSTEM_CLOCK, Clock, Timestamps
 from .context import UNMATCHED, end_returned_request
 from .context import active_request as _active_request
 from .errors import ConfigError, DuckPulseError, InvalidMetricError, NoMonitorError
+from .fingerprint import DIALECTS, resolve_dialect
 from .ingest import Ingestor
 from .instruments import Counter, Gauge, Histogram, Registry, RejectedInstrument
 from .jobs import Jobs, owner_jobs
@@ -328,11 +329,14 @@ class Monitor(_HotState):
         Monitor.track_request(self, route, method, status, duration_ms, request_id, query_count, ts)
 
     def track_query(self, sql: str, duration_ms: float, success: bool = True, *, name: str | None = None,
-                    request_id: int | None = None, route: str | None = None) -> None:
+                    request_id: int | None = None, route: str | None = None, dialect: str | None = None) -> None:
         """Record one database query; only its fingerprint (literals replaced by ?) is ever stored.
 
         Inside a request opened by an integration, the query is tied to that request (id and route) and
-        counted in the request's ``query_count``.
+        counted in the request's ``query_count``. ``dialect`` (``"postgresql"``, ``"mysql"``, ``"sqlite"``, ...,
+        see ``pipeline.fingerprint``) says how to read the SQL; None, or a name not known there, reads it the
+        safe way (whatever could be a value in any dialect is one). It travels with the row to the flusher
+        thread, where the fingerprint is made.
         """
         try:
             if 0.0 <= duration_ms < INF:
@@ -347,7 +351,7 @@ class Monitor(_HotState):
                             request_id = ctx_id
                             route = route or ctx.route or UNMATCHED  # the route its request's row will have
                 row = (self._stamps.seconds or self._stamps.now(), sql, name, duration_ms, success, request_id,
-                       route)
+                       route, dialect)
                 raw = self._raw_queries
                 if len(raw) < RAW_CAP:
                     raw += row
@@ -371,7 +375,7 @@ class Monitor(_HotState):
         return self._registry.get("histogram", name, labels)  # type: ignore[return-value]
 
     @contextmanager
-    def _timed_query(self, name: str, sql: str | None) -> Iterator[None]:
+    def _timed_query(self, name: str, sql: str | None, dialect: str | None = None) -> Iterator[None]:
         start = _time.perf_counter()
         success = False
         try:
@@ -379,14 +383,19 @@ class Monitor(_HotState):
             success = True
         finally:
             self.track_query(sql if sql is not None else name, (_time.perf_counter() - start) * 1000.0,
-                             success, name=name)
+                             success, name=name, dialect=dialect)
 
-    def time_query(self, name: str, sql: str | None = None) -> _QueryTimer:
+    def time_query(self, name: str, sql: str | None = None, dialect: str | None = None) -> _QueryTimer:
         """Time a block or a function as a query named ``name``; an exception records success=False.
 
         Use as ``with mon.time_query("load_user"): ...`` or as a decorator ``@mon.time_query("load_user")``.
+        ``dialect`` says how to read ``sql`` (see ``track_query``); a name not known raises ValueError here.
         """
-        return _QueryTimer(self, name, sql)
+        if dialect is not None and resolve_dialect(dialect) is None:
+            raise ValueError(f"time_query: unknown SQL dialect {dialect!r}; use one of {sorted(DIALECTS)} "
+                             "(or a driver name such as 'psycopg2', 'pymysql', 'sqlite3'), or None to read the "
+                             "statement the safe way")
+        return _QueryTimer(self, name, sql, dialect)
 
     def track_memory(self, full: bool = False) -> None:
         """Record one psutil sample of this process (``full`` adds USS, which costs milliseconds)."""
@@ -637,12 +646,12 @@ class Monitor(_HotState):
 class _QueryTimer:
     """``Monitor.time_query``: a context manager and a decorator (sync and async functions)."""
 
-    def __init__(self, monitor: Monitor, name: str, sql: str | None) -> None:
-        self._monitor, self._name, self._sql = monitor, name, sql
+    def __init__(self, monitor: Monitor, name: str, sql: str | None, dialect: str | None = None) -> None:
+        self._monitor, self._name, self._sql, self._dialect = monitor, name, sql, dialect
         self._cm: Any = None
 
     def __enter__(self) -> None:
-        self._cm = self._monitor._timed_query(self._name, self._sql)
+        self._cm = self._monitor._timed_query(self._name, self._sql, self._dialect)
         self._cm.__enter__()
 
     def __exit__(self, *exc: Any) -> None:
@@ -650,17 +659,17 @@ class _QueryTimer:
         cm.__exit__(*exc)
 
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
-        monitor, name, sql = self._monitor, self._name, self._sql
+        monitor, name, sql, dialect = self._monitor, self._name, self._sql, self._dialect
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with monitor._timed_query(name, sql):
+                with monitor._timed_query(name, sql, dialect):
                     return await func(*args, **kwargs)
             return async_wrapper  # type: ignore[return-value]
 
         @functools.wraps(func)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            with monitor._timed_query(name, sql):
+            with monitor._timed_query(name, sql, dialect):
                 return func(*args, **kwargs)
         return wrapper
 

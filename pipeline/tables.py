@@ -51,7 +51,8 @@ class TableSpec:
     columns: tuple[Column, ...]
     # Turns the raw column sequences into the stored ones (queries: SQL text -> fingerprint); None: as is.
     prepare: Callable[[list[Sequence[Any]]], list[Sequence[Any]]] | None = None
-    # Values per raw row when it differs from the stored columns (queries: the SQL text becomes two columns).
+    # Values per raw row when it differs from the stored columns (queries: the SQL text and its dialect become
+    # the fingerprint and its id).
     raw_columns: int | None = None
 
     @property
@@ -144,9 +145,10 @@ _fingerprints = FingerprintCache(maxsize=8192)
 
 def _prepare_queries(columns: list[Sequence[Any]]) -> list[Sequence[Any]]:
     # The raw SQL text is replaced here, before anything is written: only fingerprints are ever stored.
-    ts, sql, name, duration, success, request_id, route = columns
+    ts, sql, name, duration, success, request_id, route, dialects = columns
     get = _fingerprints.get
-    fps = [get(s) for s in sql]
+    # The dialect a caller or an integration named travels with each row (None: read the safe way).
+    fps = [get(s, d) for s, d in zip(sql, dialects, strict=True)]
     ids = [fingerprint_id(f) for f in fps]
     return [ts, fps, ids, name, duration, success, request_id, route]
 
@@ -170,7 +172,7 @@ QUERIES = TableSpec("queries", (
     Column("success", pa.bool_(), required=True),
     Column("request_id", pa.int64()),
     Column("route", DICT_STRING),
-), prepare=_prepare_queries, raw_columns=7)
+), prepare=_prepare_queries, raw_columns=8)
 POINTS = TableSpec("points", (
     Column("ts", TIMESTAMP),
     Column("series_id", pa.int64(), required=True),

@@ -74,11 +74,11 @@ def test_duckdb_connection_in_real_use(tmp_path: Path, monitor: Monitor) -> None
     cur.close()
     conn.close()
     assert fingerprints(monitor) == [
-        (fingerprint("CREATE TABLE t (id INTEGER, label VARCHAR)"), True),
-        (fingerprint("INSERT INTO t VALUES (?, ?)"), True),
-        (fingerprint("SELECT label FROM t WHERE id = $1"), True),
-        (fingerprint("SELECT count(*) FROM t WHERE label <> 'x'"), True),
-        (fingerprint("SELECT * FROM nope"), False),
+        (fingerprint("CREATE TABLE t (id INTEGER, label VARCHAR)", "duckdb"), True),
+        (fingerprint("INSERT INTO t VALUES (?, ?)", "duckdb"), True),
+        (fingerprint("SELECT label FROM t WHERE id = $1", "duckdb"), True),
+        (fingerprint("SELECT count(*) FROM t WHERE label <> 'x'", "duckdb"), True),
+        (fingerprint("SELECT * FROM nope", "duckdb"), False),
     ]
     assert "zzz" not in " ".join(q[0] for q in queries(monitor))
 
