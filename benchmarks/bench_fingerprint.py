@@ -1,126 +1,194 @@
-"""Cost of fingerprinting SQL: uncached, and through FingerprintCache on a repeated statement.
+"""Cost of fingerprinting SQL: uncached over the corpus beside sqlglot's tokenizer, a length sweep, the cache.
 
-Budget: <= 1000 ns per FingerprintCache.get of a statement already seen, median, garbage collector ON.
-Every query recorded by the application pays this once at flush time, so it must stay a dict hit. The
-uncached figures have no budget: they are paid once per distinct statement, and are printed to watch for
-regressions.
+Budgets (DESIGN.md, "Budgets"): an uncached fingerprint of a typical ~70-character statement <= 5 us median,
+linear in the length of the statement; a statement already seen <= 1000 ns through FingerprintCache.get.
 
-Peers run in the same process, round-robin, so load from elsewhere hits them alike: a bare ``dict.get``
-(the floor any cache pays) and ``functools.lru_cache`` around ``fingerprint``. Ratios are what carry over
-between machines; the absolute figures depend on this one.
+1. Uncached, over every statement of the test corpus (tests/fingerprint_corpus.py: ~750 statements in seven
+   dialects), each read in its own dialect: per statement the median of ``--rounds`` timed batches, then the
+   median and p90 over the corpus. The same statements go through sqlglot's tokenizer (the same dialect's),
+   interleaved round by round, as a reference: it only splits the text into tokens, which is the first half of
+   what a fingerprint needs, and it is what a user would reach for first.
+2. The typical statement (69 characters) against the budget, and a length sweep (70 to ~4,500 characters) whose
+   ns per character shows that the cost grows linearly.
+3. A repeated statement through FingerprintCache.get, beside a bare dict.get (the floor any cache pays).
 
-    .venv/bin/python benchmarks/bench_fingerprint.py [--rounds 30] [--check]
+The clock is this thread's CPU time, so time spent descheduled on a shared machine is not counted; peers run
+in the same process, interleaved, so ratios carry over between machines.
+
+    .venv/bin/python benchmarks/bench_fingerprint.py [--rounds 15] [--check]
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import gc
-import os
-import platform
 import statistics
 import sys
-import timeit
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-CACHED_BUDGET_NS = 1000.0
+from _common import Budget, batch_ns, finish, header, interleaved, table
 
-STATEMENTS = {
-    "point select": "SELECT id, name, email FROM users WHERE id = 42",
-    "join + IN list": (
-        "SELECT u.id, u.name, o.total FROM users u JOIN orders o ON o.user_id = u.id "
-        "WHERE u.email = 'alice@example.com' AND o.total > 10.5 AND o.status IN ('new', 'paid', 'sent') "
-        "ORDER BY o.created_at DESC LIMIT 20"
-    ),
-    "ORM select": (
-        "SELECT books.id AS books_id, books.title AS books_title, books.author_id AS books_author_id, "
-        "books.published AS books_published, authors_1.id AS authors_1_id, authors_1.name AS authors_1_name "
-        "FROM books LEFT OUTER JOIN authors AS authors_1 ON authors_1.id = books.author_id "
-        "WHERE books.published >= %(published_1)s AND lower(books.title) LIKE %(title_1)s "
-        "ORDER BY books.published DESC LIMIT %(param_1)s OFFSET %(param_2)s"
-    ),
-    "INSERT 50 rows": "INSERT INTO events (ts, kind, payload) VALUES "
-    + ", ".join(f"('2026-01-01 00:00:{i:02d}', 'click', '{{\"x\": {i}}}')" for i in range(50)),
-    "CTE with comments": (
-        "/* report */ WITH recent AS (\n  SELECT user_id, count(*) AS n -- per user\n  FROM orders\n"
-        "  WHERE created_at > now() - interval '7 days'\n  GROUP BY user_id\n)\n"
-        "SELECT u.name, r.n FROM recent r JOIN users u ON u.id = r.user_id WHERE r.n >= 3;"
-    ),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from fingerprint_corpus import corpus  # the corpus lives beside the tests that pin it
+
+from pipeline.fingerprint import FingerprintCache, fingerprint
+
+UNCACHED_BUDGET = Budget(5_000, True, "<= 5,000 ns")
+CACHED_BUDGET = Budget(1_000, True, "<= 1,000 ns")
+TYPICAL = "SELECT id, name, email FROM users WHERE id = 42 AND status = 'active'"
+# sqlglot's names for the dialects (None: its default tokenizer).
+SQLGLOT_DIALECTS = {None: None, "postgres": "postgres", "duckdb": "duckdb", "mysql": "mysql", "sqlite": "sqlite",
+                    "oracle": "oracle", "mssql": "tsql"}
 
 
-def _load() -> Any:
-    # Run as `python benchmarks/bench_fingerprint.py` from a checkout: `pipeline` must import uninstalled.
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from pipeline import fingerprint as module
-
-    return module
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rounds", type=int, default=15, help="timed batches per statement (median is kept)")
+    parser.add_argument("--number", type=int, default=20, help="calls per timed batch")
 
 
-def _batch_ns(stmt: str, namespace: dict[str, Any], number: int) -> Callable[[], float]:
-    # timeit turns the garbage collector off by default; the real call site runs with it on.
-    timer = timeit.Timer(stmt, setup="gc.enable()", globals={**namespace, "gc": gc})
-    return lambda: timer.timeit(number) / number * 1e9
+def _sqlglot_tokenizers() -> dict[str | None, Callable[[str], Any]] | None:
+    try:
+        from sqlglot.dialects.dialect import Dialect
+    except ImportError:
+        return None
+    return {ours: Dialect.get_or_raise(theirs).tokenizer_class().tokenize for ours, theirs in
+            SQLGLOT_DIALECTS.items()}
 
 
-def _interleaved(cases: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
-    """Median ns per call of each case, its batches run round-robin with the others."""
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(rounds):
-        for name, run in cases.items():
-            samples[name].append(run())
-    return {name: statistics.median(values) for name, values in samples.items()}
+def _cold_case(rounds: int, number: int, clock: Callable[[], float]) -> Callable[[], float]:
+    """Time the typical statement with new identifiers at every call, once the learned words are full."""
+    words = ("id", "name", "email", "users", "status")
+
+    def renamed(i: int) -> str:
+        sql = TYPICAL
+        for word in words:
+            sql = sql.replace(word, f"{word}_{i}")
+        return sql
+
+    for i in range(3_000):  # 15,000 new words: past the bound, new words are no longer remembered
+        fingerprint(renamed(-i - 1))
+    statements = iter([renamed(i) for i in range(rounds * number + number)])
+
+    def run() -> float:
+        batch = [next(statements) for _ in range(number)]
+        start = clock()
+        for sql in batch:
+            fingerprint(sql)
+        return (clock() - start) / number * 1e9
+
+    return run
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _corpus_figures(rounds: int, number: int, clock: Callable[[], float]
+                    ) -> tuple[list[float], list[float], int]:
+    """Per statement: our median ns and sqlglot's (statements its tokenizer refuses are left out of its list)."""
+    tokenizers = _sqlglot_tokenizers()
+    ours: list[float] = []
+    theirs: list[float] = []
+    refused = 0
+    for dialect, _, sql, _ in corpus():
+        cases = {"ours": batch_ns("fp(sql, dialect)", {"fp": fingerprint, "sql": sql, "dialect": dialect},
+                                  number, clock)}
+        if tokenizers is not None:
+            tokenize = tokenizers[dialect]
+            try:
+                tokenize(sql)
+            except Exception:  # sqlglot raises on what it cannot tokenize (an unterminated string, ...)
+                refused += 1
+            else:
+                cases["sqlglot"] = batch_ns("tokenize(sql)", {"tokenize": tokenize, "sql": sql}, number, clock)
+        samples = interleaved(cases, rounds)
+        ours.append(statistics.median(samples["ours"]))
+        if "sqlglot" in samples:
+            theirs.append(statistics.median(samples["sqlglot"]))
+    return ours, theirs, refused
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=30, help="timed batches per case (median is reported)")
-    parser.add_argument("--check", action="store_true", help="exit 1 when the cached budget is missed")
+    parser.add_argument("--check", action="store_true", help="exit 1 when a budget is missed")
+    _options(parser)
     args = parser.parse_args()
+    clock = time.thread_time
+    header("bench_fingerprint: SQL fingerprints (gc ON, thread CPU time)")
+    verdicts: list[str] = []
 
-    module = _load()
-    fingerprint = module.fingerprint
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    print("== SQL fingerprinting")
-    print(f"   python {platform.python_version()}, {os.cpu_count()} cpu(s), load average {load}")
+    ours, theirs, refused = _corpus_figures(args.rounds, args.number, clock)
+    rows = [["duckpulse fingerprint()", len(ours), f"{statistics.median(ours):,.0f}",
+             f"{_percentile(ours, 0.9):,.0f}", f"{max(ours):,.0f}"]]
+    if theirs:
+        rows.append(["sqlglot tokenize() (tokens only)", len(theirs), f"{statistics.median(theirs):,.0f}",
+                     f"{_percentile(theirs, 0.9):,.0f}", f"{max(theirs):,.0f}"])
+    print(f"\n1. uncached, every corpus statement in its dialect ({args.rounds} batches of {args.number} calls "
+          "each, interleaved)")
+    print(table(["case", "statements", "median ns", "p90 ns", "max ns"], rows))
+    if theirs:
+        print(f"   sqlglot refused {refused} statement(s) (unterminated strings and comments); "
+              f"its median is {statistics.median(theirs) / statistics.median(ours):.1f}x ours")
+    else:
+        print("   sqlglot is not installed (pip install '.[bench]'): no reference row")
 
-    uncached = {
-        name: _batch_ns("fingerprint(sql)", {"fingerprint": fingerprint, "sql": sql}, 200)
-        for name, sql in STATEMENTS.items()
-    }
-    uncached_ns = _interleaved(uncached, args.rounds)
-    print(f"\nuncached fingerprint(), median of {args.rounds} batches of 200 calls")
-    width = max(len(name) for name in STATEMENTS)
-    for name, sql in STATEMENTS.items():
-        per_char = uncached_ns[name] / len(sql)
-        figure = uncached_ns[name]
-        print(f"   {name:<{width}}  {figure:>10,.0f} ns   ({len(sql):>5} chars, {per_char:5.1f} ns/char)")
+    sizes = [1, 2, 4, 8, 16, 32, 64]
+    sweep = {n: TYPICAL + "".join(f" AND c{i} = {i}" for i in range(1, (n - 1) * 7 + 1)) if n > 1 else TYPICAL
+             for n in sizes}
+    cases = {f"{len(sql)} chars": batch_ns("fp(sql)", {"fp": fingerprint, "sql": sql}, args.number, clock)
+             for sql in sweep.values()}
+    tokenizers = _sqlglot_tokenizers()
+    if tokenizers is not None:
+        cases["sqlglot 69 chars"] = batch_ns("tok(sql)", {"tok": tokenizers[None], "sql": TYPICAL}, args.number,
+                                             clock)
+    cases["69 chars, every word new"] = _cold_case(args.rounds * 10, args.number, clock)
+    samples = interleaved(cases, args.rounds * 10)
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    typical_ns = medians[f"{len(TYPICAL)} chars"]
+    verdicts.append(UNCACHED_BUDGET.verdict(typical_ns))
+    rows = []
+    for sql in sweep.values():
+        ns = medians[f"{len(sql)} chars"]
+        rows.append([f"{len(sql):,}", f"{ns:,.0f}", f"{ns / len(sql):.1f}",
+                     UNCACHED_BUDGET.label if sql is TYPICAL else "",
+                     UNCACHED_BUDGET.verdict(ns) if sql is TYPICAL else ""])
+    print(f"\n2. the typical statement ({len(TYPICAL)} chars) and a length sweep, no dialect "
+          f"({args.rounds * 10} batches)")
+    print(table(["chars", "median ns", "ns/char", "budget", "verdict"], rows))
+    cold_ns = medians["69 chars, every word new"]
+    print(f"   the typical statement with identifiers never met before (the normaliser remembers up to 10,000 "
+          f"identifier words, then decides each new one afresh): {cold_ns:,.0f} ns")
+    if "sqlglot 69 chars" in medians:
+        print(f"   sqlglot tokenize() of the typical statement: {medians['sqlglot 69 chars']:,.0f} ns "
+              f"({medians['sqlglot 69 chars'] / typical_ns:.1f}x ours)")
 
-    sql = STATEMENTS["join + IN list"]
-    cache = module.FingerprintCache()
-    lru = functools.lru_cache(maxsize=4096)(fingerprint)
-    floor: dict[str, str] = {sql: fingerprint(sql)}
-    cache.get(sql)
-    lru(sql)
+    cache = FingerprintCache()
+    floor = {TYPICAL: fingerprint(TYPICAL)}
+    cache.get(TYPICAL)
+    cache.get(TYPICAL, "postgres")
     cached = {
-        "dict.get (floor)": _batch_ns("get(sql)", {"get": floor.get, "sql": sql}, 20_000),
-        "functools.lru_cache": _batch_ns("lru(sql)", {"lru": lru, "sql": sql}, 20_000),
-        "FingerprintCache.get": _batch_ns("cache.get(sql)", {"cache": cache, "sql": sql}, 20_000),
+        "dict.get (floor)": batch_ns("get(sql)", {"get": floor.get, "sql": TYPICAL}, 20_000, clock),
+        "FingerprintCache.get(sql)": batch_ns("get(sql)", {"get": cache.get, "sql": TYPICAL}, 20_000, clock),
+        "FingerprintCache.get(sql, dialect)": batch_ns("get(sql, 'postgres')", {"get": cache.get, "sql": TYPICAL},
+                                                       20_000, clock),
     }
-    cached_ns = _interleaved(cached, args.rounds)
-    floor_ns = cached_ns["dict.get (floor)"]
-    print(f"\nrepeated statement, median of {args.rounds} batches of 20,000 calls")
-    for name, ns in cached_ns.items():
-        print(f"   {name:<22} {ns:>8.1f} ns   {ns / floor_ns:5.2f}x dict.get")
-    measured = cached_ns["FingerprintCache.get"]
-    speedup = uncached_ns["join + IN list"] / measured
-    verdict = "PASS" if measured <= CACHED_BUDGET_NS else "OVER"
-    print(f"\nFingerprintCache.get: {measured:.1f} ns (budget <= {CACHED_BUDGET_NS:.0f} ns): {verdict}; "
-          f"{speedup:,.0f}x faster than fingerprinting again")
-    return 1 if (args.check and verdict == "OVER") else 0
+    samples = interleaved(cached, args.rounds * 2)
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    floor_ns = medians["dict.get (floor)"]
+    rows = []
+    for name, ns in medians.items():
+        ours_row = name.startswith("Fingerprint")
+        if ours_row:
+            verdicts.append(CACHED_BUDGET.verdict(ns))
+        rows.append([name, f"{ns:,.1f}", f"{ns / floor_ns:.2f}x", CACHED_BUDGET.label if ours_row else "",
+                     CACHED_BUDGET.verdict(ns) if ours_row else ""])
+    print(f"\n3. a repeated statement ({args.rounds * 2} batches of 20,000 calls)")
+    print(table(["case", "median ns", "vs dict.get", "budget", "verdict"], rows))
+    return finish(verdicts, args.check)
 
 
 if __name__ == "__main__":

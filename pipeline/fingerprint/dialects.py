@@ -46,7 +46,10 @@ class Dialect:
     """The lexer of one dialect family and the few rules the normaliser needs beyond it."""
 
     name: str
+    # findall gives the token texts.
     lexer: re.Pattern[str]
+    # For a statement holding $tag$: the lexer that also reads dollar quotes; findall gives (token, tag).
+    dollar_lexer: re.Pattern[str] | None
     # How a double-quoted token reads (DQ_IDENT, DQ_STRING or DQ_AMBIGUOUS).
     double_quote: str
     # MySQL: 1abc is an identifier (it may start with a digit unless it is all digits or a number).
@@ -69,6 +72,7 @@ _DQ_AMBIGUOUS = r'"(?:[^"]++|"")*+"(?:\s*+(?:\.|=(?![=>~])))?|"(?s:.*)'
 _BACKTICK = r"`(?:[^`]++|``)*+`|`(?s:.*)"
 _BRACKET = r"\[(?:[^\]]++|\]\])*+\]|\[(?s:.*)"  # SQLite and SQL Server: [name]
 _DOLLAR = r"\$((?:[^\W\d]\w*+)?)\$(?s:.*?)(?:\$\2\$|\Z)"  # group 2: the tag; unterminated swallows the rest
+DOLLAR_OPENER: Final = re.compile(r"\$(?:[^\W\d]\w*+)?\$")  # a statement without one needs no dollar lexer
 _LINE = r"--[^\n]*+"
 _MYSQL_LINE = r"--(?=[\s\x00-\x1f]|\Z)[^\n]*+"  # MySQL: "--" starts a comment only before a space
 _HASH = r"\#[^\n]*+"
@@ -97,50 +101,62 @@ _OPERATOR = (r"<=>|<>|!=|<=|>=|==|\|\|/?|\|/|->>?|@>|<@|&&|<<|>>|!~~?\*?|~~?\*?|
              r"[(),;.\[\]{}]|\S")
 
 
-# The most frequent tokens, tried right after words: the regex engine tries alternatives in order.
 _COMMON = r"[(),]|=(?![=>~])|\.(?!\d)"
+_ASCII_WORD = r"(?!(?:[eEnNbBxX]|[uU]&|[nN]?[qQ])['\"])[A-Za-z_]\w*+(?![$#@])"
 
 
-def _lexer(*alternatives: str, dollar: bool = False) -> re.Pattern[str]:
-    # findall returns (token, tag) pairs: group 2 is the dollar-quote tag, or never matches. The first two
-    # alternatives are the prefixed strings and the words; the common punctuation goes right after them.
-    alts = [*alternatives[:2], _COMMON, *alternatives[2:]]
-    if not dollar:
-        alts.append("(?!)()")
-    return re.compile("(" + "|".join(alts) + ")")
+def _lexer(*alternatives: str) -> tuple[re.Pattern[str], re.Pattern[str] | None]:
+    """The lexer of a dialect, and for one with dollar quotes a second one that also reads them.
+
+    ``findall`` of the first returns the token texts; of the second, (token, tag) pairs, group 2 being the
+    tag the closing quote must repeat. Most statements hold no ``$tag$``, and the first is a third faster.
+    """
+    # The regex engine tries alternatives in order, so the most frequent tokens go first: ASCII words that are
+    # not a literal's prefix (E'..', N'..', X'..', B'..', U&'..', q'..'), then the dialect's prefixed strings and
+    # its own words (non-ASCII, or with $ # @), then the common punctuation.
+    alts = [_ASCII_WORD, *alternatives[:2], _COMMON, *alternatives[2:]]
+
+    def compiled(parts: list[str]) -> re.Pattern[str]:
+        # Whitespace is skipped by a possessive prefix: without it the engine tries (and fails) every
+        # alternative at each blank. The caller strips trailing blanks, which would otherwise be rescanned
+        # from each of their positions.
+        return re.compile(r"\s*+(" + "|".join(parts) + ")")
+
+    if _DOLLAR not in alts:
+        return compiled(alts), None
+    return compiled([a for a in alts if a != _DOLLAR]), compiled(alts)
 
 
 _WORD = r"[^\W\d][\w$]*+"
 
 DIALECTS: Final[dict[str, Dialect]] = {
-    "postgres": Dialect("postgres", _lexer(
+    "postgres": Dialect("postgres", *_lexer(
         r"(?:[eE]" + _BACKSLASH + r"|(?:[nNbBxX]|[uU]&)" + _STD + ")",
         r'[uU]&"(?:[^"]++|"")*+"', _WORD, _STD, _NUMBER, _DQ_IDENT, _BACKTICK, _LINE, _nested_block(4), _DOLLAR,
-        r"\$\d++|\?\||\?&|" + _PLACEHOLDER, r"\#>>?|\#-|" + _OPERATOR, dollar=True),
+        r"\$\d++|\?\||\?&|" + _PLACEHOLDER, r"\#>>?|\#-|" + _OPERATOR),
         DQ_IDENT, digit_identifiers=False, dollar_params=True),
-    "duckdb": Dialect("duckdb", _lexer(
+    "duckdb": Dialect("duckdb", *_lexer(
         r"(?:[eE]" + _BACKSLASH + r"|(?:[nNbBxX])" + _STD + ")", _WORD, _STD, _NUMBER, _DQ_IDENT, _BACKTICK,
-        _LINE, _nested_block(4), _DOLLAR, r"\$\d++|\$[^\W\d]\w*+|" + _PLACEHOLDER, _OPERATOR, dollar=True),
+        _LINE, _nested_block(4), _DOLLAR, r"\$\d++|\$[^\W\d]\w*+|" + _PLACEHOLDER, _OPERATOR),
         DQ_IDENT, digit_identifiers=False, dollar_params=True),
-    "mysql": Dialect("mysql", _lexer(
+    "mysql": Dialect("mysql", *_lexer(
         r"[nNbBxX]" + _BACKSLASH, _WORD, _BACKSLASH, _NUMBER, _DQ_STRING, _BACKTICK, _MYSQL_LINE, _HASH, _BLOCK,
         _PLACEHOLDER, _OPERATOR), DQ_STRING, digit_identifiers=True, dollar_params=False, hash_comments=True),
-    "sqlite": Dialect("sqlite", _lexer(
+    "sqlite": Dialect("sqlite", *_lexer(
         r"[xX]" + _STD, _WORD, _STD, _NUMBER, _DQ_AMBIGUOUS, _BACKTICK, _BRACKET, _LINE, _BLOCK,
         r"\$\d++|\$[^\W\d][\w$]*+|" + _PLACEHOLDER, _OPERATOR),
         DQ_AMBIGUOUS, digit_identifiers=False, dollar_params=True),
-    "oracle": Dialect("oracle", _lexer(
+    "oracle": Dialect("oracle", *_lexer(
         _q_quote(), r"[nN]" + _STD, r"[^\W\d][\w$#]*+", _STD, _NUMBER, _DQ_IDENT, _BACKTICK, _LINE, _BLOCK,
         r":\d++|" + _PLACEHOLDER, _OPERATOR), DQ_IDENT, digit_identifiers=False, dollar_params=False),
-    "mssql": Dialect("mssql", _lexer(
+    "mssql": Dialect("mssql", *_lexer(
         r"[nN]" + _STD, r"(?:[^\W\d]|\#\#?)[\w@$#]*+", _STD, r"\$[\d.]++|" + _NUMBER, _DQ_AMBIGUOUS,
         _BACKTICK, _BRACKET, _LINE, _nested_block(4), _PLACEHOLDER, _OPERATOR),
         DQ_AMBIGUOUS, digit_identifiers=False, dollar_params=False),
 }
-SAFE: Final = Dialect("unknown", _lexer(
+SAFE: Final = Dialect("unknown", *_lexer(
     _q_quote(), r"(?:[eEnNbBxX]|[uU]&)(?:" + _SAFE + ")", _WORD, _SAFE, r"\$[\d.]++|" + _NUMBER,
-    _DQ_AMBIGUOUS, _BACKTICK, _LINE, _HASH, _nested_block(4), _DOLLAR, r"\$[^\W\d]\w*+|" + _PLACEHOLDER, _OPERATOR,
-    dollar=True),
+    _DQ_AMBIGUOUS, _BACKTICK, _LINE, _HASH, _nested_block(4), _DOLLAR, r"\$[^\W\d]\w*+|" + _PLACEHOLDER, _OPERATOR),
     DQ_AMBIGUOUS, digit_identifiers=False, dollar_params=False, hash_comments=True)
 
 # The names a driver, SQLAlchemy or a user may give, each to its family.
@@ -162,7 +178,14 @@ def resolve_dialect(name: str | None) -> str | None:
     return _ALIASES.get(name.strip().lower().replace("-", "_").replace(" ", "_"))
 
 
+# Every alias as given and every family name straight to its rules: the lookup each fingerprint pays.
+_RULES: Final[dict[str | None, Dialect]] = {None: SAFE, **{a: DIALECTS[f] for a, f in _ALIASES.items()}}
+
+
 def dialect_rules(name: str | None) -> Dialect:
     """The rules for ``name``; an unknown or missing name gets the safe reading."""
-    family = resolve_dialect(name)
-    return SAFE if family is None else DIALECTS[family]
+    rules = _RULES.get(name) if name is None or isinstance(name, str) else SAFE
+    if rules is None:
+        family = resolve_dialect(name)
+        rules = SAFE if family is None else DIALECTS[family]
+    return rules

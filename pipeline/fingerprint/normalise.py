@@ -21,9 +21,13 @@ value (``NULL`` and ``DEFAULT`` included) it becomes ``(?+)`` (pt-fingerprint's 
 items are the same tokens, e.g. the tuples of ``IN ((1, 2), (3, 4))``, they reduce to one (``IN ((?+))``).
 Consecutive identical ``VALUES`` rows reduce to one row. Every step is linear in the length of the statement.
 
-Tokens are joined with one space, then one regex removes the spaces that canonical form has not (inside
-brackets, before commas, around ``.`` and ``::``, between a name and its ``(``), so ``a=1`` and ``a = 1`` agree
-and ``fingerprint(fingerprint(sql)) == fingerprint(sql)``.
+Tokens are joined with one space, then a few ``str.replace`` remove the spaces that canonical form has not
+(inside brackets, before commas, around ``.`` and ``::``, between a name and its ``(``), so ``a=1`` and
+``a = 1`` agree and ``fingerprint(fingerprint(sql)) == fingerprint(sql)``.
+
+Speed (benchmarks/bench_fingerprint.py): the lexer is one ``findall`` in C; in the Python loop most tokens
+(keywords, operators, and identifiers met before, which are remembered in the same map up to a bound) cost
+one dict lookup and an append; only commas, brackets, literals and new words take a branch.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from .dialects import DQ_AMBIGUOUS, DQ_IDENT, Dialect
+from .dialects import DOLLAR_OPENER, DQ_AMBIGUOUS, DQ_IDENT, Dialect
 
 __all__ = ["normalise"]
 
@@ -63,20 +67,27 @@ _BOOLEANS: Final = frozenset({"TRUE", "FALSE"})
 # Operators and punctuation that need no decision: emitted as they are.
 _OPERATORS: Final = [
     "<=>", "<>", "!=", "<=", ">=", "==", "||", "||/", "|/", "->", "->>", "@>", "<@", "&&", "<<", ">>", "!~", "!~*",
-    "!~~", "!~~*", "~", "~*", "~~", "~~*", ":=", "=>", "::", "!<", "!>", ".", ";", "{", "}", "-", "+", "*", "/",
+    "!~~", "!~~*", "~", "~*", "~~", "~~*", ":=", "=>", "!<", "!>", ".", ";", "{", "}", "-", "+", "*", "/",
     "%", "<", ">", "=", "!", "^", "&", "|", "@", "?", ":", "?|", "?&", "#>", "#>>", "#-",
 ]
+_OPERATOR_SET: Final = frozenset(_OPERATORS) | {"#"}
 _GLUE: Final = "\x01"  # marks a "(" or "[" glued to the token before it; removed by the final spacing pass
 _QUOTED_SPACE: Final = "\x02"  # stands for a space inside a quoted identifier while the spacing pass runs
 
-# The token -> output map for every token that is emitted as is: keywords in the three usual casings (other
-# casings take the slower path through str.upper), operators and plain punctuation.
+# The token -> output map for every token emitted as it is: keywords in the three usual casings (any other
+# casing takes the path through str.upper), operators, plain punctuation, and the words already met as plain
+# identifiers (added by ``normalise``, see ``_learn``).
 _CANON: Final[dict[str, str]] = {op: op for op in _OPERATORS}
 for _kw in _KEYWORDS:
     _CANON[_kw] = _CANON[_kw.lower()] = _CANON[_kw.title()] = _kw
 del _kw
+# Identifiers learned into _CANON stop at this many (~1 MB), so a flood of generated names cannot grow it.
+# Words are keywords or not whatever the dialect, and only words that start with a letter or "_" (never a
+# comment, a quote or a literal in any dialect) are learned; a type after "::" or "AS" is upper-cased after the
+# loop, so a word's entry never depends on where it stands.
+_LEARNED_MAX: Final = 10_000 + len(_CANON)
 
-# Token classes, by first character.
+# Token classes, by first character (a letter or anything else not listed: a word).
 _WORD, _PREFIXABLE, _STRING, _NUMBER, _DQ, _BACKTICK, _BRACKET, _DOLLAR, _PARAM, _COMMENT, _OPEN, _CLOSE, \
     _COMMA, _SQ_CLOSE = range(14)
 _FIRST: Final[dict[str, int]] = {
@@ -86,8 +97,11 @@ _FIRST: Final[dict[str, int]] = {
 }
 
 # Tokens after which a "-" or "+" is a sign: every keyword but those that end an operand, every operator.
-_NON_OPERANDS: Final = (_KEYWORDS - {"NULL", "END"}) | set(_OPERATORS) - {"?", ".", "}"} | {
-    "(", "[", ",", _GLUE + "(", _GLUE + "["}
+_NON_OPERANDS: Final = (_KEYWORDS - {"NULL", "END"}) | _OPERATOR_SET - {"?", ".", "}"} | {
+    "::", "(", "[", ",", _GLUE + "(", _GLUE + "["}
+# What is not a name (an identifier, a quoted identifier, a type), besides values and placeholders: a "(" after
+# a name is glued on (a call, or a table's column list), and a string after one is a typed literal.
+_NOT_NAMES: Final = _KEYWORDS | _OPERATOR_SET | {"::", "(", ")", "[", "]", ",", _GLUE + "(", _GLUE + "["}
 _SIGNS: Final = frozenset({"-", "+"})
 # Inside a list these count as one value each, so where the NULLs fall in a batch does not split it.
 _SCALARS: Final = frozenset({"?", "?+", "NULL", "DEFAULT"})
@@ -120,9 +134,13 @@ class _Frame:
         self.first_comma: int | None = None
 
 
+def _is_name(text: str) -> bool:
+    return text not in _NOT_NAMES and text[0] not in "?%$:@"
+
+
 def _is_scalar(text: str) -> bool:
     # A placeholder starts with one of ?%$:@ and is not an operator.
-    return text in _SCALARS or (text[:1] in "?%$:@" and text not in _CANON)
+    return text in _SCALARS or (text[:1] in "?%$:@" and text not in _OPERATOR_SET)
 
 
 def _value(out: list[str]) -> None:
@@ -168,6 +186,12 @@ def _close(out: list[str], stack: list[_Frame], closer: str) -> None:
         out.append(closer)  # unbalanced: kept as text rather than guessing which group it closes
         return
     stack.pop()
+    if frame.is_cast:  # CAST(x AS type): the type is upper-cased, like the one after "::"
+        for i in range(len(out) - 2, frame.start, -1):
+            if out[i] == "AS":
+                if _is_name(out[i + 1]):
+                    out[i + 1] = out[i + 1].upper()
+                break
     if frame.is_list:
         replacement = _collapse_list(out, frame)
         if replacement is not None:
@@ -190,15 +214,16 @@ def _close(out: list[str], stack: list[_Frame], closer: str) -> None:
     parent.last_row = (frame.start, len(out))
 
 
-def _open(out: list[str], stack: list[_Frame], opener: str, named: bool) -> None:
+def _open(out: list[str], stack: list[_Frame], opener: str) -> None:
     parent = stack[-1]
-    previous = out[-1] if out else ""
+    previous = out[-1] if out else ","
     n = len(out)
+    named = _is_name(previous)
     # A row of VALUES follows the keyword itself, or the comma right after the previous row.
     is_values_row = opener == "(" and (
         previous == "VALUES"
         or (previous == "," and parent.last_row is not None and parent.last_row[1] == n - 1))
-    subscript = named or previous in (")", "]", "?") or (previous[:1] in "?%$:@" and previous not in _CANON)
+    subscript = named or previous in (")", "]", "?") or _is_scalar(previous)
     is_list = is_values_row or (
         (opener == "(" and previous == "IN")
         or (opener == "[" and (previous == "ARRAY" or not subscript))
@@ -210,8 +235,8 @@ def _open(out: list[str], stack: list[_Frame], opener: str, named: bool) -> None
     out.append(_GLUE + opener if glued else opener)
 
 
-def _double_quoted(out: list[str], stack: list[_Frame], tok: str) -> tuple[bool, bool]:
-    """Append a double-quoted token of a dialect where it may be a string; returns (appended a name, spaced)."""
+def _double_quoted(out: list[str], stack: list[_Frame], tok: str) -> bool:
+    """Append a double-quoted token of a dialect where it may be a string; True if a protected space is in it."""
     follower = ""
     if tok[-1] != '"' and len(tok) > 1 and tok.rstrip()[-1] in ".=":
         follower = tok.rstrip()[-1]
@@ -232,140 +257,137 @@ def _double_quoted(out: list[str], stack: list[_Frame], tok: str) -> tuple[bool,
         _value(out)
     if follower:
         out.append(follower)
-    return is_name and not follower, spaced
+    return spaced
+
+
+def _word(out: list[str], tok: str) -> None:
+    """Append a word that is not in _CANON: a keyword in an unusual casing, a boolean, or a new identifier."""
+    upper = tok.upper()
+    if upper in _BOOLEANS:
+        previous = out[-1] if out else ""
+        if previous == "IS" or (previous == "NOT" and len(out) > 1 and out[-2] == "IS"):
+            out.append(upper)
+        else:
+            _value(out)
+    elif upper in _KEYWORDS and tok.isascii():
+        out.append(upper)
+    else:
+        out.append(tok)
+        if len(_CANON) < _LEARNED_MAX and (tok[0].isalpha() or tok[0] == "_"):
+            _CANON[tok] = tok
+
+
+def _protect(tok: str) -> str:
+    """A quoted identifier with its spaces stood in for, so the spacing pass cannot touch them."""
+    return tok.replace(" ", _QUOTED_SPACE)
 
 
 def normalise(sql: str, dialect: Dialect) -> str:
     """The fingerprint of ``sql`` read with ``dialect``'s lexer."""
+    sql = sql.rstrip()
+    dollar_lexer = dialect.dollar_lexer
+    if dollar_lexer is not None and "$" in sql and DOLLAR_OPENER.search(sql):
+        tokens = [tok for tok, _tag in dollar_lexer.findall(sql)]
+    else:
+        tokens = dialect.lexer.findall(sql)
     out: list[str] = []
     append = out.append
     canon = _CANON.get
     first = _FIRST.get
     stack = [_Frame(-1, "", False, False, False, False)]  # the root never closes; it tracks top-level rows
-    named = False  # the last token is a name (identifier, quoted identifier, type): a "(" after it is glued
+    casts = False  # a "::" was emitted: the type after it is upper-cased after the loop
     spaced = False  # a quoted identifier with a space was emitted (its spaces are protected, then restored)
-    dq = dialect.double_quote
-    for tok, _tag in dialect.lexer.findall(sql):
+    for tok in tokens:
         text = canon(tok)
-        if text is not None:
+        if text is not None:  # keywords, operators, identifiers met before: most tokens
             append(text)
-            named = False
             continue
         cls = first(tok[0], _WORD)
-        if cls == _PREFIXABLE:
-            quote = tok.find("'", 1, 3)
-            if quote > 0:  # E'..', N'..', X'..', B'..', U&'..', q'[..]', nq'..'
-                if out and named:
-                    out[-1] = out[-1].upper()  # _utf8mb4'x' keeps its introducer, upper-cased like a type
-                _value(out)
-                named = False
-                continue
-            if tok[1:3] == '&"':  # PostgreSQL's U&"..." identifier
-                append(tok)
-                named = True
-                continue
-            cls = _WORD
-        if cls == _WORD:
-            upper = tok.upper()
-            previous = out[-1] if out else ""
-            if previous == "::" or (previous == "AS" and stack[-1].is_cast):
-                append(upper)
-                named = True
-            elif upper in _BOOLEANS:
-                if previous == "IS" or (previous == "NOT" and len(out) > 1 and out[-2] == "IS"):
-                    append(upper)
-                else:
-                    _value(out)
-                named = False
-            elif upper in _KEYWORDS and tok.isascii():
-                append(upper)
-                named = False
-            else:
-                append(tok)
-                named = True
-        elif cls == _COMMA:
+        # Ordered by how often each class misses _CANON: commas and brackets, then literals, then new words.
+        if cls == _COMMA:
             frame = stack[-1]
             if frame.first_comma is None:
                 frame.first_comma = len(out)
             append(",")
-            named = False
         elif cls == _OPEN:
-            _open(out, stack, "(", named)
-            named = False
+            _open(out, stack, "(")
         elif cls == _CLOSE:
             _close(out, stack, ")")
-            named = False
-        elif cls == _STRING:
-            if named:  # a typed literal: date '2024-01-01', INTERVAL '1 day', int4 '5'
-                out[-1] = out[-1].upper()
-            _value(out)
-            named = False
-        elif cls == _NUMBER:
-            if dialect.digit_identifiers and not _MYSQL_NUMBER.fullmatch(tok) and tok[0] != ".":
+        elif cls in (_STRING, _NUMBER):
+            if cls == _NUMBER and dialect.digit_identifiers and tok[0] != "." and not _MYSQL_NUMBER.fullmatch(tok):
                 append(tok)  # MySQL: 1abc is a name
-                named = True
-            else:
+                continue
+            if out:
+                previous = out[-1]
+                if previous in _SIGNS:
+                    _value(out)
+                    continue
+                if cls == _STRING and previous not in _NOT_NAMES and previous[0] not in "?%$:@":
+                    out[-1] = previous.upper()  # a typed literal: date '2024-01-01', INTERVAL '1 day', int4 '5'
+            append("?")
+        elif cls == _WORD:
+            _word(out, tok)
+        elif cls == _PREFIXABLE:
+            quote = tok.find("'", 1, 3)
+            if quote > 0:  # E'..', N'..', X'..', B'..', U&'..', q'[..]', nq'..'
+                if out and _is_name(out[-1]):
+                    out[-1] = out[-1].upper()  # _utf8mb4'x' keeps its introducer, upper-cased like a type
                 _value(out)
-                named = False
+            elif tok[1:3] == '&"':  # PostgreSQL's U&"..." identifier
+                append(tok)
+            else:
+                _word(out, tok)
+        elif cls == _PARAM:
+            if tok == "::":
+                casts = True
+            append(tok)  # ?, ?+ (a list already collapsed), %s, %(name)s, :name, @name, and "::"
         elif cls == _DQ:
-            if dq == DQ_IDENT and tok[-1] == '"' and len(tok) > 1:
+            if dialect.double_quote == DQ_IDENT and tok[-1] == '"' and len(tok) > 1:
                 if " " in tok:
-                    tok = tok.replace(" ", _QUOTED_SPACE)
+                    tok = _protect(tok)
                     spaced = True
                 append(tok)
-                named = True
-            elif dq == DQ_AMBIGUOUS:
-                named, quoted_space = _double_quoted(out, stack, tok)
-                spaced = spaced or quoted_space
+            elif dialect.double_quote == DQ_AMBIGUOUS:
+                spaced = _double_quoted(out, stack, tok) or spaced
             else:  # a string (MySQL), or an unterminated identifier that swallowed the rest
                 _value(out)
-                named = False
-        elif cls == _PARAM:
-            append("?+" if tok == "?+" else tok)
-            named = False
-        elif cls == _BRACKET:
+        elif cls in (_BRACKET, _BACKTICK):
             if tok == "[":
-                _open(out, stack, "[", named)
-            elif tok[-1] == "]":  # SQLite and SQL Server: [name]
-                append(tok.replace(" ", _QUOTED_SPACE) if " " in tok else tok)
-                spaced = spaced or " " in tok
-                named = True
-                continue
-            else:  # an unterminated [name swallowed the rest
+                _open(out, stack, "[")
+            elif len(tok) > 1 and tok[-1] == ("]" if cls == _BRACKET else "`"):  # [name], `name`
+                if " " in tok:
+                    tok = _protect(tok)
+                    spaced = True
+                append(tok)
+            else:  # an unterminated [name or `name swallowed the rest
                 _value(out)
-            named = False
         elif cls == _SQ_CLOSE:
             _close(out, stack, "]")
-            named = False
-        elif cls == _BACKTICK:
-            if tok[-1] == "`" and len(tok) > 1:
-                append(tok.replace(" ", _QUOTED_SPACE) if " " in tok else tok)
-                spaced = spaced or " " in tok
-                named = True
-            else:
-                _value(out)
-                named = False
         elif cls == _DOLLAR:
-            if tok[1:2].isdigit() and dialect.dollar_params and tok[1:].isdigit():
+            if tok[1:].isdigit() and dialect.dollar_params:
                 append(tok)  # $1
             elif tok.count("$") == 1 and not tok[1:2].isdigit():
                 append(tok)  # $name (DuckDB, SQLite)
             else:
                 _value(out)  # a dollar-quoted string, or SQL Server money ($5.00)
-            named = False
         elif cls == _COMMENT:
             if tok[0] == "#" and not dialect.hash_comments:
                 append(tok)  # PostgreSQL's # operators
-                named = False
-            # otherwise a comment: nothing is emitted, and the token before it keeps its role
+            # otherwise a comment: nothing is emitted
         else:
             append(tok)
-            named = False
     while out and out[-1] == ";":
         out.pop()
+    if casts:  # the type after "::" is a name upper-cased, like a keyword
+        for i in range(len(out) - 1):
+            if out[i] == "::" and _is_name(out[i + 1]):
+                out[i + 1] = out[i + 1].upper()
     # A chain of str.replace costs a third of one regex pass doing the same; no token but a protected quoted
     # identifier (or a placeholder's own name) has spaces inside, so each pair below is a token boundary.
     result = (" ".join(out).replace(" ,", ",").replace(" )", ")").replace("( ", "(").replace(" " + _GLUE, "")
-              .replace(" .", ".").replace(". ", ".").replace(" ::", "::").replace(":: ", "::").replace(" ;", ";")
-              .replace("[ ", "[").replace(" ]", "]"))
+              .replace(" .", ".").replace(". ", ".").replace(" ;", ";"))
+    if casts:
+        result = result.replace(" ::", "::").replace(":: ", "::")
+    if "[" in result:
+        result = result.replace("[ ", "[").replace(" ]", "]")
     return result.replace(_QUOTED_SPACE, " ") if spaced else result
