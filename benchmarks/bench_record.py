@@ -155,6 +155,9 @@ def main() -> int:
                 # The SQL text is buffered as is; its fingerprint is made on the flusher thread.
                 "duckpulse track_query":
                     batch_ns('mon.track_query("SELECT * FROM users WHERE id = 42", 3.1)', namespace, n, clock),
+                "duckpulse track_query(dialect=)":
+                    batch_ns('mon.track_query("SELECT * FROM users WHERE id = 42", 3.1, dialect="postgres")',
+                             namespace, n, clock),
                 "prometheus_client labels().observe":
                     batch_ns('prom.labels(route="/x").observe(12.5)', namespace, n, clock),
                 "OTel SDK histogram.record":
