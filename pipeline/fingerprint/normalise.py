@@ -283,8 +283,11 @@ def _protect(tok: str) -> str:
 
 
 def normalise(sql: str, dialect: Dialect) -> str:
-    """The fingerprint of ``sql`` read with ``dialect``'s lexer."""
-    sql = sql.rstrip()
+    """The fingerprint of ``sql`` read with ``dialect``'s lexer; TypeError if ``sql`` is not a str."""
+    try:
+        sql = sql.rstrip()  # trailing blanks would be rescanned by the lexer's whitespace prefix
+    except AttributeError:  # the flusher counts a TypeError as a rejected row
+        raise TypeError(f"the SQL text must be a str, not {type(sql).__name__}") from None
     dollar_lexer = dialect.dollar_lexer
     if dollar_lexer is not None and "$" in sql and DOLLAR_OPENER.search(sql):
         tokens = [tok for tok, _tag in dollar_lexer.findall(sql)]
