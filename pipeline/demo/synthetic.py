@@ -131,7 +131,8 @@ def backfill(db_path: str | os.PathLike[str], *, hours: float = 3.0, end: float 
                 elapsed = 0.0
                 for sql, q_median in statements:
                     q_ms = rng.lognormvariate(0.0, 0.6) * q_median * slow
-                    rows["queries"][worker.pid].append((ts + elapsed / 1000, sql, None, q_ms, True, rid, route))
+                    rows["queries"][worker.pid].append((ts + elapsed / 1000, sql, None, q_ms, True, rid, route,
+                                                        "sqlite"))  # the bookshop's database, as live
                     elapsed += q_ms
                 elapsed += rng.lognormvariate(0.0, sigma) * median * slow
                 status = 200
