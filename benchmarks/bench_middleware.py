@@ -23,16 +23,30 @@ path (the flusher thread's compaction, and ``flush()`` writing into DuckDB every
 CPU time too and printed beside it (the peers' background threads, OpenTelemetry's span processor, are not counted).
 Budget (DESIGN.md): <= 3 us.
 
+``--whole-process`` measures what a request costs the whole process instead, every thread counted: each variant
+runs in a process of its own (the duckpulse variants with a Monitor's defaults: the embedded owner with its jobs,
+and a producer spooling segments), serves ``--requests`` requests after a warm-up, then flushes (duckpulse's
+``flush()``, OpenTelemetry's ``force_flush``); the figure is the process's CPU time over the requests and that
+final flush, per request, against bare Flask's (median over ``--rounds`` rounds, the variants alternated in a new
+random order each round). The serving thread's CPU time is the second column. Budget (DESIGN.md): <= 0.10x
+bare Flask's CPU per request.
+
     python benchmarks/bench_middleware.py [--rounds 4000] [--batch 20] [--clock thread|wall] [--check]
+    python benchmarks/bench_middleware.py --whole-process [--requests 50000] [--rounds 5] [--check]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from _common import Budget, finish, header, median, parse_args, quiet_monitor, table, temp_dir
@@ -43,6 +57,9 @@ from pipeline import Monitor
 from pipeline.integrations.flask import DuckPulse
 
 BUDGET = Budget(3.0, at_most=True, label="per-request overhead, direct WSGI call (us)")
+WHOLE_BUDGET = Budget(0.10, at_most=True, label="whole-process CPU per request over bare Flask's (ratio)")
+WHOLE_VARIANTS = ("bare Flask", "duckpulse embedded owner", "duckpulse producer", "prometheus_flask_exporter",
+                  "OpenTelemetry FlaskInstrumentor")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
 
@@ -113,6 +130,7 @@ def opentelemetry() -> Flask | None:
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     app = one_route_app("opentelemetry")
     FlaskInstrumentor().instrument_app(app, tracer_provider=tracer_provider, meter_provider=meter_provider)
+    app.extensions["benchmark_flush"] = lambda: (tracer_provider.force_flush(), meter_provider.force_flush())
     return app
 
 
@@ -139,6 +157,80 @@ def _write(data: bytes) -> None:
     pass
 
 
+def whole_process_child(variant: str, requests: int, tmp: Path) -> dict[str, float]:
+    """Serve ``requests`` requests through one variant in this process; CPU time per request (us) of the whole
+    process and of the serving thread, the final flush included."""
+    final_flush: Callable[[], Any] = lambda: None  # noqa: E731  # bare Flask and prometheus have nothing to flush
+    if variant == "bare Flask":
+        app = bare()
+    elif variant.startswith("duckpulse"):
+        where: dict[str, Any] = ({"spool_dir": tmp / "spool"} if "producer" in variant
+                                 else {"db_path": tmp / "bench.duckdb"})
+        monitor = Monitor(**where)  # the defaults a user gets: flusher, clock thread, samples, jobs in an owner
+        app = duckpulse(monitor)
+        final_flush = monitor.flush
+    elif variant == "prometheus_flask_exporter":
+        app = prometheus()  # type: ignore[assignment]
+    else:
+        app = opentelemetry()  # type: ignore[assignment]
+        if app is not None:
+            final_flush = app.extensions["benchmark_flush"]  # its span processor's queue, exported
+    if app is None:
+        raise SystemExit(f"{variant} is not installed (pip install -e '.[bench]')")
+    environ = EnvironBuilder(path="/books/42", method="GET").get_environ()
+    driver(app, environ, 2_000, time.perf_counter)()  # warm up: caches, first flush interval
+    final_flush()
+    process_start, thread_start = time.process_time(), time.thread_time()
+    driver(app, environ, requests, time.perf_counter)()
+    final_flush()
+    return {"process_us": (time.process_time() - process_start) / requests * 1e6,
+            "thread_us": (time.thread_time() - thread_start) / requests * 1e6}
+
+
+def whole_process(args: argparse.Namespace) -> int:
+    header(f"whole-process CPU per request: a process per variant, {args.requests:,} requests + the final flush")
+    samples: dict[str, list[dict[str, float]]] = {v: [] for v in WHOLE_VARIANTS}
+    order = list(WHOLE_VARIANTS)
+    rng = random.Random(args.seed)
+    for _ in range(args.rounds):
+        rng.shuffle(order)
+        for variant in order:
+            with tempfile.TemporaryDirectory(prefix="duckpulse-bench-mw-") as tmp:
+                out = subprocess.run([sys.executable, __file__, "--child", variant, "--requests", str(args.requests),
+                                      "--tmp", tmp], capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                print(f"{variant}: failed: {out.stderr.strip()[-300:]}")
+                continue
+            samples[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    base = median([s["process_us"] for s in samples["bare Flask"]])
+    base_thread = median([s["thread_us"] for s in samples["bare Flask"]])
+    ratios: dict[str, float] = {}
+    rows = []
+    for variant, runs in samples.items():
+        if not runs:
+            continue
+        process_us = median([s["process_us"] for s in runs])
+        thread_us = median([s["thread_us"] for s in runs])
+        ratios[variant] = (process_us - base) / base
+        rows.append((variant, f"{process_us:.1f}", "-" if variant == "bare Flask" else f"{process_us - base:+.1f}",
+                     "-" if variant == "bare Flask" else f"{ratios[variant]:.3f}x",
+                     f"{thread_us:.1f}", "-" if variant == "bare Flask" else f"{thread_us - base_thread:+.2f}"))
+    print(table(("variant", "process CPU us/request", "added us", "added vs bare's CPU",
+                 "serving thread us/request", "serving thread added us"), rows,
+                f"\n{args.rounds} processes per variant, alternated in a new random order each round; medians; "
+                "every thread of the process counted, the final flush included"))
+    verdicts = []
+    for variant in ("duckpulse embedded owner", "duckpulse producer"):
+        if variant not in ratios:
+            verdicts.append("FAILED")
+            continue
+        verdict = WHOLE_BUDGET.verdict(ratios[variant])
+        verdicts.append(verdict)
+        print(f"{WHOLE_BUDGET.label}, {variant}: {ratios[variant]:.3f}x, budget <= {WHOLE_BUDGET.value:g}x: "
+              f"{verdict}")
+    return finish(verdicts, args.check)
+
+
 def main() -> int:
     def extra(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--rounds", type=int, default=4000, help="interleaved rounds (default 4000)")
@@ -147,8 +239,20 @@ def main() -> int:
         parser.add_argument("--flush-every", type=int, default=50, help="rounds between flushes (default 50)")
         parser.add_argument("--clock", choices=("thread", "wall"), default="thread",
                             help="thread: the serving thread's CPU time (default); wall: perf_counter")
+        parser.add_argument("--whole-process", action="store_true",
+                            help="every thread counted: a process per variant (see the module docstring)")
+        parser.add_argument("--requests", type=int, default=50_000, help="requests per process (--whole-process)")
+        parser.add_argument("--child", help=argparse.SUPPRESS)
+        parser.add_argument("--tmp", help=argparse.SUPPRESS)
 
     args = parse_args(__doc__.splitlines()[0], extra)
+    if args.child:
+        print(json.dumps(whole_process_child(args.child, args.requests, Path(args.tmp))))
+        return 0
+    if args.whole_process:
+        if args.rounds == 4000:  # the default of the in-process mode: a process per variant costs seconds
+            args.rounds = 5
+        return whole_process(args)
     header("per-request overhead of the Flask integration (direct WSGI call)")
     environ = EnvironBuilder(path="/books/42", method="GET").get_environ()
     with temp_dir("duckpulse-bench-mw-") as tmp:

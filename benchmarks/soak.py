@@ -55,6 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 PATHS = [("/users/{n}", 6), ("/items", 2), ("/search?q={n}", 2), ("/fail", 1), ("/missing/{n}", 1)]
 # RSS is flat when its least-squares slope over the second half of the run is at most this (RELIABILITY.md).
 FLAT_MB_PER_MINUTE = 0.25
+# RSS duckpulse may add to the app, over its RSS after `import flask` (DESIGN.md, issue 14).
+ADDED_BUDGET_MB = {"producer": 20, "owner": 80}
 # Queries each route records (known here, so the queries table can be checked too): path prefix -> count.
 QUERIES_PER_PATH = {"/users/": 2, "/items": 1, "/search": 1, "/fail": 1, "/missing/": 0}
 
@@ -73,6 +75,7 @@ def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_int
     from flask import Flask, Response, g, request
     from werkzeug.serving import WSGIRequestHandler, make_server
 
+    rss_after_flask = _own_rss_bytes()  # what duckpulse adds is measured from here (issue 14's budgets)
     holder: list[Any] = []
 
     def write_final() -> None:
@@ -152,8 +155,6 @@ def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_int
     signal.signal(signal.SIGTERM, on_term)
     stop = threading.Event()
 
-    import pyarrow as pa
-
     mallinfo2 = _mallinfo2()
     duckdb_allocator = None if bare or producer else _duckdb_allocator()
 
@@ -176,7 +177,9 @@ def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_int
                                     "flush_failures": st["flush_failures"],
                                     "buffered_bytes": st["buffered_bytes"],
                                     "duckdb_bytes": sum(tags.values()), "duckdb_tags": tags,
-                                    "arrow_bytes": pa.total_allocated_bytes(),
+                                    # pyarrow only if something loaded it (duckpulse does not any more)
+                                    "arrow_bytes": (sys.modules["pyarrow"].total_allocated_bytes()
+                                                    if "pyarrow" in sys.modules else 0),
                                     "je_allocated": je[0], "je_resident": je[1],
                                     "malloc_used": mi.uordblks + mi.hblkhd if mi else None,
                                     "malloc_free": mi.fordblks if mi else None,
@@ -187,6 +190,7 @@ def serve(db: str, port_file: str, stats_file: str, max_buffered: int, flush_int
 
     threading.Thread(target=write_stats, daemon=True).start()
     Path(port_file + ".tmp").write_text(json.dumps({"port": server.port, "integration": integration,
+                                                   "rss_after_flask": rss_after_flask,
                                                    "max_buffered": mon.max_buffered,
                                                    "memory_limit": mon.store.memory_limit if mon.store else None}))
     os.rename(port_file + ".tmp", port_file)
@@ -223,6 +227,14 @@ class _NullMonitor:
 
     def observe(self, *args: Any) -> None:
         pass
+
+
+def _own_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def _mallinfo2() -> Any:
@@ -498,6 +510,12 @@ def main() -> int:
     print(f"  Python objects in the app     first {objects[0]:,} / after 1 min {objects[min(30, len(objects) - 1)]:,} "
           f"/ last {objects[-1]:,}")
     flat = _rss_verdict(rss, elapsed, warm_up_seconds)
+    if info.get("rss_after_flask") and not args.bare:
+        added = rss[-1][1] - info["rss_after_flask"]
+        budget = ADDED_BUDGET_MB["producer" if args.producer else "owner"]
+        print(f"  {'RSS added over import flask':<30}{_mb(added)} at the end (budget <= {budget} MB as "
+              f"{'a producer' if args.producer else 'the embedded owner'}): "
+              f"{'PASS' if added <= budget * 2**20 else 'OVER'}")
     if owner_rss:
         _rss_verdict(owner_rss, elapsed, warm_up_seconds, "owner")
     if samples:

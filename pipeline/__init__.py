@@ -19,3 +19,4 @@ from .percentiles import percentiles as percentiles
 __all__ = ["Clock", "ConfigError", "DuckPulseError", "InvalidMetricError", "LoggingNotifier", "Monitor",
            "NoMonitorError", "Notification", "OwnershipError", "Percentile", "Rule", "SystemClock",
            "WebhookNotifier", "default_monitor", "percentiles"]
+

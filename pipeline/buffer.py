@@ -1,4 +1,4 @@
-"""The per-process buffer: raw values from the hot path, compacted into Arrow batches until a flush takes them.
+"""The per-process buffer: raw values from the hot path, compacted into columns until a flush takes them.
 
 The hot path only extends a plain list (``raw[table]``) with one row's values (``raw += (ts, route, ...)``),
 after checking the list's length against ``RAW_CAP``: list extension is atomic under the GIL, so recording
@@ -13,32 +13,50 @@ Accounting, kept exact by construction: ``recorded == flushed + sum(dropped) + p
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
-
-import pyarrow as pa
 
 from .tables import (
     MAX_CHUNK_ROWS,
-    ORIGIN_FIELDS,
-    SERIES_SCHEMA,
     SPECS,
     TABLE_ORDER,
+    Chunk,
     EmptyValueError,
+    Interner,
     Row,
+    TableData,
     TableSpec,
-    flat_to_columns,
-    to_columns,
-    with_origin,
+    concat,
+    new_interners,
+    series_row,
+    to_chunk,
 )
 
-# Raw tuples cost ~150 B each; columns cost ~30 B. Keeping at most this many raw tuples per table bounds the
+# Raw rows cost ~150 B each; columns cost ~38 B. Keeping at most this many raw values per table bounds the
 # memory a buffered metric costs at 1M buffered to the columnar size plus a few bytes.
 RAW_CAP = 131_072  # values, i.e. 16,384 rows of 8 values
 # The flusher's periodic compaction waits for this many raw rows (a flush compacts whatever there is).
 TICK_COMPACT_ROWS = 2_048
+
+
+@dataclass
+class Flush:
+    """What ``Buffer.take`` hands to a sink: new series rows, and each table's rows with their dictionaries."""
+
+    pid: int
+    host: str
+    series: list[tuple[int, str, str, str]] = field(default_factory=list)
+    tables: dict[str, TableData] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        """Metric rows (series rows are bookkeeping, not metrics)."""
+        return sum(t.rows for t in self.tables.values())
+
+    def __bool__(self) -> bool:
+        return bool(self.series or self.tables)
 
 
 class Buffer:
@@ -54,7 +72,10 @@ class Buffer:
 
     def _start_empty(self, pid: int) -> None:
         self.pid = pid
-        self._batches: dict[str, list[pa.RecordBatch]] = {name: [] for name in SPECS}
+        self._chunks: dict[str, list[Chunk]] = {name: [] for name in SPECS}
+        # Strings -> ids for the rows compacted since the last take(); each flush starts new dictionaries, so a
+        # segment's dictionary holds only what it uses and an interner never outgrows one flush.
+        self._interners: dict[str, dict[str, Interner]] = {name: new_interners(s) for name, s in SPECS.items()}
         self._series: list[tuple[int, str, str, str]] = []
         self.pending_rows = 0
         self.recorded = 0
@@ -88,10 +109,10 @@ class Buffer:
         return self.pending_rows + sum(len(raw) // SPECS[t].raw_width for t, raw in self.raw.items())
 
     def compact(self, min_rows: int = 0) -> list[tuple[str, str]]:
-        """Move raw tuples into columns, for each table holding at least ``min_rows`` of them.
+        """Move raw rows into columns, for each table holding at least ``min_rows`` of them.
 
-        Returns (reason, example) for rows refused at conversion. A conversion has a fixed cost of ~100 us, so
-        the periodic tick waits for a worthwhile chunk; a flush compacts everything.
+        Returns (reason, example) for rows refused at conversion. The periodic tick waits for a worthwhile
+        chunk (each conversion has a fixed cost); a flush compacts everything.
         """
         with self.lock:
             problems: list[tuple[str, str]] = []
@@ -114,26 +135,28 @@ class Buffer:
             problems.extend(self._add_chunk(spec, chunk))
         return problems
 
-    def _add_chunk(self, spec: TableSpec, chunk: list[Any]) -> list[tuple[str, str]]:
+    def _add_chunk(self, spec: TableSpec, flat: list[Any]) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
+        interners = self._interners[spec.name]
         try:
-            batch = flat_to_columns(spec, chunk)
-        except (TypeError, ValueError, OverflowError, pa.ArrowException):
+            chunk = to_chunk(spec, flat, interners)
+        except (TypeError, ValueError, OverflowError):
             # Rare: some row has a wrong type or an empty name. Find the culprits one by one.
             width = spec.raw_width
-            good: list[Row] = []
-            for row in (tuple(chunk[i:i + width]) for i in range(0, len(chunk), width)):
+            good: list[Any] = []
+            for i in range(0, len(flat), width):
+                row = flat[i:i + width]
                 try:
-                    to_columns(spec, [row])
-                    good.append(row)
-                except (TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
+                    to_chunk(spec, row, interners)
+                    good.extend(row)
+                except (TypeError, ValueError, OverflowError) as exc:
                     reason = "empty_name" if isinstance(exc, EmptyValueError) else f"invalid_{spec.name}_row"
                     self.rejected[reason] += 1
-                    problems.append((reason, f"{spec.name} row {row!r:.200}: {exc}"))
+                    problems.append((reason, f"{spec.name} row {tuple(row)!r:.200}: {exc}"))
             if not good:
                 return problems
-            batch = to_columns(spec, good)
-        n = batch.num_rows
+            chunk = to_chunk(spec, good, interners)
+        n = chunk.rows
         self.recorded += n
         room = self.max_buffered - self.pending_rows
         if n > room:
@@ -141,9 +164,9 @@ class Buffer:
             self.dropped["buffer_full"] += n - max(room, 0)
             if room <= 0:
                 return problems
-            batch = batch.slice(0, room)
+            chunk = Chunk(room, [a[:room] for a in chunk.arrays])
             n = room
-        self._batches[spec.name].append(batch)
+        self._chunks[spec.name].append(chunk)
         self.pending_rows += n
         return problems
 
@@ -151,45 +174,55 @@ class Buffer:
     def add_series(self, series_id: int, name: str, kind: str, labels: dict[str, str]) -> None:
         """Queue a new series' row for the next flush (series rows are small and never dropped)."""
         with self.lock:
-            self._series.append((series_id, name, kind, json.dumps(labels, sort_keys=True)))
+            self._series.append(series_row(series_id, name, kind, labels))
 
     # -- flush hand-off ----------------------------------------------------------------------------------
-    def take(self) -> dict[str, pa.Table]:
-        """Everything compacted so far, as one Arrow table per table name (series first); the buffer empties.
+    def take(self) -> Flush:
+        """Everything compacted so far (series first, then each table in TABLE_ORDER); the buffer empties.
 
         The caller must give it back with ``restore`` if writing fails, or confirm with ``committed``.
         """
         with self.lock:
             for table in SPECS:
                 self._compact_locked(table)
-            out: dict[str, pa.Table] = {}
-            if self._series:
-                columns = list(zip(*self._series, strict=True))
-                out["series"] = pa.Table.from_arrays([pa.array(c) for c in columns], schema=SERIES_SCHEMA)
-                self._series = []
-            for name, batches in self._batches.items():
-                if batches:
-                    spec = SPECS[name]
-                    buffered = pa.Table.from_batches(batches, schema=spec.buffer_schema)
-                    out[name] = with_origin(spec, buffered, self.pid, self.host)
-                    self._batches[name] = []
-            self.pending_rows -= sum(t.num_rows for n, t in out.items() if n != "series")
-            return {name: out[name] for name in TABLE_ORDER if name in out}
-
-    def restore(self, tables: dict[str, pa.Table]) -> None:
-        """Put back what ``take`` returned, ahead of anything compacted since (keeping time order)."""
-        with self.lock:
-            for name, table in tables.items():
-                if name == "series":
-                    rows = list(zip(*(table.column(i).to_pylist() for i in range(4)), strict=True))
-                    self._series[:0] = rows
+            out = Flush(self.pid, self.host, self._series)
+            self._series = []
+            for name in TABLE_ORDER:
+                chunks = self._chunks.get(name)
+                if not chunks:
                     continue
-                self._batches[name][:0] = table.drop_columns([f.name for f in ORIGIN_FIELDS]).to_batches()
-                self.pending_rows += table.num_rows
+                spec = SPECS[name]
+                dictionaries = {col: i.values for col, i in self._interners[name].items()}
+                out.tables[name] = TableData(spec, sum(c.rows for c in chunks), concat(chunks, spec), dictionaries)
+                self._chunks[name] = []
+                self._interners[name] = new_interners(spec)
+            self.pending_rows -= out.rows
+            return out
 
-    def committed(self, tables: dict[str, pa.Table]) -> int:
+    def restore(self, flush: Flush) -> None:
+        """Put back what ``take`` returned, ahead of anything compacted since (keeping time order).
+
+        Rows compacted since then use new dictionaries, so the restored string ids are encoded again into them
+        (a failure path: a flush that could not be written).
+        """
+        with self.lock:
+            self._series[:0] = flush.series
+            for name, data in flush.tables.items():
+                interners = self._interners[name]
+                arrays = list(data.arrays)
+                for i, column in enumerate(data.spec.columns):
+                    if column.kind == "str":
+                        values = data.dictionaries[column.name]
+                        strings = [None if sid == 0 else values[sid] for sid in arrays[i]]
+                        arrays[i] = interners[column.name].encode_stored(strings)
+                    elif column.name == "fingerprint_id":
+                        arrays[i] = arrays[i - 1]
+                self._chunks[name][:0] = [Chunk(data.rows, arrays)]
+                self.pending_rows += data.rows
+
+    def committed(self, flush: Flush) -> int:
         """Count what ``take`` returned as flushed; returns the number of metric rows."""
-        rows = int(sum(t.num_rows for n, t in tables.items() if n != "series"))
+        rows = flush.rows
         with self.lock:
             self.flushed += rows
         return rows
@@ -211,4 +244,4 @@ class Buffer:
     def nbytes(self) -> int:
         """Bytes held in compacted columns (the raw lists are bounded by RAW_CAP)."""
         with self.lock:
-            return int(sum(b.nbytes for batches in self._batches.values() for b in batches))
+            return int(sum(c.nbytes for chunks in self._chunks.values() for c in chunks))

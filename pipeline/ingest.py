@@ -21,7 +21,7 @@ from pathlib import Path
 from .clock import Clock
 from .errors import SpoolError, StoreError
 from .logs import ThrottledLog
-from .spool import Segment, backlog, quarantine, ready_segments
+from .spool import Segment, backlog, expected_columns, quarantine, ready_segments
 from .store import Store
 
 MAX_SEGMENTS_PER_RUN = 512
@@ -93,8 +93,7 @@ class Ingestor:
 
     def _load(self, table: str, group: list[Segment]) -> int:
         try:
-            self._commit(table, group)
-            return sum(s.rows for s in group)
+            return self._commit(table, group)
         except SpoolError as exc:
             if len(group) == 1:
                 return self._refused(table, group[0], exc)
@@ -103,7 +102,7 @@ class Ingestor:
 
     def _refused(self, table: str, seg: Segment, exc: SpoolError) -> int:
         """DuckDB refused one segment: quarantine it if it is at fault, else stop the run and leave it."""
-        fault = self.store.segment_fault(table, seg.name, seg.path, seg.rows)
+        fault = self.store.segment_fault(table, seg.name, seg.path, expected_columns(table))
         if fault is None:
             raise StoreError(f"the database refused spool segment {seg.name} ({exc.__cause__ or exc}), which loads "
                              "into a fresh database: the store failed, not the segment. It stays in ready/ for the "
@@ -111,12 +110,14 @@ class Ingestor:
         self._quarantine(seg.path, f"DuckDB cannot load it: {fault}")
         return 0
 
-    def _commit(self, table: str, group: list[Segment]) -> None:
-        self.store.ingest_files(table, [(s.name, s.path, s.rows) for s in group])
+    def _commit(self, table: str, group: list[Segment]) -> int:
+        # The row counts, the table and the column types come from each file's own footer, not from its name.
+        rows = self.store.ingest_files(table, [(s.name, s.path) for s in group], expected_columns(table))
         for seg in group:
             seg.path.unlink(missing_ok=True)
         self.stats.segments += len(group)
-        self.stats.rows += sum(s.rows for s in group)
+        self.stats.rows += rows
+        return rows
 
     def _quarantine(self, path: Path, why: str) -> None:
         try:

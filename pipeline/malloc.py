@@ -11,6 +11,9 @@ import ctypes
 import os
 from typing import Any
 
+# DuckDB's memory cap inside an owner (pipeline/store.py says how it was chosen).
+DEFAULT_MEMORY_LIMIT = "256MB"
+
 # glibc gives a new thread its own malloc arena, up to 8 per core, and an arena keeps every page one of its
 # long-lived allocations pins. Under a server that starts a thread per request, DuckDB's allocations spread over all
 # of them: in the soak the app's malloc held ~156 MB free but resident and grew ~1 MB/min; with 2 arenas, 30-40 MB

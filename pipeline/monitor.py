@@ -21,6 +21,7 @@ import math
 import os
 import random
 import socket
+import tempfile
 import threading
 import time as _time
 import weakref
@@ -31,33 +32,33 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
-import pyarrow as pa
-
-from .alerts.engine import Alerts
-from .alerts.notify import Notifier
 from .alerts.rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule
-from .archive import ArchiveSettings
-from .buffer import RAW_CAP, TICK_COMPACT_ROWS, Buffer
+from .buffer import RAW_CAP, TICK_COMPACT_ROWS, Buffer, Flush
 from .clock import SYSTEM_CLOCK, Clock, Timestamps
 from .context import UNMATCHED, end_returned_request
 from .context import active_request as _active_request
 from .errors import ConfigError, DuckPulseError, InvalidMetricError, NoMonitorError
 from .fingerprint import DIALECTS, resolve_dialect
-from .ingest import Ingestor
 from .instruments import Counter, Gauge, Histogram, Registry, RejectedInstrument
-from .jobs import Jobs, owner_jobs
+from .jobs import Jobs
 from .logs import ThrottledLog, logger
-from .percentiles import Percentile
-from .percentiles import percentiles as _percentiles
+from .malloc import DEFAULT_MEMORY_LIMIT
 from .process import ProcessSampler
-from .retention import RetentionSettings
-from .rollup import RollupSettings
-from .spool import SpoolWriter
-from .store import DEFAULT_MEMORY_LIMIT, Store
-from .tables import warm_up as warm_up_tables
+from .spool import SpoolWriter, flush_tables, write_segment
 
+# What only an owner needs (DuckDB, the jobs, alerts) is imported when a process becomes one, so a producer
+# never loads it (tests/test_footprint.py): DuckDB alone adds ~14 MB to a process.
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .alerts.engine import Alerts
+    from .alerts.notify import Notifier
+    from .archive import ArchiveSettings
+    from .ingest import Ingestor
+    from .percentiles import Percentile
+    from .retention import RetentionSettings
+    from .rollup import RollupSettings
+    from .store import Store
 
 INF = math.inf
 # Finished requests an integration may queue for the flusher to record (beyond, it records them itself).
@@ -67,19 +68,36 @@ R = TypeVar("R")
 
 
 class _StoreSink:
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    """The owner's flush: the same segment files a producer writes, loaded in one transaction, then removed
+    (one write path for both roles; DuckDB reads them at several million rows per second)."""
 
-    def write(self, tables: dict[str, pa.Table]) -> None:
-        self.store.append(tables)
+    def __init__(self, store: Store, tmp_dir: Path | None) -> None:
+        self.store = store
+        self.tmp_dir = tmp_dir
+        self._seq = itertools.count()
+
+    def write(self, flush: Flush) -> None:
+        tmp = self.tmp_dir or Path(tempfile.gettempdir())
+        tmp.mkdir(parents=True, exist_ok=True)
+        files: list[tuple[str, Path]] = []
+        try:
+            for table, _ in flush_tables(flush):
+                path = tmp / f"flush-{os.getpid()}-{next(self._seq)}-{table}.parquet"
+                files.append((table, path))
+                with open(path, "wb") as f:
+                    write_segment(f, flush, table)
+            self.store.load_files(files)
+        finally:
+            for _, path in files:
+                path.unlink(missing_ok=True)
 
 
 class _SpoolSink:
     def __init__(self, writer: SpoolWriter) -> None:
         self.writer = writer
 
-    def write(self, tables: dict[str, pa.Table]) -> None:
-        self.writer.write(tables)
+    def write(self, flush: Flush) -> None:
+        self.writer.write(flush)
 
 
 def _positive(name: str, value: float, *, allow_none: bool = False) -> None:
@@ -139,6 +157,12 @@ class Monitor(_HotState):
     pool inside an owner (a DuckDB size string, ``"256MB"`` by default; None leaves DuckDB's 80% of RAM).
     """
 
+    # The storage jobs' settings (pipeline/rollup.py, retention.py, archive.py): an owner's only, set when it
+    # becomes one (their modules import DuckDB, which a producer never loads).
+    rollup_settings: RollupSettings
+    retention_settings: RetentionSettings
+    archive_settings: ArchiveSettings
+
     def __init__(
         self,
         db_path: str | os.PathLike[str] | None = None,
@@ -195,9 +219,6 @@ class Monitor(_HotState):
         self.host = host or socket.gethostname()
         self.log = ThrottledLog(self.clock, log_interval_seconds)
         # The storage jobs' settings (pipeline/rollup.py, retention.py, archive.py); defaults when None.
-        self.rollup_settings = rollup or RollupSettings()
-        self.retention_settings = retention or RetentionSettings()
-        self.archive_settings = archive or ArchiveSettings()
 
         self.store: Store | None = None
         self.ingestor: Ingestor | None = None
@@ -205,12 +226,22 @@ class Monitor(_HotState):
         self.db_path = Path(db_path) if db_path is not None and str(db_path) != ":memory:" else None
         self.ingest_dir: Path | None = None
         if db_path is not None:
+            from .archive import ArchiveSettings
+            from .ingest import Ingestor
+            from .retention import RetentionSettings
+            from .rollup import RollupSettings
+            from .store import Store
+
+            self.rollup_settings = rollup or RollupSettings()
+            self.retention_settings = retention or RetentionSettings()
+            self.archive_settings = archive or ArchiveSettings()
             self.store = Store(db_path, self.clock, memory_limit=duckdb_memory_limit)
             self.ingest_dir = Path(ingest_dir) if ingest_dir else (
                 self.db_path.with_name(self.db_path.name + ".spool") if self.db_path else None)
             if self.ingest_dir is not None:
                 self.ingestor = Ingestor(self.store, self.ingest_dir, self.clock, self.log)
-            self._sink: _StoreSink | _SpoolSink = _StoreSink(self.store)
+            self._sink: _StoreSink | _SpoolSink = _StoreSink(
+                self.store, self.ingest_dir / "tmp" if self.ingest_dir is not None else None)
         else:
             assert self.spool_dir is not None
             self._sink = _SpoolSink(SpoolWriter(self.spool_dir, self.host))
@@ -220,8 +251,11 @@ class Monitor(_HotState):
         self._closed = False
         # Alert rules are evaluated by the owner only (a producer has no database to sweep).
         self.alerts: Alerts | None = None
-        self._after_flush: Callable[[dict[str, pa.Table]], None] | None = None
+        self._after_flush: Callable[[Flush], None] | None = None
         if self.store is not None:
+            from .alerts.engine import Alerts
+            from .jobs import owner_jobs
+
             self.alerts = Alerts(self.store, self.clock, self.log, default_rules=default_rules,
                                  interval_seconds=alert_interval_seconds)
             self._after_flush = self.alerts.after_flush
@@ -236,7 +270,6 @@ class Monitor(_HotState):
 
     # -- per-process state (reset in a forked child) -------------------------------------------------------
     def _create_process_state(self) -> None:
-        warm_up_tables()
         self.pid = os.getpid()
         self._buffer = Buffer(self.max_buffered, self.pid, self.host)
         self._raw_requests = self._buffer.raw["requests"]
@@ -490,7 +523,7 @@ class Monitor(_HotState):
                 self._buffer.restore(tables)
                 self.flush_failures += 1
                 self.last_flush_error = f"{type(exc).__name__}: {exc}"
-                self._note_failure("flush", f"flush failed, {sum(t.num_rows for t in tables.values())} rows kept "
+                self._note_failure("flush", f"flush failed, {tables.rows} rows kept "
                                    f"in the buffer for the next attempt: {self.last_flush_error}", exc)
                 if self.strict:
                     raise
@@ -535,6 +568,8 @@ class Monitor(_HotState):
                     window: str | float | timedelta | None = None,
                     **options: Any) -> dict[float, Percentile] | pd.DataFrame:
         """Quantiles of a metric from this owner's database; ``pipeline.percentiles`` documents every option."""
+        from .percentiles import percentiles as _percentiles
+
         result: dict[float, Percentile] | pd.DataFrame = _percentiles(self, metric, quantiles, window, **options)
         return result
 

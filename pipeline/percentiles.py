@@ -21,15 +21,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-import duckdb
-
 from . import sketch, sqlfiles
 from .clock import SYSTEM_CLOCK, Clock, utc_datetime
 from .errors import ConfigError, OwnershipError
 from .rollup import HOUR_SECONDS, MINUTE_SECONDS, TierState, ceil_to, epoch_of, floor_to, read_state
-from .store import Store, quote_identifier
+from .sqlfiles import quote_identifier
 
 if TYPE_CHECKING:
+    import duckdb
     import pandas as pd
 
 SQL = "percentiles.sql"
@@ -150,7 +149,12 @@ def _rank_fraction(q: float) -> tuple[str, str]:
 
 @contextmanager
 def _connect(source: Any) -> Iterator[tuple[duckdb.DuckDBPyConnection, Clock]]:
-    from .monitor import Monitor  # here, not at the top: monitor imports this module for Monitor.percentiles
+    # Here, not at the top: monitor imports this module for Monitor.percentiles, and `import pipeline` (which
+    # imports this module) must not load DuckDB, which only an owner or a reader needs.
+    import duckdb
+
+    from .monitor import Monitor
+    from .store import Store
 
     if isinstance(source, Monitor):
         if source.store is None:

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 from . import sqlfiles
 from .clock import utc_datetime
 from .errors import ConfigError
-from .store import Store
 
 if TYPE_CHECKING:
     from .jobs import Job
     from .monitor import Monitor
+    from .store import Store
 
 SQL = "rollup.sql"
 MINUTE_SECONDS = 60
@@ -97,6 +97,8 @@ class RollupSummary:
 
 def read_state(con: Any) -> dict[str, TierState]:
     """The watermark of each tier (``1m``, ``1h``) from a store or a DuckDB connection; {} before any run."""
+    from .store import Store  # here: percentiles (imported by `import pipeline`) must not load DuckDB
+
     sql = sqlfiles.query(SQL, "rollup-state")
     rows = con.fetchall(sql) if isinstance(con, Store) else con.execute(sql).fetchall()
     return {tier: TierState(epoch_of(start), epoch_of(until)) for tier, start, until in rows}

@@ -6,9 +6,10 @@ Layout under the spool directory::
     ready/        complete segments: written to tmp/, fsynced, then renamed here (rename is atomic)
     quarantine/   segments the owner could not read, moved aside so they never block the queue
 
-A segment is one zstd Parquet file holding one table's rows from one flush. Its name sorts by creation time,
-so the owner ingests a backlog in the order it was written:
-``<time_ns>-<table>-<host>-<pid>-<seq>-<rows>.parquet``.
+A segment is one Parquet file (written by ``pipeline.parquet``, no pyarrow) holding one table's rows from one
+flush. Its name sorts by creation time, so the owner ingests a backlog in the order it was written:
+``<time_ns>-<table>-<host>-<pid>-<seq>-<rows>.parquet``. The name is for ordering and for people: the owner
+takes the table, the columns and the row count from the file's own footer (``expected_columns``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from . import parquet
 from .errors import SpoolError
-from .tables import TABLE_ORDER
+from .tables import KINDS, SPECS, TABLE_ORDER, parquet_columns, series_columns
+
+if TYPE_CHECKING:
+    from .buffer import Flush
 
 SUFFIX = ".parquet"
 
@@ -63,18 +66,17 @@ class SpoolWriter:
         self.host = _safe(host or socket.gethostname())
         self._seq = itertools.count()
 
-    def write(self, tables: dict[str, pa.Table]) -> list[Path]:
-        """Write each table as a segment; all of them become visible, or (on error) none do."""
+    def write(self, flush: Flush) -> list[Path]:
+        """Write each table of a flush as a segment; all of them become visible, or (on error) none do."""
         written: list[tuple[Path, Path]] = []
         try:
             spool_dirs(self.root)  # re-created if a cleaner or an operator removed them: the next flush recovers
-            for table, data in tables.items():
-                name = (f"{time.time_ns():020d}-{table}-{self.host}-{os.getpid()}-{next(self._seq)}"
-                        f"-{data.num_rows}{SUFFIX}")
+            for table, rows in flush_tables(flush):
+                name = f"{time.time_ns():020d}-{table}-{self.host}-{os.getpid()}-{next(self._seq)}-{rows}{SUFFIX}"
                 tmp = self.tmp / name
                 written.append((tmp, self.ready / name))  # before writing: a half-written file is removed too
                 with open(tmp, "wb") as f:
-                    pq.write_table(data, f, compression="zstd")
+                    write_segment(f, flush, table)
                     f.flush()
                     os.fsync(f.fileno())
             # Renames last, so a failure above leaves nothing in ready/ that would be ingested twice later.
@@ -86,6 +88,35 @@ class SpoolWriter:
                 tmp.unlink(missing_ok=True)
             raise SpoolError(f"cannot write a spool segment under {self.root}: {exc}") from exc
         return [final for _, final in written]
+
+
+def flush_tables(flush: Flush) -> list[tuple[str, int]]:
+    """(table, rows) of each segment a flush makes, series first."""
+    out = [("series", len(flush.series))] if flush.series else []
+    return out + [(name, data.rows) for name, data in flush.tables.items()]
+
+
+def write_segment(f: BinaryIO, flush: Flush, table: str) -> int:
+    """Write one table of a flush as a segment file to ``f``; returns the bytes written."""
+    if table == "series":
+        columns, rows = series_columns(flush.series), len(flush.series)
+    else:
+        data = flush.tables[table]
+        columns, rows = parquet_columns(data, flush.pid, flush.host), data.rows
+    return parquet.write(f, columns, rows, {"duckpulse.table": table, "duckpulse.segment": "1"})
+
+
+_TYPE_NAMES = {parquet.BOOLEAN: "BOOLEAN", parquet.INT32: "INT32", parquet.INT64: "INT64",
+               parquet.DOUBLE: "DOUBLE", parquet.BYTE_ARRAY: "BYTE_ARRAY"}
+
+
+def expected_columns(table: str) -> dict[str, str]:
+    """The columns (name -> Parquet physical type) a segment of ``table`` holds, as DuckDB's parquet_schema
+    names the types: what the owner checks each file's footer against before loading it."""
+    if table == "series":
+        return {"series_id": "INT64", "name": "BYTE_ARRAY", "kind": "BYTE_ARRAY", "labels": "BYTE_ARRAY"}
+    columns = {c.name: _TYPE_NAMES[KINDS[c.kind][1]] for c in SPECS[table].columns}
+    return {**columns, "pid": "INT32", "host": "BYTE_ARRAY"}
 
 
 def _fsync_dir(path: Path) -> None:

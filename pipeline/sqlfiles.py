@@ -66,3 +66,8 @@ def query(filename: str, name: str) -> str:
         return blocks[name]
     except KeyError:
         raise SqlFileError(f"sql/{filename} has no block named {name!r}; it has: {', '.join(blocks)}") from None
+
+
+def quote_identifier(name: str) -> str:
+    """Quote an SQL identifier; the one place identifiers are put into SQL text."""
+    return '"' + name.replace('"', '""') + '"'

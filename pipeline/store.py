@@ -13,17 +13,18 @@ import fcntl
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from . import malloc, sqlfiles
 from .clock import Clock, utc_datetime
 from .errors import OwnershipError, SpoolError, SqlFileError
+from .malloc import DEFAULT_MEMORY_LIMIT
+from .sqlfiles import quote_identifier as quote_identifier
 
 STORE_FILE = "store.sql"
 TABLES = ("series", "requests", "queries", "points", "process_samples")
@@ -35,10 +36,6 @@ _DURABLE_ANYWAY = "COMMIT succeeded and is durable"
 _STORE_FAILURES = (duckdb.IOException, duckdb.FatalException, duckdb.TransactionException,
                    duckdb.OutOfMemoryException, duckdb.ConnectionException)
 
-
-def quote_identifier(name: str) -> str:
-    """Quote an SQL identifier; the one place identifiers are put into SQL text."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 def migrations() -> list[tuple[int, str]]:
@@ -52,6 +49,21 @@ def migrations() -> list[tuple[int, str]]:
                     raise SqlFileError(f"sql/{filename}: migration-{version} is defined in two files")
                 found[version] = sql
     return sorted(found.items())
+
+
+def _check_segments(table: str, paths: Sequence[str], columns: Mapping[str, str],
+                    tables: Sequence[tuple[Any, ...]], found: Sequence[tuple[Any, ...]]) -> None:
+    """Raise SpoolError unless every file says it holds ``table`` with exactly ``columns`` (from its footer)."""
+    said = {str(f): str(t) for f, t in tables}
+    by_file: dict[str, dict[str, str]] = {p: {} for p in paths}
+    for f, name, kind in found:
+        by_file.setdefault(str(f), {})[str(name)] = str(kind)
+    for path in paths:
+        if said.get(path) != table:
+            raise SpoolError(f"{path} is not a duckpulse segment of {table} (its footer says "
+                             f"{said.get(path)!r}): it was not written by duckpulse, or by an incompatible version")
+        if by_file[path] != dict(columns):
+            raise SpoolError(f"{path} holds columns {by_file[path]} where a segment of {table} holds {dict(columns)}")
 
 
 class OwnerLock:
@@ -93,7 +105,7 @@ class OwnerLock:
 # owner's own queries: 32MB could not ingest a backlog of 60,000-row segments in one transaction
 # (tests/test_faults.py), and 64MB ran out of memory in an alert sweep of 1,000 rules over 10M rows
 # (benchmarks/bench_sweep.py), which 128MB and 256MB both finish in ~0.45 s.
-DEFAULT_MEMORY_LIMIT = "256MB"
+# (The value lives in malloc.py, so that Monitor's signature can name it without importing DuckDB.)
 # DuckDB checkpoints automatically once the WAL holds this much; until then the rows appended since the last
 # checkpoint stay in memory, uncompressed (DuckDB's default 16MB of WAL held ~20 MB there at 400 requests/s).
 CHECKPOINT_THRESHOLD = "4MB"
@@ -256,7 +268,7 @@ class Store:
         self.con = duckdb.connect(str(self.path), config=self._config())
         self._invalidated = False
 
-    def _insert_arrow(self, table: str, data: pa.Table) -> None:
+    def _insert_relation(self, table: str, data: object) -> None:
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}; expected one of {TABLES}")
         self.con.register("__batch", data)
@@ -271,11 +283,19 @@ class Store:
             with contextlib.suppress(duckdb.TransactionException):
                 self.con.unregister("__batch")
 
-    def append(self, tables: dict[str, pa.Table]) -> None:
-        """Append a flush's tables in one transaction: all of them are committed, or none."""
+    def append(self, tables: Mapping[str, object]) -> None:
+        """Append relations DuckDB can scan (Arrow tables, DataFrames: for tests and tools; duckpulse itself
+        writes segment files, see ``load_files``) in one transaction: all of them are committed, or none."""
         with self.transaction():
             for table, data in tables.items():
-                self._insert_arrow(table, data)
+                self._insert_relation(table, data)
+
+    def load_files(self, files: Sequence[tuple[str, Path]]) -> None:
+        """Load the owner's own flush, written as segment files (table, path), in one transaction: the same
+        path a producer's segments take, without the ledger (nothing names these files twice)."""
+        with self.transaction():
+            for table, path in files:
+                self._load_locked(table, [str(path)], None)
 
     def already_ingested(self, names: Sequence[str]) -> set[str]:
         with self.lock:
@@ -289,53 +309,62 @@ class Store:
                 raise
         return {r[0] for r in rows}
 
-    def ingest_files(self, table: str, files: Sequence[tuple[str, Path, int]]) -> None:
-        """Load segment files of one table and record them in the ledger, in one transaction.
+    def ingest_files(self, table: str, files: Sequence[tuple[str, Path]], columns: Mapping[str, str]) -> int:
+        """Load segment files of one table and record them in the ledger, in one transaction; returns the rows.
 
-        ``files`` holds (segment name, path, rows). Raises duckdb.Error if any file is unreadable; nothing is
-        then committed, and the caller retries the files one by one to find the bad one.
+        ``files`` holds (segment name, path). Each file's footer must say it holds ``table`` with exactly
+        ``columns`` (name -> Parquet physical type); its row count is the footer's. Raises SpoolError if any
+        file is unreadable or not such a segment; nothing is then committed, and the caller retries the files
+        one by one to find the bad one.
         """
-        ledger = pa.table({"segment": [f[0] for f in files], "rows": pa.array([f[2] for f in files], pa.int64())})
         paths = [str(f[1]) for f in files]
         try:
-            self._ingest_files_locked(table, paths, ledger)
+            with self.transaction():
+                rows = self._load_locked(table, paths, columns)
+                self.con.execute(sqlfiles.query(STORE_FILE, "ledger-insert"),
+                                 {"segments": [f[0] for f in files], "rows": [rows[p] for p in paths],
+                                  "ingested_at": utc_datetime(self.clock.now())})
         except _STORE_FAILURES as exc:
             if not any(p in str(exc) for p in paths):
                 raise  # the database could not take the rows (disk full...): not the files' fault
             raise SpoolError(f"cannot load {len(paths)} segment(s) of {table}: {exc}") from exc
         except duckdb.Error as exc:
             raise SpoolError(f"cannot load {len(paths)} segment(s) of {table}: {exc}") from exc
+        return sum(rows.values())
 
-    def segment_fault(self, table: str, name: str, path: Path, rows: int) -> str | None:
+    def segment_fault(self, table: str, name: str, path: Path, columns: Mapping[str, str]) -> str | None:
         """Why DuckDB refused a segment, if the segment is to blame: the error it raises when loaded alone into a
-        fresh in-memory database with the same schema, or None when it loads there (then this store failed, not
-        the file). A failure of the fresh database itself (out of memory...) propagates: nothing is proven."""
+        fresh in-memory database with the same schema (its footer checked the same way), or None when it loads
+        there (then this store failed, not the file). A failure of the fresh database itself (out of memory...)
+        propagates: nothing is proven."""
         probe = Store(None, self.clock, memory_limit=self.memory_limit)
         try:
-            probe.ingest_files(table, [(name, path, rows)])
+            probe.ingest_files(table, [(name, path)], columns)
         except SpoolError as exc:
             return str(exc.__cause__ or exc)
         finally:
             probe.close()
         return None
 
-    def _ingest_files_locked(self, table: str, paths: list[str], ledger: pa.Table) -> None:
+    def _load_locked(self, table: str, paths: list[str], columns: Mapping[str, str] | None) -> dict[str, int]:
+        """Insert segment files into ``table`` (checked against ``columns`` first, unless None); returns the
+        rows of each file, from its footer."""
         if table not in TABLES:
             raise SpoolError(f"unknown table {table!r} in a segment name")
-        with self.transaction():
-            if table == "series":
-                self.con.execute(sqlfiles.query(STORE_FILE, "series-insert").replace(
-                    "FROM __batch", "FROM read_parquet($files)"), {"files": paths})
-            else:
-                self.con.execute(f"INSERT INTO {quote_identifier(table)} BY NAME SELECT * FROM read_parquet($files)",
-                                 {"files": paths})
-            self.con.register("__ledger", ledger)
-            try:
-                self.con.execute(sqlfiles.query(STORE_FILE, "ledger-insert"),
-                                 {"ingested_at": utc_datetime(self.clock.now())})
-            finally:
-                with contextlib.suppress(duckdb.TransactionException):  # keep the first error, as in _insert_arrow
-                    self.con.unregister("__ledger")
+        params = {"files": paths}
+        if columns is not None:
+            _check_segments(table, paths, columns, self.con.execute(
+                sqlfiles.query(STORE_FILE, "segment-tables"), params).fetchall(), self.con.execute(
+                sqlfiles.query(STORE_FILE, "segment-columns"), params).fetchall())
+        if table == "series":
+            self.con.execute(sqlfiles.query(STORE_FILE, "segment-series-insert"), params)
+        else:
+            # Segments carry time as epoch seconds (DOUBLE): stored as TIMESTAMP, to the microsecond.
+            self.con.execute(f"INSERT INTO {quote_identifier(table)} BY NAME SELECT * REPLACE "
+                             "(make_timestamp(CAST(round(ts * 1000000) AS BIGINT)) AS ts) FROM read_parquet($files)",
+                             params)
+        counted = self.con.execute(sqlfiles.query(STORE_FILE, "segment-rows"), params).fetchall()
+        return {str(name): int(n) for name, n in counted}
 
     # -- reading -----------------------------------------------------------------------------------------
     @contextmanager

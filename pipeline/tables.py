@@ -1,31 +1,38 @@
-"""The buffered tables: how a recorded tuple becomes an Arrow column, for each table of sql/schema.sql.
+"""The buffered tables: how recorded rows become compact columns, and columns a Parquet segment.
 
-The hot path appends plain tuples; ``to_batch`` turns a chunk of them into one Arrow record batch off the hot
-path. Strings (routes, methods, fingerprints) become dictionary-encoded columns with 16-bit indices (a chunk
-never holds more than ``MAX_CHUNK_ROWS`` rows, so the indices always fit), which is what keeps a buffered
-request under 40 bytes.
+The hot path appends plain values; compaction turns a chunk of them into one ``array.array`` per column off
+the hot path (stdlib only: a producer must not pay pyarrow's ~37 MB, see benchmarks/bench_footprint.py).
+Strings (routes, methods, fingerprints) become small integer ids into a per-flush dictionary, which is what
+keeps a buffered request under 40 bytes. A missing value of a nullable column is held as a sentinel (id 0 for
+strings, the smallest integer of the column's type) and written as a real NULL (definition levels), so the segment is
+plain Parquet that any reader understands.
 """
 
 from __future__ import annotations
 
+import json
+from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from . import parquet
 from .fingerprint import FingerprintCache, fingerprint_id
 
-MAX_CHUNK_ROWS = 32_767  # int16 dictionary indices must address every distinct value of a chunk
-TIMESTAMP = pa.timestamp("us")
-DICT_STRING = pa.dictionary(pa.int16(), pa.string())
-
+MAX_CHUNK_ROWS = 32_767  # rows converted at once (bounds the temporary lists of one compaction)
+# A nullable number's missing value while buffered, by typecode (never a real request id, size or count)
+NULL_VALUE: dict[str, float] = {"q": -(2**63), "i": -(2**31), "d": float("nan")}
 Row = tuple[Any, ...]
-
-
-ORIGIN_FIELDS = (pa.field("pid", pa.int32()), pa.field("host", DICT_STRING))
+# Column kinds: typecode held while buffered, Parquet physical type, converted type
+KINDS: dict[str, tuple[str, int, int | None]] = {
+    "ts": ("d", parquet.DOUBLE, None),  # epoch seconds; the ingest SQL makes it a TIMESTAMP
+    "str": ("I", parquet.BYTE_ARRAY, parquet.UTF8),  # ids into the flush's dictionary
+    "i16": ("h", parquet.INT32, parquet.INT_16),
+    "i32": ("i", parquet.INT32, None),
+    "i64": ("q", parquet.INT64, None),
+    "f64": ("d", parquet.DOUBLE, None),
+    "bool": ("B", parquet.BOOLEAN, None),
+}
 
 
 class EmptyValueError(ValueError):
@@ -34,164 +41,270 @@ class EmptyValueError(ValueError):
 
 @dataclass(frozen=True)
 class Column:
-    """One column of a buffered tuple: its name, its Arrow type and whether an empty string is refused."""
+    """One stored column: its name, its kind (see KINDS) and whether a missing or empty value is refused."""
 
     name: str
-    arrow_type: pa.DataType
+    kind: str
     non_empty: bool = False
     # NOT NULL in the table: a missing value refuses its row here, before it could fail a whole batch in DuckDB.
     required: bool = False
 
+    @property
+    def nullable(self) -> bool:
+        return not (self.required or self.non_empty or self.kind == "ts")
+
+
+class Interner:
+    """Strings of one column -> ids, for one flush's worth of rows; id 0 is the missing value (None).
+
+    ``key`` turns a recorded value into the stored string (the queries' SQL text, with its dialect when one was
+    named, into its fingerprint); recorded values are the dict's keys, so a value seen before costs one dict
+    lookup at compaction.
+    """
+
+    def __init__(self, column: Column, key: Callable[[str, str | None], str] | None = None) -> None:
+        self.column = column
+        self.key = key
+        # None is a value only where the column may be missing: elsewhere it must reach add(), which refuses it.
+        self.ids: dict[Any, int] = {None: 0} if column.nullable else {}
+        self.values: list[str] = [""]  # what the dictionary page holds; entry 0 is never referenced
+        self._by_value: dict[str, int] = {}
+
+    def add(self, value: Any) -> int:
+        """The id of a value not seen yet; raises TypeError / EmptyValueError for a value that cannot be stored."""
+        if value is None:
+            if self.column.non_empty:
+                raise EmptyValueError(f"{self.column.name} is missing")
+            return 0
+        # (text, dialect) where a row named its SQL dialect (queries), else the text alone
+        text, dialect = value if isinstance(value, tuple) and len(value) == 2 else (value, None)
+        if not isinstance(text, str):
+            raise TypeError(f"{self.column.name} must be a string, got {type(text).__name__}")
+        stored = self.key(text, dialect) if self.key is not None else text
+        if self.column.non_empty and not stored:
+            raise EmptyValueError(f"{self.column.name} is empty")
+        stored.encode()  # a lone surrogate cannot be stored as UTF-8: refuse its row now, not the whole flush
+        sid = self._by_value.get(stored)
+        if sid is None:
+            sid = self._by_value[stored] = len(self.values)
+            self.values.append(stored)
+        self.ids[value] = sid
+        return sid
+
+    def encode(self, values: Sequence[Any]) -> array[int]:
+        ids = self.ids
+        try:
+            return array("I", map(ids.__getitem__, values))
+        except KeyError:
+            pass
+        add = self.add
+        return array("I", [ids[v] if v in ids else add(v) for v in values])
+
+    def encode_stored(self, stored: Sequence[str | None]) -> array[int]:
+        """Ids of values already in their stored form (a restored flush's strings), added where missing."""
+        out = array("I")
+        for value in stored:
+            if value is None:
+                out.append(0)
+                continue
+            sid = self._by_value.get(value)
+            if sid is None:
+                sid = self._by_value[value] = len(self.values)
+                self.values.append(value)
+            out.append(sid)
+        return out
+
 
 @dataclass(frozen=True)
 class TableSpec:
-    """The tuple layout the hot path appends for one table, and the table it lands in."""
+    """The row layout the hot path appends for one table, and the table it lands in."""
 
     name: str
     columns: tuple[Column, ...]
-    # Turns the raw column sequences into the stored ones (queries: SQL text -> fingerprint); None: as is.
-    prepare: Callable[[list[Sequence[Any]]], list[Sequence[Any]]] | None = None
-    # Values per raw row when it differs from the stored columns (queries: the SQL text and its dialect become
-    # the fingerprint and its id).
+    # Maps the raw column sequences to the stored ones, given the flush's interners (queries: the SQL text is
+    # interned as its fingerprint, and fingerprint_id derives from it); None: as is.
     raw_columns: int | None = None
+    # For each stored column, the raw column it comes from (None: derived from the column before it).
+    sources: tuple[int | None, ...] | None = None
+    # The raw column holding each row's SQL dialect (queries), interned with the text into the fingerprint.
+    dialect_source: int | None = None
 
     @property
     def raw_width(self) -> int:
         """How many values one recorded row appends to the raw list."""
         return self.raw_columns if self.raw_columns is not None else len(self.columns)
 
-    @property
-    def buffer_schema(self) -> pa.Schema:
-        """The columns held while buffered: without pid and host, which are the same for every row."""
-        return pa.schema([pa.field(c.name, c.arrow_type) for c in self.columns])
+
+@dataclass
+class Chunk:
+    """Compacted rows of one table: one array per stored column (strings as ids of the flush's interners)."""
+
+    rows: int
+    arrays: list[array[Any]]
 
     @property
-    def schema(self) -> pa.Schema:
-        """The columns written: the buffered ones plus the process they came from."""
-        return pa.schema([*self.buffer_schema, *ORIGIN_FIELDS])
+    def nbytes(self) -> int:
+        # distinct arrays: a derived column (fingerprint_id) shares its source's ids
+        return sum(a.itemsize * len(a) for a in {id(a): a for a in self.arrays}.values())
 
 
-def _to_array(values: Sequence[Any], column: Column) -> pa.Array:
-    if column.arrow_type == TIMESTAMP:
-        seconds = pa.array(values, pa.float64())
-        if seconds.null_count:
-            raise TypeError(f"{column.name}: a timestamp is missing")
-        micros = pc.multiply(seconds, 1_000_000.0).cast(pa.int64(), safe=False)
-        return micros.cast(TIMESTAMP)
-    if column.arrow_type == DICT_STRING:
-        encoded = pa.array(values, pa.string()).dictionary_encode()
-        if column.non_empty and (encoded.null_count or "" in encoded.dictionary.to_pylist()):
-            raise EmptyValueError(f"{column.name} is empty or missing")
-        return pa.DictionaryArray.from_arrays(encoded.indices.cast(pa.int16()), encoded.dictionary)
-    array = pa.array(values, column.arrow_type)
-    if column.required and array.null_count:
-        raise ValueError(f"{column.name} is missing")
-    return array
+@dataclass
+class TableData:
+    """One table's rows of a flush, ready to be written: columns, and the dictionaries their ids index."""
+
+    spec: TableSpec
+    rows: int
+    arrays: list[array[Any]]
+    dictionaries: dict[str, list[str]] = field(default_factory=dict)
+
+    def column(self, name: str) -> array[Any]:
+        return self.arrays[[c.name for c in self.spec.columns].index(name)]
 
 
-def to_batch(spec: TableSpec, rows: Sequence[Row], pid: int, host: str) -> pa.RecordBatch:
-    """Convert tuples to one record batch with pid and host; raises like ``to_columns``."""
-    batch = to_columns(spec, rows)
-    n = batch.num_rows
-    return pa.RecordBatch.from_arrays([*batch.columns, *_origin_arrays(n, pid, host)], schema=spec.schema)
+def new_interners(spec: TableSpec) -> dict[str, Interner]:
+    return {c.name: Interner(c, _fingerprints.get if c.name == "fingerprint" else None)
+            for c in spec.columns if c.kind == "str"}
 
 
-def _origin_arrays(n: int, pid: int, host: str) -> list[pa.Array]:
-    return [pa.array(np.full(n, pid, dtype=np.int32)),
-            pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int16)), pa.array([host]))]
+def _numbers(values: list[Any], column: Column) -> array[Any]:
+    code = KINDS[column.kind][0]
+    if column.nullable and None in values:
+        sentinel = NULL_VALUE[code]
+        values = [sentinel if v is None else v for v in values]
+    # A wrong type (None in a required column, a string) raises TypeError, a value out of range OverflowError.
+    out = array(code, values)
+    if code == "B" and (len(out) and max(out) > 1):
+        out = array("B", map(bool, out))
+    return out
 
 
-def with_origin(spec: TableSpec, table: pa.Table, pid: int, host: str) -> pa.Table:
-    """Add the pid and host columns to buffered columns, at flush time (they cost nothing while buffered)."""
-    origin = _origin_arrays(table.num_rows, pid, host)
-    return pa.Table.from_arrays([*table.columns, *origin], schema=spec.schema)
+def to_chunk(spec: TableSpec, flat: list[Any], interners: dict[str, Interner]) -> Chunk:
+    """Convert a flat list of values (rows laid end to end, as the hot path appends them) to columns.
 
-
-def to_columns(spec: TableSpec, rows: Sequence[Row]) -> pa.RecordBatch:
-    """Convert tuples to one buffered record batch; raises (TypeError, ValueError, pa.ArrowException) on a bad row."""
-    width = spec.raw_width
-    if any(len(row) != width for row in rows):
-        raise ValueError(f"{spec.name}: a row does not have {width} values")
-    # Column by column, never zip(*rows): zip keeps one iterator per row alive at once, thousands of GC-tracked
-    # objects that survive into the oldest generation and set off full collections (~1 us per metric).
-    return flat_to_columns(spec, [value for row in rows for value in row])
-
-
-def flat_to_columns(spec: TableSpec, flat: list[Any]) -> pa.RecordBatch:
-    """Convert a flat list of values (rows laid end to end, as the hot path appends them) to a record batch."""
+    Raises (TypeError, ValueError, OverflowError) if any row cannot be stored; the caller then converts the
+    rows one by one to find the culprits.
+    """
     width = spec.raw_width
     n = len(flat) // width
     if n > MAX_CHUNK_ROWS or n * width != len(flat):
         raise ValueError(f"a chunk holds at most {MAX_CHUNK_ROWS} whole rows of {width} values, got {len(flat)}")
-    columns: list[Sequence[Any]] = [flat[i::width] for i in range(width)]
-    if spec.prepare is not None:
-        columns = spec.prepare(columns)
-    arrays = [_to_array(values, column) for values, column in zip(columns, spec.columns, strict=True)]
-    return pa.RecordBatch.from_arrays(arrays, schema=spec.buffer_schema)
+    raw = [flat[i::width] for i in range(width)]
+    arrays: list[array[Any]] = []
+    sources = spec.sources or tuple(range(len(spec.columns)))
+    for column, source in zip(spec.columns, sources, strict=True):
+        if source is None:
+            arrays.append(arrays[-1])  # derived from the previous column's ids (fingerprint_id)
+        elif column.kind == "str":
+            values = raw[source]
+            if column.name == "fingerprint" and spec.dialect_source is not None:
+                dialects = raw[spec.dialect_source]
+                if dialects.count(None) != n:  # some rows named a dialect: the pair is what is interned
+                    values = list(zip(values, dialects, strict=True))
+            arrays.append(interners[column.name].encode(values))
+        else:
+            arrays.append(_numbers(raw[source], column))
+    return Chunk(n, arrays)
 
 
-def warm_up() -> None:
-    """Convert one row of every table now, so that pyarrow's lazy imports happen at start-up.
+def concat(chunks: Sequence[Chunk], spec: TableSpec) -> list[array[Any]]:
+    """The chunks' columns end to end (a memcpy per chunk and column)."""
+    arrays = [array(a.typecode) for a in chunks[0].arrays]  # a derived column keeps its source's ids
+    for chunk in chunks:
+        for out, part in zip(arrays, chunk.arrays, strict=True):
+            out += part
+    return arrays
 
-    pyarrow imports pandas (which registers an atexit hook) the first time it converts a list. If that first
-    time were the final flush at interpreter exit, the import would fail ("can't register atexit after
-    shutdown") and the last batch would be lost.
-    """
-    to_columns(REQUESTS, [(0.0, "/", "GET", 200, 0.0, None, 0)])
+
+def parquet_columns(data: TableData, pid: int, host: str) -> list[parquet.Column]:
+    """A flush's table as Parquet columns, with the pid and host of the process that recorded it."""
+    columns: list[parquet.Column] = []
+    for column, values in zip(data.spec.columns, data.arrays, strict=True):
+        code, physical, converted = KINDS[column.kind]
+        defined = None
+        if column.name == "fingerprint_id":
+            ids: list[int] = [fingerprint_id(f) if f else 0 for f in data.dictionaries["fingerprint"]]
+            columns.append(parquet.Column(column.name, parquet.INT64, values, dictionary=ids))
+            continue
+        if column.kind == "str":
+            if column.nullable and 0 in values:
+                defined = bytes(map(bool, values))
+                values = array("I", filter(None, values))
+            columns.append(parquet.Column(column.name, physical, values, converted,
+                                          dictionary=data.dictionaries[column.name], defined=defined,
+                                          nullable=column.nullable))
+            continue
+        if column.nullable:
+            if code == "d":
+                if any(v != v for v in values):  # NaN: missing
+                    defined = bytes(v == v for v in values)
+                    values = array("d", [v for v in values if v == v])
+            elif NULL_VALUE[code] in values:
+                missing = NULL_VALUE[code]
+                defined = bytes(v != missing for v in values)
+                values = array(code, [v for v in values if v != missing])
+        if code == "h":
+            values = array("i", values)
+        columns.append(parquet.Column(column.name, physical, values, converted, defined=defined,
+                                      nullable=column.nullable))
+    columns.append(parquet.Column("pid", parquet.INT32, array("i"), None, [pid], constant=True))
+    columns.append(parquet.Column("host", parquet.BYTE_ARRAY, array("i"), parquet.UTF8, [host], constant=True))
+    return columns
+
+
+def series_columns(rows: Sequence[tuple[int, str, str, str]]) -> list[parquet.Column]:
+    """New series rows (series_id, name, kind, labels as JSON) as Parquet columns, plain strings as dictionaries."""
+    columns = [parquet.Column("series_id", parquet.INT64, array("q", [r[0] for r in rows]))]
+    for i, name in enumerate(("name", "kind", "labels"), start=1):
+        values = [str(r[i]) for r in rows]
+        columns.append(parquet.Column(name, parquet.BYTE_ARRAY, array("I", range(len(values))), parquet.UTF8,
+                                      dictionary=values))
+    return columns
+
+
+def series_row(series_id: int, name: str, kind: str, labels: dict[str, str]) -> tuple[int, str, str, str]:
+    return (series_id, name, kind, json.dumps(labels, sort_keys=True))
 
 
 _fingerprints = FingerprintCache(maxsize=8192)
 
 
-def _prepare_queries(columns: list[Sequence[Any]]) -> list[Sequence[Any]]:
-    # The raw SQL text is replaced here, before anything is written: only fingerprints are ever stored.
-    ts, sql, name, duration, success, request_id, route, dialects = columns
-    get = _fingerprints.get
-    # The dialect a caller or an integration named travels with each row (None: read the safe way).
-    fps = [get(s, d) for s, d in zip(sql, dialects, strict=True)]
-    ids = [fingerprint_id(f) for f in fps]
-    return [ts, fps, ids, name, duration, success, request_id, route]
-
-
-# Tuple layouts, in the order the hot path builds them.
+# Row layouts, in the order the hot path builds them.
 REQUESTS = TableSpec("requests", (
-    Column("ts", TIMESTAMP),
-    Column("route", DICT_STRING, non_empty=True),
-    Column("method", DICT_STRING, non_empty=True),
-    Column("status", pa.int16(), required=True),
-    Column("duration_ms", pa.float64(), required=True),
-    Column("request_id", pa.int64()),
-    Column("query_count", pa.int32(), required=True),
+    Column("ts", "ts"),
+    Column("route", "str", non_empty=True),
+    Column("method", "str", non_empty=True),
+    Column("status", "i16", required=True),
+    Column("duration_ms", "f64", required=True),
+    Column("request_id", "i64"),
+    Column("query_count", "i32", required=True),
 ))
+# Recorded as (ts, sql, name, duration_ms, success, request_id, route, dialect): the SQL text (with its dialect)
+# is interned as its fingerprint at compaction, before anything is written, so only fingerprints are ever stored.
 QUERIES = TableSpec("queries", (
-    Column("ts", TIMESTAMP),
-    Column("fingerprint", DICT_STRING, non_empty=True),
-    Column("fingerprint_id", pa.int64()),
-    Column("name", DICT_STRING),
-    Column("duration_ms", pa.float64(), required=True),
-    Column("success", pa.bool_(), required=True),
-    Column("request_id", pa.int64()),
-    Column("route", DICT_STRING),
-), prepare=_prepare_queries, raw_columns=8)
+    Column("ts", "ts"),
+    Column("fingerprint", "str", non_empty=True),
+    Column("fingerprint_id", "i64", required=True),
+    Column("name", "str"),
+    Column("duration_ms", "f64", required=True),
+    Column("success", "bool", required=True),
+    Column("request_id", "i64"),
+    Column("route", "str"),
+), raw_columns=8, sources=(0, 1, None, 2, 3, 4, 5, 6), dialect_source=7)
 POINTS = TableSpec("points", (
-    Column("ts", TIMESTAMP),
-    Column("series_id", pa.int64(), required=True),
-    Column("value", pa.float64(), required=True),
+    Column("ts", "ts"),
+    Column("series_id", "i64", required=True),
+    Column("value", "f64", required=True),
 ))
 PROCESS_SAMPLES = TableSpec("process_samples", (
-    Column("ts", TIMESTAMP),
-    Column("rss_bytes", pa.int64()),
-    Column("vms_bytes", pa.int64()),
-    Column("cpu_percent", pa.float64()),
-    Column("num_threads", pa.int32()),
-    Column("num_fds", pa.int32()),
-    Column("gc_collections", pa.int64()),
-    Column("uss_bytes", pa.int64()),
+    Column("ts", "ts"),
+    Column("rss_bytes", "i64"),
+    Column("vms_bytes", "i64"),
+    Column("cpu_percent", "f64"),
+    Column("num_threads", "i32"),
+    Column("num_fds", "i32"),
+    Column("gc_collections", "i64"),
+    Column("uss_bytes", "i64"),
 ))
-SERIES_SCHEMA = pa.schema([
-    pa.field("series_id", pa.int64()), pa.field("name", pa.string()),
-    pa.field("kind", pa.string()), pa.field("labels", pa.string()),
-])
 
 SPECS: dict[str, TableSpec] = {s.name: s for s in (REQUESTS, QUERIES, POINTS, PROCESS_SAMPLES)}
 # Every table a flush or a segment may carry; series first so points never refer to an unknown series.

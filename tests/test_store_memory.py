@@ -27,7 +27,6 @@ from pipeline.store import (
     ReadGate,
     Store,
 )
-from pipeline.tables import REQUESTS, flat_to_columns, with_origin
 from pipeline.testing import FakeClock
 
 MB = 2**20
@@ -54,9 +53,11 @@ def _requests(n: int, start: int) -> pa.Table:
     ids = range(start, start + n)
     columns = [[1.7e9 + i / 1000 for i in ids], [f"/route/{i % 500}" for i in ids], ["GET"] * n,
                [200 + i % 300 for i in ids], [(i * 7919) % 10007 / 7.0 for i in ids], list(ids), [i % 5 for i in ids]]
-    flat = [v for row in zip(*columns, strict=True) for v in row]
-    batch = flat_to_columns(REQUESTS, flat)
-    return with_origin(REQUESTS, pa.Table.from_batches([batch]), 1, "host")
+    names = ("ts", "route", "method", "status", "duration_ms", "request_id", "query_count")
+    table = pa.table(dict(zip(names, columns, strict=True)))
+    micros = pa.array([round(t * 1e6) for t in columns[0]], pa.int64()).cast(pa.timestamp("us"))
+    return table.set_column(0, "ts", micros).append_column("pid", pa.array([1] * n, pa.int32())).append_column(
+        "host", pa.array(["host"] * n))
 
 
 def test_the_owner_caps_duckdb_memory_and_checkpoints_early(tmp_path: Path) -> None:

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from .. import sqlfiles
 from ..errors import ConfigError
+from ..relations import temp_table
 from . import windows
 from .rules import Rule, load_rules_file
 from .state import SQL
@@ -103,20 +103,14 @@ def backtest(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule], *, since_sec
     results = []
     if rules:
         folded = windows.fold(tuple(rules))
-        steps = [max(float(step_seconds), w / max_steps_per_window)
-                 for w in folded.combos.column("window_seconds").to_pylist()]
-        combos = folded.combos.append_column("step", pa.array(steps, pa.float64())).append_column(
-            "steps", pa.array([int(since_seconds // s) for s in steps], pa.int64()))
+        steps = [max(float(step_seconds), w / max_steps_per_window) for w in folded.combos["window_seconds"][1]]
+        combos = {**folded.combos, "step": ("DOUBLE", steps),
+                  "steps": ("BIGINT", [int(since_seconds // s) for s in steps])}
         # rows are read from the start of the earliest window (start - longest) to now
         params: dict[str, Any] = {**folded.params(start), "now_us": round(now * 1_000_000), "start": start,
                                   "start_us": round(start * 1_000_000)}
-        con.register("__alert_combos", combos)
-        con.register("__alert_rules", folded.rules)
-        try:
+        with temp_table(con, "__alert_combos", combos), temp_table(con, "__alert_rules", folded.rules):
             rows = con.execute(sqlfiles.query(SQL, "backtest-runs"), params).fetchall()
-        finally:
-            con.unregister("__alert_combos")
-            con.unregister("__alert_rules")
     else:
         rows = []
     by_rule: dict[int, dict[tuple[Any, ...], list[tuple[int, int]]]] = {}

@@ -18,9 +18,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from ..clock import Clock
 from ..errors import ConfigError
 from ..logs import ThrottledLog
@@ -32,6 +29,7 @@ from .rules import default_rules as builtin_default_rules
 from .state import AlertEvent, AlertState, AlertStore, StateKey
 
 if TYPE_CHECKING:
+    from ..buffer import Flush
     from ..store import Store
 
 # Single-event thresholds (max of a duration over gt/gte) are checked after each flush: metric -> its table.
@@ -220,20 +218,20 @@ class Alerts:
                     self.log.warning(f"notifier:{notifier!r}", f"duckpulse: an alert notifier failed: {exc!r}",
                                      exc_info=exc)
 
-    def after_flush(self, tables: Mapping[str, pa.Table]) -> None:
+    def after_flush(self, flush: Flush) -> None:
         """The flusher's hook: check single-event thresholds against a batch just written, so one slow
-        request alerts within a flush interval. Costs one vectorised max per table unless a threshold is hit."""
+        request alerts within a flush interval. Costs one max() over a column (a C loop) per table unless a
+        threshold is hit."""
         try:
             fast = self._fast
             hit: list[Rule] = []
             for metric, table in FAST_TABLES.items():
                 rules = fast.get(metric)
-                batch = tables.get(table)
-                if not rules or batch is None or batch.num_rows == 0:
+                data = flush.tables.get(table)
+                if not rules or data is None or data.rows == 0:
                     continue
-                top = pc.max(batch.column("duration_ms")).as_py()
-                if top is not None:
-                    hit.extend(r for r in rules if r.breached(top))
+                top = max(data.column("duration_ms"))
+                hit.extend(r for r in rules if r.breached(top))
             if hit:
                 self.sweep(self.clock.now(), hit)
         except Exception as exc:  # monitoring never raises into the flush that called it

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from .. import sqlfiles
+from ..relations import Columns, temp_table
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -114,46 +113,44 @@ class AlertStore:
             return
         with self.store.transaction():
             if forgotten:
-                self._with_table("__alert_forget", pa.table({
-                    "rule": [k[0] for k in forgotten], "labels": [labels_json(k[1]) for k in forgotten],
-                }), "alert-state-delete")
+                self._with_table("__alert_forget", {
+                    "rule": ("VARCHAR", [k[0] for k in forgotten]),
+                    "labels": ("VARCHAR", [labels_json(k[1]) for k in forgotten]),
+                }, "alert-state-delete")
             if changed:
-                self._with_table("__alert_changed", pa.table({
-                    "rule": [s.rule for s in changed],
-                    "labels": [labels_json(s.labels) for s in changed],
-                    "metric": [s.metric for s in changed],
-                    "level": [s.level for s in changed],
-                    "state": [s.state for s in changed],
-                    "value": pa.array([s.value for s in changed], pa.float64()),
-                    "threshold": pa.array([s.threshold for s in changed], pa.float64()),
-                    "since_us": pa.array([_us(s.since) for s in changed], pa.int64()),
-                    "pending_since_us": pa.array([_us(s.pending_since) for s in changed], pa.int64()),
-                    "last_true_at_us": pa.array([_us(s.last_true_at) for s in changed], pa.int64()),
-                    "evaluated_at_us": pa.array([_us(s.evaluated_at) for s in changed], pa.int64()),
-                    "last_notified_at_us": pa.array([_us(s.last_notified_at) for s in changed], pa.int64()),
-                    "notified": pa.array([s.notified for s in changed], pa.bool_()),
-                }), "alert-state-upsert")
+                self._with_table("__alert_changed", {
+                    "rule": ("VARCHAR", [s.rule for s in changed]),
+                    "labels": ("VARCHAR", [labels_json(s.labels) for s in changed]),
+                    "metric": ("VARCHAR", [s.metric for s in changed]),
+                    "level": ("VARCHAR", [s.level for s in changed]),
+                    "state": ("VARCHAR", [s.state for s in changed]),
+                    "value": ("DOUBLE", [s.value for s in changed]),
+                    "threshold": ("DOUBLE", [s.threshold for s in changed]),
+                    "since_us": ("BIGINT", [_us(s.since) for s in changed]),
+                    "pending_since_us": ("BIGINT", [_us(s.pending_since) for s in changed]),
+                    "last_true_at_us": ("BIGINT", [_us(s.last_true_at) for s in changed]),
+                    "evaluated_at_us": ("BIGINT", [_us(s.evaluated_at) for s in changed]),
+                    "last_notified_at_us": ("BIGINT", [_us(s.last_notified_at) for s in changed]),
+                    "notified": ("BOOLEAN", [s.notified for s in changed]),
+                }, "alert-state-upsert")
             if events:
-                self._with_table("__alert_new_events", pa.table({
-                    "ts_us": pa.array([_us(e.ts) for e in events], pa.int64()),
-                    "rule": [e.rule for e in events],
-                    "labels": [labels_json(e.labels) for e in events],
-                    "metric": [e.metric for e in events],
-                    "level": [e.level for e in events],
-                    "from_state": [e.from_state for e in events],
-                    "to_state": [e.to_state for e in events],
-                    "value": pa.array([e.value for e in events], pa.float64()),
-                    "threshold": pa.array([e.threshold for e in events], pa.float64()),
-                    "message": [e.message for e in events],
-                }), "alert-events-insert")
+                self._with_table("__alert_new_events", {
+                    "ts_us": ("BIGINT", [_us(e.ts) for e in events]),
+                    "rule": ("VARCHAR", [e.rule for e in events]),
+                    "labels": ("VARCHAR", [labels_json(e.labels) for e in events]),
+                    "metric": ("VARCHAR", [e.metric for e in events]),
+                    "level": ("VARCHAR", [e.level for e in events]),
+                    "from_state": ("VARCHAR", [e.from_state for e in events]),
+                    "to_state": ("VARCHAR", [e.to_state for e in events]),
+                    "value": ("DOUBLE", [e.value for e in events]),
+                    "threshold": ("DOUBLE", [e.threshold for e in events]),
+                    "message": ("VARCHAR", [e.message for e in events]),
+                }, "alert-events-insert")
 
-    def _with_table(self, name: str, table: pa.Table, query: str) -> None:
+    def _with_table(self, name: str, columns: Columns, query: str) -> None:
         con = self.store.con
-        con.register(name, table)
-        try:
+        with temp_table(con, name, columns):
             con.execute(sqlfiles.query(SQL, query))
-        finally:
-            con.unregister(name)
 
     def events(self, since: float = 0.0, rule: str | None = None) -> list[AlertEvent]:
         """Transitions at or after ``since`` (epoch seconds), oldest first."""

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from .. import sqlfiles
+from ..relations import Columns, temp_table
 from .rules import MAX_LABEL_KEYS, METRICS, Rule
 from .state import SQL, Labels, StateKey
 
@@ -48,8 +47,8 @@ class Folded:
     Nothing here depends on the time, so a sweep reuses it for as long as the rules stay the same.
     """
 
-    combos: pa.Table
-    rules: pa.Table
+    combos: Columns
+    rules: Columns
     # For each rule (by its index in the rules table): its name, its `by` keys (sorted) and their columns.
     outputs: tuple[tuple[str, tuple[str, ...], tuple[int, ...]], ...]
     # The longest window read from each source table (absent: no rule reads it).
@@ -99,17 +98,17 @@ def fold(rules: tuple[Rule, ...]) -> Folded:
         rule_rows.append(rule_row)
         by = sorted(rule.by)
         outputs.append((rule.name, tuple(by), tuple(1 + pos[k] for k in by)))
-    combo_schema = pa.schema([("combo", pa.int32()), ("source", pa.string()), ("metric", pa.string()),
-                              ("window_seconds", pa.float64()), ("need_q", pa.bool_()),
-                              *[(f"k{i + 1}", pa.bool_()) for i in range(MAX_LABEL_KEYS)],
-                              *[(f"n{i + 1}", pa.string()) for i in range(MAX_LABEL_KEYS)]])
-    rule_schema = pa.schema([("rule_index", pa.int32()), ("combo", pa.int32()), ("metric", pa.string()),
-                             ("aggregation", pa.string()),
-                             ("window_seconds", pa.float64()), ("op", pa.string()), ("threshold", pa.float64()),
-                             *[(f"w{i + 1}", pa.string()) for i in range(MAX_LABEL_KEYS)],
-                             *[(f"b{i + 1}", pa.bool_()) for i in range(MAX_LABEL_KEYS)]])
-    return Folded(pa.Table.from_pylist(combo_rows, combo_schema), pa.Table.from_pylist(rule_rows, rule_schema),
-                  tuple(outputs), longest)
+    labels = range(1, MAX_LABEL_KEYS + 1)
+    combo_types = {"combo": "INTEGER", "source": "VARCHAR", "metric": "VARCHAR", "window_seconds": "DOUBLE",
+                   "need_q": "BOOLEAN", **{f"k{i}": "BOOLEAN" for i in labels}, **{f"n{i}": "VARCHAR" for i in labels}}
+    rule_types = {"rule_index": "INTEGER", "combo": "INTEGER", "metric": "VARCHAR", "aggregation": "VARCHAR",
+                  "window_seconds": "DOUBLE", "op": "VARCHAR", "threshold": "DOUBLE",
+                  **{f"w{i}": "VARCHAR" for i in labels}, **{f"b{i}": "BOOLEAN" for i in labels}}
+    return Folded(_columns(combo_rows, combo_types), _columns(rule_rows, rule_types), tuple(outputs), longest)
+
+
+def _columns(rows: list[dict[str, Any]], types: dict[str, str]) -> Columns:
+    return {name: (sql_type, tuple(row[name] for row in rows)) for name, sql_type in types.items()}
 
 
 def aggregate(store: Store, rules: Sequence[Rule], now: float) -> dict[StateKey, float]:
@@ -120,14 +119,9 @@ def aggregate(store: Store, rules: Sequence[Rule], now: float) -> dict[StateKey,
     if not rules:
         return {}
     folded = fold(tuple(rules))
-    with store.reading() as cursor:
-        cursor.register("__alert_combos", folded.combos)
-        cursor.register("__alert_rules", folded.rules)
-        try:
-            rows = cursor.execute(sqlfiles.query(SQL, "sweep-aggregates"), folded.params(now)).fetchall()
-        finally:
-            cursor.unregister("__alert_combos")
-            cursor.unregister("__alert_rules")
+    with (store.reading() as cursor, temp_table(cursor, "__alert_combos", folded.combos),
+          temp_table(cursor, "__alert_rules", folded.rules)):
+        rows = cursor.execute(sqlfiles.query(SQL, "sweep-aggregates"), folded.params(now)).fetchall()
     samples: dict[StateKey, float] = {}
     outputs = folded.outputs
     for row in rows:

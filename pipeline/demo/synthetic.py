@@ -15,17 +15,19 @@ from __future__ import annotations
 import math
 import os
 import random
+import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
+from ..buffer import Flush
 from ..monitor import Monitor
 from ..rollup import HOUR_SECONDS, floor_to
-from ..tables import SPECS, to_batch
+from ..spool import write_segment
+from ..tables import SPECS, TableData, new_interners, to_chunk
 from ..testing import FakeClock
 from .bookshop import MB
 
@@ -188,13 +190,23 @@ def add_history_rules(monitor: Monitor) -> None:
 
 def _append(monitor: Monitor, rows: dict[str, dict[int, list[tuple[Any, ...]]]], counts: dict[str, int]) -> None:
     assert monitor.store is not None
-    tables = {}
-    for table, by_pid in rows.items():
-        batches = [to_batch(SPECS[table], chunk, pid, HOST) for pid, chunk in by_pid.items() if chunk]
-        if batches:
-            tables[table] = pa.Table.from_batches(batches).sort_by("ts")
-            counts[table] += tables[table].num_rows
-    monitor.store.append(tables)
+    files: list[tuple[str, Path]] = []
+    with tempfile.TemporaryDirectory(prefix="duckpulse-backfill-") as tmp:
+        # Each worker's rows as the segment its own flush would have written, loaded in one transaction.
+        for table, by_pid in rows.items():
+            spec = SPECS[table]
+            for pid, chunk in by_pid.items():
+                if not chunk:
+                    continue
+                interners = new_interners(spec)
+                columns = to_chunk(spec, [value for row in chunk for value in row], interners)
+                data = TableData(spec, columns.rows, columns.arrays, {k: i.values for k, i in interners.items()})
+                path = Path(tmp) / f"{table}-{pid}.parquet"
+                with open(path, "wb") as f:
+                    write_segment(f, Flush(pid, HOST, tables={table: data}), table)
+                files.append((table, path))
+                counts[table] += columns.rows
+        monitor.store.load_files(files)
     rows.clear()
 
 
