@@ -3,10 +3,11 @@
 Budget (DESIGN.md, "Budgets"): >= 2,000,000 metrics/s. Two end-to-end figures, each on a fresh DuckDB file:
 
 - ``Monitor.flush()`` after recording N metrics: what the application pays at a flush. Most rows were already
-  compacted into Arrow columns by the flusher thread (and inline, each time a raw list filled up) while they
-  were recorded, so this is the last compaction + take + one DuckDB transaction;
-- raw tuples -> committed rows, all N compacted inside the timed span: ``Buffer.compact()`` then
-  ``Buffer.take()`` then ``Store.append()``, each also timed on its own.
+  compacted into columns by the flusher thread (and inline, each time a raw list filled up) while they
+  were recorded, so this is the last compaction + take + the segment files + one DuckDB transaction;
+- raw values -> committed rows, all N compacted inside the timed span: ``Buffer.compact()`` then
+  ``Buffer.take()`` then the segment files written (``pipeline.spool.write_segment``, as every flush does) and
+  loaded by ``Store.load_files()`` in one transaction, each also timed on its own.
 
 The reference is DuckDB's ``executemany`` on a small N (it is thousands of times slower).
 
@@ -37,8 +38,9 @@ from _common import (
     temp_dir,
 )
 
-from pipeline.buffer import Buffer
+from pipeline.buffer import Buffer, Flush
 from pipeline.clock import SYSTEM_CLOCK
+from pipeline.spool import write_segment
 from pipeline.store import Store
 
 BUDGET = Budget(2_000_000.0, at_most=False, label=">= 2,000,000/s")
@@ -88,16 +90,24 @@ def monitor_flush(kind: str, n: int, tmp: Path) -> tuple[float, float]:
 
 
 def stages(kind: str, n: int, tmp: Path) -> dict[str, tuple[float, float]]:
-    """Raw tuples -> Arrow -> DuckDB, each stage timed; the whole of n is compacted in the timed span."""
+    """Raw values -> columns -> segment file -> DuckDB, each stage timed; the whole of n is compacted in the
+    timed span."""
     buffer = Buffer(2 * n, os.getpid(), "bench-host")
     rows = _request_rows(n) if kind == "requests" else _point_rows(n)
     buffer.raw[kind].extend(value for row in rows for value in row)  # the hot path lays rows flat
     out = {"compact": stopwatch_cpu(buffer.compact)}
-    tables: dict[str, object] = {}
-    out["take"] = stopwatch_cpu(lambda: tables.update(buffer.take()))
+    taken: list[Flush] = []
+    out["take"] = stopwatch_cpu(lambda: taken.append(buffer.take()))
+    path = tmp / f"{kind}.parquet"
+
+    def write() -> None:
+        with open(path, "wb") as f:
+            write_segment(f, taken[0], kind)
+
+    out["write"] = stopwatch_cpu(write)
     store = Store(tmp / "stages.duckdb", SYSTEM_CLOCK)
     try:
-        out["insert"] = stopwatch_cpu(lambda: store.append(tables))  # type: ignore[arg-type]
+        out["insert"] = stopwatch_cpu(lambda: store.load_files([(kind, path)]))
         if store.scalar(f"SELECT count(*) FROM {kind}") != n:  # a fixed table name
             raise SystemExit(f"{kind}: the store does not hold the {n:,} rows appended")
     finally:
@@ -142,9 +152,10 @@ def main() -> int:
             for label, (seconds, cpu), judged in (
                 (f"{kind}: Monitor.flush() after recording", flush, True),
                 (f"{kind}: compact + take + insert (all N)", total, True),
-                (f"{kind}:   compact (tuples -> Arrow)", best["compact"], False),
-                (f"{kind}:   take (batches -> one table)", best["take"], False),
-                (f"{kind}:   insert (one DuckDB transaction)", best["insert"], False),
+                (f"{kind}:   compact (values -> columns)", best["compact"], False),
+                (f"{kind}:   take (chunks -> one table)", best["take"], False),
+                (f"{kind}:   write (the segment file)", best["write"], False),
+                (f"{kind}:   insert (read_parquet, one transaction)", best["insert"], False),
             ):
                 rate = n / seconds
                 verdict = BUDGET.verdict(rate) if judged else ""

@@ -4,9 +4,8 @@ Budget (DESIGN.md, "Budgets"): <= 40 bytes per buffered metric. Each scenario ru
 (so one scenario's freed memory cannot hide another's): record 1M metrics into a Monitor that never flushes,
 let ``Monitor.stats()`` compact what is still raw, then count what the buffer holds:
 
-- Arrow: ``pyarrow.total_allocated_bytes()`` after minus before (Arrow's memory pool);
-- Python: the tracemalloc delta over the same span, in a second child run with tracemalloc on (Python objects
-  still held, raw lists, and NumPy buffers handed zero-copy to Arrow, which Arrow's pool does not see);
+- Python: the tracemalloc delta over the same span, in a second child run with tracemalloc on (the columns are
+  ``array.array`` buffers, which tracemalloc sees, plus any Python object still held and the raw lists);
 - RSS delta as a cross-check (it also counts allocator slack and memory freed but not returned to the OS).
 
     .venv/bin/python benchmarks/bench_memory.py [--n 1000000]
@@ -26,6 +25,8 @@ from typing import Any
 
 from _common import Budget, finish, header, parse_args, quiet_monitor, rss_bytes, table, temp_dir
 
+from pipeline.tables import SPECS
+
 BUDGET = Budget(40.0, at_most=True, label="<= 40 B")
 ROUTES = ("/users/<id>", "/orders/<id>", "/health", "/search")
 METHODS = ("GET", "POST")
@@ -39,25 +40,20 @@ def _options(parser: argparse.ArgumentParser) -> None:
 
 
 def _settle() -> None:
-    import pyarrow as pa
-
     gc.collect()
-    pa.default_memory_pool().release_unused()
 
 
 def _record(scenario: str, n: int, tmp: Path) -> dict[str, Any]:
     """Record n metrics and measure; runs in a child process."""
-    import pyarrow as pa
-
     if scenario == "tuples":  # the reference: what a buffer of raw tuples would hold
         _settle()
-        arrow0, rss0 = pa.total_allocated_bytes(), rss_bytes()
+        rss0 = rss_bytes()
         traced0 = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
         now = time.time
         held = [(now(), ROUTES[i & 3], METHODS[i & 1], 200, float(i % 997) * 0.5, None, 0) for i in range(n)]
         _settle()
         traced = tracemalloc.get_traced_memory()[0] - traced0 if tracemalloc.is_tracing() else 0
-        out = {"arrow": pa.total_allocated_bytes() - arrow0, "python": traced, "rss": rss_bytes() - rss0,
+        out = {"python": traced, "rss": rss_bytes() - rss0,
                "pending": len(held), "flushed": 0, "columns": {}}
         del held
         return out
@@ -66,7 +62,7 @@ def _record(scenario: str, n: int, tmp: Path) -> dict[str, Any]:
     try:
         h = mon.histogram("latency_ms", {"route": "/x"})
         track, observe = mon.track_request, h.observe
-        # Warm up: the first compaction imports modules (pyarrow.compute...), which must not count as buffer.
+        # Warm up: the first compaction builds dictionaries and caches, which must not count as buffer.
         for i in range(1000):
             track(ROUTES[i & 3], METHODS[i & 1], 200, 1.0)
             observe(1.0)
@@ -74,7 +70,7 @@ def _record(scenario: str, n: int, tmp: Path) -> dict[str, Any]:
         mon._buffer.take()  # discard the warm-up rows without writing them
         flushed0 = mon.stats()["flushed"]
         _settle()
-        arrow0, rss0 = pa.total_allocated_bytes(), rss_bytes()
+        rss0 = rss_bytes()
         traced0 = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
         if scenario == "requests":
             for i in range(n):
@@ -85,20 +81,24 @@ def _record(scenario: str, n: int, tmp: Path) -> dict[str, Any]:
         stats = mon.stats()  # compacts whatever is still raw; nothing is flushed (the interval never comes)
         _settle()
         traced = tracemalloc.get_traced_memory()[0] - traced0 if tracemalloc.is_tracing() else 0
-        out = {"arrow": pa.total_allocated_bytes() - arrow0, "python": traced, "rss": rss_bytes() - rss0,
+        out = {"python": traced, "rss": rss_bytes() - rss0,
                "pending": stats["pending"], "flushed": stats["flushed"] - flushed0,
                "dropped": stats["dropped"],
                "buffered_bytes": stats["buffered_bytes"],
                "raw_left": sum(len(r) for r in mon._buffer.raw.values())}
         if not tracemalloc.is_tracing():
-            # Where the bytes go, column by column, in the batches the buffer holds (a private attribute: this
+            # Where the bytes go, column by column, in the chunks the buffer holds (a private attribute: this
             # is a benchmark looking inside, not an API).
-            batches = mon._buffer._batches[scenario]
+            chunks = mon._buffer._chunks[scenario]
+            spec = SPECS[scenario]
             columns: dict[str, float] = {}
-            for batch in batches:
-                for field, column in zip(batch.schema, batch.columns, strict=True):
-                    columns[field.name] = columns.get(field.name, 0.0) + column.nbytes / n
-            out["columns"], out["batches"] = columns, len(batches)
+            for chunk in chunks:
+                seen: set[int] = set()
+                for column, values in zip(spec.columns, chunk.arrays, strict=True):
+                    if id(values) not in seen:  # a derived column shares its source's ids
+                        seen.add(id(values))
+                        columns[column.name] = columns.get(column.name, 0.0) + values.itemsize * len(values) / n
+            out["columns"], out["batches"] = columns, len(chunks)
         return out
     finally:
         mon._buffer.take()  # drop what is buffered: close() must not spend time writing it
@@ -133,27 +133,27 @@ def main() -> int:
         if scenario != "tuples" and (plain["pending"] != n or plain["flushed"] or plain.get("raw_left")):
             raise SystemExit(f"{scenario}: expected {n:,} compacted rows pending and none flushed, "
                              f"got {plain}")
-        per = (plain["arrow"] + traced["python"]) / n
+        per = traced["python"] / n
         ours = scenario != "tuples"
         verdict = BUDGET.verdict(per) if ours else ""
         if ours:
             verdicts.append(verdict)
         label = {"requests": "duckpulse requests (track_request)", "points": "duckpulse points (histogram)",
                  "tuples": f"(reference) list of {n:,} request tuples"}[scenario]
-        rows.append([label, f"{plain['arrow'] / n:.1f}", f"{traced['python'] / n:.1f}", f"{per:.1f}",
+        rows.append([label, f"{per:.1f}",
                      f"{plain['rss'] / n:.1f}", BUDGET.label if ours else "", verdict])
         if plain.get("columns"):
             cols = "  ".join(f"{k} {v:.1f}" for k, v in plain["columns"].items())
             breakdown.append(f"  {scenario}: {cols}  (= {sum(plain['columns'].values()):.1f} B/row in "
-                             f"{plain['batches']} batches)")
+                             f"{plain['batches']} chunks)")
     print()
-    print(table(["buffer", "arrow B", "python B", "total B/metric", "rss B (check)", "budget", "verdict"],
+    print(table(["buffer", "B/metric (tracemalloc)", "rss B (check)", "budget", "verdict"],
                 rows))
-    print("\nBytes per row of each buffered column (Arrow's nbytes: buffers incl. validity bitmaps and "
+    print("\nBytes per row of each buffered column (array.array items; strings are ids into per-flush "
           "dictionaries):")
     print("\n".join(breakdown))
-    print("\ntotal = Arrow pool delta + tracemalloc delta (separate child with tracemalloc on); "
-          "every scenario in a fresh process")
+    print("\nB/metric = tracemalloc delta (a separate child with tracemalloc on); every scenario in a fresh "
+          "process")
     return finish(verdicts, args.check)
 
 

@@ -1,6 +1,6 @@
 """The spool: a producer's cost to write a segment, and the owner's ingest rate.
 
-DESIGN.md ("Processes") expects ~1 ms per 1,000-row segment on the producer side (zstd Parquet written to
+DESIGN.md ("Processes") expects ~1 ms per 1,000-row segment on the producer side (Parquet written to
 ``spool/tmp/``, fsynced, renamed into ``spool/ready/``, directory fsynced) and sets no number for the ingest;
 its rate is printed beside the 2M rows/s flush budget for scale. Each segment is one ``Monitor.flush()`` of a
 producer (``Monitor(spool_dir=...)``), so the write cost includes the compaction of its rows.
@@ -11,18 +11,17 @@ producer (``Monitor(spool_dir=...)``), so the write cost includes the compaction
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import statistics
 import sys
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from _common import Budget, finish, header, parse_args, quiet_monitor, stopwatch, table, temp_dir
 
 from pipeline import Monitor
-from pipeline.buffer import Buffer
-from pipeline.spool import backlog
+from pipeline.buffer import Buffer, Flush
+from pipeline.spool import backlog, write_segment
 
 WRITE_BUDGET = Budget(1.0, at_most=True, label="~1 ms (DESIGN)")
 INGEST_SCALE = 2_000_000  # the flush budget, for scale: the ingest has no budget of its own
@@ -67,16 +66,16 @@ def write_stages(tmp: Path, rows: int, writes: int) -> dict[str, list[float]]:
         mon._buffer.raw["requests"].clear()
     finally:
         mon.close()
-    out: dict[str, list[float]] = {k: [] for k in ("compact + take", "Parquet zstd encode", "write file",
+    out: dict[str, list[float]] = {k: [] for k in ("compact + take", "Parquet encode (pipeline.parquet)", "write file",
                                                    "fsync file", "rename + fsync dir")}
     for i in range(writes):
         buffer = Buffer(10 * rows, os.getpid(), "bench-host")
         buffer.raw["requests"].extend(raw)
-        taken: dict[str, pa.Table] = {}
-        out["compact + take"].append(stopwatch(lambda b=buffer, t=taken: t.update(b.take())))
-        sink = pa.BufferOutputStream()
-        out["Parquet zstd encode"].append(
-            stopwatch(lambda s=sink, t=taken: pq.write_table(t["requests"], s, compression="zstd")))
+        taken: list[Flush] = []
+        out["compact + take"].append(stopwatch(lambda b=buffer, t=taken: t.append(b.take())))
+        sink = io.BytesIO()
+        out["Parquet encode (pipeline.parquet)"].append(
+            stopwatch(lambda s=sink, t=taken: write_segment(s, t[0], "requests")))
         data = sink.getvalue()
         path = tmp / f"segment-{i}.parquet"
         with open(path, "wb") as f:
