@@ -69,20 +69,18 @@ R = TypeVar("R")
 
 class _StoreSink:
     """The owner's flush: the same segment files a producer writes, loaded in one transaction, then removed
-    (one write path for both roles; DuckDB reads them at several million rows per second)."""
+    (one write path for both roles; DuckDB reads them at several million rows per second). They go to the
+    system's temporary directory, so an owner leaves nothing beside its database."""
 
-    def __init__(self, store: Store, tmp_dir: Path | None) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.tmp_dir = tmp_dir
         self._seq = itertools.count()
 
     def write(self, flush: Flush) -> None:
-        tmp = self.tmp_dir or Path(tempfile.gettempdir())
-        tmp.mkdir(parents=True, exist_ok=True)
         files: list[tuple[str, Path]] = []
         try:
             for table, _ in flush_tables(flush):
-                path = tmp / f"flush-{os.getpid()}-{next(self._seq)}-{table}.parquet"
+                path = Path(tempfile.gettempdir()) / f"duckpulse-flush-{os.getpid()}-{next(self._seq)}-{table}.parquet"
                 files.append((table, path))
                 with open(path, "wb") as f:
                     write_segment(f, flush, table)
@@ -240,8 +238,7 @@ class Monitor(_HotState):
                 self.db_path.with_name(self.db_path.name + ".spool") if self.db_path else None)
             if self.ingest_dir is not None:
                 self.ingestor = Ingestor(self.store, self.ingest_dir, self.clock, self.log)
-            self._sink: _StoreSink | _SpoolSink = _StoreSink(
-                self.store, self.ingest_dir / "tmp" if self.ingest_dir is not None else None)
+            self._sink: _StoreSink | _SpoolSink = _StoreSink(self.store)
         else:
             assert self.spool_dir is not None
             self._sink = _SpoolSink(SpoolWriter(self.spool_dir, self.host))

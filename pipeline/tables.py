@@ -97,8 +97,10 @@ class Interner:
             return array("I", map(ids.__getitem__, values))
         except KeyError:
             pass
-        add = self.add
-        return array("I", [ids[v] if v in ids else add(v) for v in values])
+        # New values (every first chunk after a flush): add each distinct one once, then map again in C.
+        for value in dict.fromkeys(values).keys() - ids.keys():
+            self.add(value)
+        return array("I", map(ids.__getitem__, values))
 
     def encode_stored(self, stored: Sequence[str | None]) -> array[int]:
         """Ids of values already in their stored form (a restored flush's strings), added where missing."""
