@@ -19,11 +19,12 @@ metadata naming the table (``duckpulse.table``), which the owner checks before i
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -249,10 +250,167 @@ def write(f: BinaryIO, columns: Sequence[Column], num_rows: int, metadata: dict[
         schema.append(element.end())
     row_group = (_Struct().list(1, _STRUCT, [c for c, _ in chunks]).i64(2, sum(size for _, size in chunks))
                  .i64(3, num_rows).end())
-    footer = (_Struct().i32(1, 1).list(2, _STRUCT, schema).i64(3, num_rows).list(4, _STRUCT, [row_group])
+    # The row groups (field 4) go last: thrift fields may come in any order, and a reader that only needs the
+    # row count, the schema and the key-value metadata (read_footer) then stops before the per-column metadata.
+    footer = (_Struct().i32(1, 1).list(2, _STRUCT, schema).i64(3, num_rows)
               .list(5, _STRUCT, [_Struct().binary(1, k).binary(2, v).end() for k, v in metadata.items()])
-              .binary(6, "duckpulse").end())
+              .binary(6, "duckpulse").list(4, _STRUCT, [row_group]).end())
     f.write(footer)
     f.write(struct.pack("<I", len(footer)))
     f.write(MAGIC)
     return offset + len(footer) + 8
+
+
+# -- reading a footer back (what the owner checks before it loads a segment) --------------------------------
+@dataclass(frozen=True)
+class Footer:
+    """What a Parquet file's footer says: its row count, its leaf columns (name -> physical type) and its
+    key-value metadata."""
+
+    num_rows: int
+    columns: dict[str, int]
+    metadata: dict[str, str]
+
+
+class FooterError(ValueError):
+    """The file is not Parquet, or its footer cannot be decoded."""
+
+
+class _Reader:
+    """Thrift compact protocol, the subset a footer needs; unknown fields are skipped."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def byte(self) -> int:
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def varint(self) -> int:
+        shift = result = 0
+        while True:
+            b = self.byte()
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+
+    def zigzag(self) -> int:
+        n = self.varint()
+        return (n >> 1) ^ -(n & 1)
+
+    def binary(self) -> bytes:
+        n = self.varint()
+        self.pos += n
+        if self.pos > len(self.data):
+            raise FooterError("a string runs past the end of the footer")
+        return self.data[self.pos - n:self.pos]
+
+    def fields(self) -> Iterator[tuple[int, int]]:
+        """(field id, type) of each field of the struct being read, up to its end."""
+        last = 0
+        while True:
+            header = self.byte()
+            if header == 0:
+                return
+            ftype, delta = header & 0x0F, header >> 4
+            last = last + delta if delta else self.zigzag()
+            yield last, ftype
+
+    def list_header(self) -> tuple[int, int]:
+        header = self.byte()
+        size = header >> 4
+        return (self.varint() if size == 15 else size), header & 0x0F
+
+    def skip(self, ftype: int) -> None:
+        if ftype in (1, 2):  # booleans: the value is the type
+            return
+        if ftype == 3:
+            self.pos += 1
+        elif ftype in (4, 5, 6):
+            self.varint()
+        elif ftype == 7:
+            self.pos += 8
+        elif ftype == 8:
+            self.binary()
+        elif ftype in (9, 10):
+            size, elem = self.list_header()
+            for _ in range(size):
+                self.skip_element(elem)
+        elif ftype == 11:
+            size = self.varint()
+            if size:
+                kinds = self.byte()
+                for _ in range(size):
+                    self.skip_element(kinds >> 4)
+                    self.skip_element(kinds & 0x0F)
+        elif ftype == 12:
+            for _, inner in self.fields():
+                self.skip(inner)
+        else:
+            raise FooterError(f"unknown thrift type {ftype}")
+
+    def skip_element(self, ftype: int) -> None:
+        if ftype in (1, 2):  # a boolean inside a list takes one byte
+            self.pos += 1
+        else:
+            self.skip(ftype)
+
+
+def read_footer(path: str | os.PathLike[str]) -> Footer:
+    """Decode a Parquet file's footer (a few kilobytes at its end); raises FooterError if it is not Parquet."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if size < 12:
+            raise FooterError(f"{size} bytes: too short for a Parquet file")
+        f.seek(size - 8)
+        tail = f.read(8)
+        length = struct.unpack("<I", tail[:4])[0]
+        if tail[4:] != MAGIC or length > size - 12:
+            raise FooterError("no Parquet footer at the end of the file (a torn or foreign file)")
+        f.seek(size - 8 - length)
+        reader = _Reader(f.read(length))
+    num_rows = -1
+    columns: dict[str, int] = {}
+    metadata: dict[str, str] = {}
+    try:
+        for fid, ftype in reader.fields():
+            if fid == 4 and num_rows >= 0 and columns and metadata:
+                break  # the row groups, after everything wanted (duckpulse writes them last)
+            if fid == 2 and ftype == _LIST:
+                count, _ = reader.list_header()
+                for _ in range(count):
+                    element: dict[int, int | bytes] = {}
+                    for efid, etype in reader.fields():
+                        if efid in (1, 5) and etype == _I32:
+                            element[efid] = reader.zigzag()
+                        elif efid == 4 and etype == _BINARY:
+                            element[4] = reader.binary()
+                        else:
+                            reader.skip(etype)
+                    if 5 not in element and 1 in element:  # a leaf: it has a type and no children
+                        columns[bytes(element.get(4, b"")).decode(errors="replace")] = int(element[1])
+            elif fid == 3 and ftype == _I64:
+                num_rows = reader.zigzag()
+            elif fid == 5 and ftype == _LIST:
+                count, _ = reader.list_header()
+                for _ in range(count):
+                    key = value = b""
+                    for kfid, ktype in reader.fields():
+                        if kfid == 1 and ktype == _BINARY:
+                            key = reader.binary()
+                        elif kfid == 2 and ktype == _BINARY:
+                            value = reader.binary()
+                        else:
+                            reader.skip(ktype)
+                    metadata[key.decode(errors="replace")] = value.decode(errors="replace")
+            else:
+                reader.skip(ftype)
+    except (IndexError, FooterError) as exc:
+        raise FooterError(f"the footer cannot be decoded: {exc or 'it ends too early'}") from None
+    if num_rows < 0:
+        raise FooterError("the footer holds no row count")
+    return Footer(num_rows, columns, metadata)

@@ -106,17 +106,14 @@ def write_segment(f: BinaryIO, flush: Flush, table: str) -> int:
     return parquet.write(f, columns, rows, {"duckpulse.table": table, "duckpulse.segment": "1"})
 
 
-_TYPE_NAMES = {parquet.BOOLEAN: "BOOLEAN", parquet.INT32: "INT32", parquet.INT64: "INT64",
-               parquet.DOUBLE: "DOUBLE", parquet.BYTE_ARRAY: "BYTE_ARRAY"}
-
-
-def expected_columns(table: str) -> dict[str, str]:
-    """The columns (name -> Parquet physical type) a segment of ``table`` holds, as DuckDB's parquet_schema
-    names the types: what the owner checks each file's footer against before loading it."""
+def expected_columns(table: str) -> dict[str, int]:
+    """The columns (name -> Parquet physical type) a segment of ``table`` holds: what the owner checks each
+    file's footer against before loading it."""
     if table == "series":
-        return {"series_id": "INT64", "name": "BYTE_ARRAY", "kind": "BYTE_ARRAY", "labels": "BYTE_ARRAY"}
-    columns = {c.name: _TYPE_NAMES[KINDS[c.kind][1]] for c in SPECS[table].columns}
-    return {**columns, "pid": "INT32", "host": "BYTE_ARRAY"}
+        return {"series_id": parquet.INT64, "name": parquet.BYTE_ARRAY, "kind": parquet.BYTE_ARRAY,
+                "labels": parquet.BYTE_ARRAY}
+    columns = {c.name: KINDS[c.kind][1] for c in SPECS[table].columns}
+    return {**columns, "pid": parquet.INT32, "host": parquet.BYTE_ARRAY}
 
 
 def _fsync_dir(path: Path) -> None:

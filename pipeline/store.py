@@ -20,7 +20,7 @@ from typing import Any
 
 import duckdb
 
-from . import malloc, sqlfiles
+from . import malloc, parquet, sqlfiles
 from .clock import Clock, utc_datetime
 from .errors import OwnershipError, SpoolError, SqlFileError
 from .malloc import DEFAULT_MEMORY_LIMIT
@@ -51,19 +51,24 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(found.items())
 
 
-def _check_segments(table: str, paths: Sequence[str], columns: Mapping[str, str],
-                    tables: Sequence[tuple[Any, ...]], found: Sequence[tuple[Any, ...]]) -> None:
-    """Raise SpoolError unless every file says it holds ``table`` with exactly ``columns`` (from its footer)."""
-    said = {str(f): str(t) for f, t in tables}
-    by_file: dict[str, dict[str, str]] = {p: {} for p in paths}
-    for f, name, kind in found:
-        by_file.setdefault(str(f), {})[str(name)] = str(kind)
+def _check_segments(table: str, paths: Sequence[str], columns: Mapping[str, int]) -> dict[str, int]:
+    """Each file's row count, from its own footer; SpoolError unless every footer says the file holds ``table``
+    with exactly ``columns`` (name -> Parquet physical type)."""
+    rows: dict[str, int] = {}
     for path in paths:
-        if said.get(path) != table:
-            raise SpoolError(f"{path} is not a duckpulse segment of {table} (its footer says "
-                             f"{said.get(path)!r}): it was not written by duckpulse, or by an incompatible version")
-        if by_file[path] != dict(columns):
-            raise SpoolError(f"{path} holds columns {by_file[path]} where a segment of {table} holds {dict(columns)}")
+        try:
+            footer = parquet.read_footer(path)
+        except (OSError, parquet.FooterError) as exc:
+            raise SpoolError(f"{path}: {exc}") from exc
+        said = footer.metadata.get("duckpulse.table")
+        if said != table:
+            raise SpoolError(f"{path} is not a duckpulse segment of {table} (its footer says {said!r}): it was not "
+                             "written by duckpulse, or by an incompatible version")
+        if footer.columns != dict(columns):
+            raise SpoolError(f"{path} holds columns {footer.columns} where a segment of {table} holds "
+                             f"{dict(columns)} (Parquet physical types)")
+        rows[path] = footer.num_rows
+    return rows
 
 
 class OwnerLock:
@@ -309,7 +314,7 @@ class Store:
                 raise
         return {r[0] for r in rows}
 
-    def ingest_files(self, table: str, files: Sequence[tuple[str, Path]], columns: Mapping[str, str]) -> int:
+    def ingest_files(self, table: str, files: Sequence[tuple[str, Path]], columns: Mapping[str, int]) -> int:
         """Load segment files of one table and record them in the ledger, in one transaction; returns the rows.
 
         ``files`` holds (segment name, path). Each file's footer must say it holds ``table`` with exactly
@@ -332,7 +337,7 @@ class Store:
             raise SpoolError(f"cannot load {len(paths)} segment(s) of {table}: {exc}") from exc
         return sum(rows.values())
 
-    def segment_fault(self, table: str, name: str, path: Path, columns: Mapping[str, str]) -> str | None:
+    def segment_fault(self, table: str, name: str, path: Path, columns: Mapping[str, int]) -> str | None:
         """Why DuckDB refused a segment, if the segment is to blame: the error it raises when loaded alone into a
         fresh in-memory database with the same schema (its footer checked the same way), or None when it loads
         there (then this store failed, not the file). A failure of the fresh database itself (out of memory...)
@@ -346,16 +351,13 @@ class Store:
             probe.close()
         return None
 
-    def _load_locked(self, table: str, paths: list[str], columns: Mapping[str, str] | None) -> dict[str, int]:
-        """Insert segment files into ``table`` (checked against ``columns`` first); returns the rows of each
-        file, from its footer. ``columns`` None: the owner's own flush, neither checked nor counted."""
+    def _load_locked(self, table: str, paths: list[str], columns: Mapping[str, int] | None) -> dict[str, int]:
+        """Insert segment files into ``table`` (their footers checked against ``columns`` first); returns the
+        rows of each file, from its footer. ``columns`` None: the owner's own flush, neither checked nor counted."""
         if table not in TABLES:
             raise SpoolError(f"unknown table {table!r} in a segment name")
+        rows = _check_segments(table, paths, columns) if columns is not None else {}
         params = {"files": paths}
-        if columns is not None:
-            _check_segments(table, paths, columns, self.con.execute(
-                sqlfiles.query(STORE_FILE, "segment-tables"), params).fetchall(), self.con.execute(
-                sqlfiles.query(STORE_FILE, "segment-columns"), params).fetchall())
         if table == "series":
             self.con.execute(sqlfiles.query(STORE_FILE, "segment-series-insert"), params)
         else:
@@ -363,10 +365,7 @@ class Store:
             self.con.execute(f"INSERT INTO {quote_identifier(table)} BY NAME SELECT * REPLACE "
                              "(make_timestamp(CAST(round(ts * 1000000) AS BIGINT)) AS ts) FROM read_parquet($files)",
                              params)
-        if columns is None:  # the owner's own flush: nothing to check, no ledger to fill
-            return {}
-        counted = self.con.execute(sqlfiles.query(STORE_FILE, "segment-rows"), params).fetchall()
-        return {str(name): int(n) for name, n in counted}
+        return rows
 
     # -- reading -----------------------------------------------------------------------------------------
     @contextmanager

@@ -24,18 +24,6 @@ INSERT OR IGNORE INTO series SELECT DISTINCT series_id, name, kind, labels FROM 
 -- Registers the custom series of segment files; a series seen before keeps its row.
 INSERT OR IGNORE INTO series SELECT DISTINCT series_id, name, kind, labels FROM read_parquet($files);
 
--- name: segment-rows
--- The row count each segment file's own footer holds.
-SELECT file_name, num_rows FROM parquet_file_metadata($files);
-
--- name: segment-columns
--- Each segment file's columns and their Parquet physical types, from its own footer (the root excluded).
-SELECT file_name, name, type FROM parquet_schema($files) WHERE num_children IS NULL;
-
--- name: segment-tables
--- The table each segment file says it holds (key-value metadata written by duckpulse).
-SELECT file_name, decode(value) FROM parquet_kv_metadata($files) WHERE decode(key) = 'duckpulse.table';
-
 -- name: ledger-insert
 -- Records ingested segments in the same transaction as their rows.
 INSERT INTO ingested_segments SELECT unnest($segments), unnest($rows), $ingested_at;
