@@ -14,7 +14,9 @@ again. The added RSS is the difference: imports, threads, buffers, caches, and D
 
 RSS is read from /proc/self/status (no psutil: it would count itself). Variants run ``--rounds`` times each, in
 a new random order every round; the figure is the median. The child also lists which heavy packages it
-imported. Budgets (DESIGN.md): producer <= 20 MB, embedded owner <= 80 MB.
+imported, and how much of the RSS it added is file-backed (``RssFile``: the code pages of shared libraries such as
+DuckDB's, which every process mapping them shares). Budgets (DESIGN.md): producer <= 20 MB, embedded owner
+<= 80 MB, on the whole RSS.
 
     python benchmarks/bench_footprint.py [--requests 100000] [--rounds 3] [--check]
 """
@@ -36,19 +38,20 @@ VARIANTS = ("bare Flask", "duckpulse producer", "duckpulse embedded owner", "pro
 BUDGETS_MB = {"duckpulse producer": 20.0, "duckpulse embedded owner": 80.0}
 
 
-def rss_mb() -> float:
+def rss_mb(kind: str = "VmRSS") -> float:
+    """This process's resident memory in MB (``RssAnon``, ``RssFile``: its anonymous and file-backed parts)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(kind + ":"):
                 return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {kind} in /proc/self/status")
 
 
 def child(variant: str, requests: int, tmp: str) -> dict[str, Any]:
     """Run one variant in this process; returns its figures (printed as JSON for the parent)."""
     import flask
 
-    before = rss_mb()
+    before, file_before = rss_mb(), rss_mb("RssFile")
     app = flask.Flask(variant.split()[0])
 
     @app.get("/books/<int:book_id>")
@@ -105,7 +108,8 @@ def child(variant: str, requests: int, tmp: str) -> dict[str, Any]:
         final_flush()
     after = rss_mb()
     imported = sorted({m.split(".")[0] for m in sys.modules} & set(HEAVY))
-    return {"before_mb": before, "after_mb": after, "added_mb": after - before, "imported": imported}
+    return {"before_mb": before, "after_mb": after, "added_mb": after - before,
+            "added_file_mb": rss_mb("RssFile") - file_before, "imported": imported}
 
 
 def run_child(variant: str, requests: int) -> dict[str, Any]:
@@ -148,16 +152,18 @@ def main() -> int:
         errors = [r["error"] for r in runs if "error" in r]
         good = runs
         if errors:
-            rows.append((variant, "-", "-", "-", "-", f"failed: {errors[0]}"[:60]))
+            rows.append((variant, "-", "-", "-", "-", "-", f"failed: {errors[0]}"[:60]))
             continue
         added[variant] = median([r["added_mb"] for r in good])
         rows.append((variant, f"{median([r['before_mb'] for r in good]):.1f}",
                      f"{median([r['after_mb'] for r in good]):.1f}", f"{added[variant]:+.1f}",
                      f"{min(r['added_mb'] for r in good):+.1f} .. {max(r['added_mb'] for r in good):+.1f}",
+                     f"{median([r['added_file_mb'] for r in good]):+.1f}",
                      ", ".join(good[-1]["imported"]) or "-"))
     print(table(("variant", "RSS after import flask MB", "RSS after MB", "added MB (median)", "range",
-                 "heavy packages imported"), rows,
-                f"\n{args.rounds} processes per variant, in a new random order each round"))
+                 "of which file-backed MB", "heavy packages imported"), rows,
+                f"\n{args.rounds} processes per variant, in a new random order each round; file-backed: pages of "
+                "shared libraries and files, shared with every process that maps them"))
     verdicts = []
     producer = added.get("duckpulse producer")
     if producer:
