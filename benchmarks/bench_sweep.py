@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         rules = make_rules(args.rules)
         alerts = Alerts(store, clock, ThrottledLog(clock), default_rules=False, log_alerts=False)
         alerts.add_rules(rules)
-        combos = windows.fold(tuple(rules)).combos.num_rows
+        combos = len(windows.fold(tuple(rules)).combos["combo"][1])
         print(f"{len(rules)} rules fold into {combos} combos (table or custom series, window, label keys)")
 
         cpu = time.process_time()
