@@ -386,9 +386,12 @@ class Store:
         if cursor is None or getattr(self._readers, "generation", 0) != self._generation:
             with self.lock:
                 cursor = self.con.cursor()
+                # The instance this cursor belongs to, read while no reopen can run: a reopen right after the lock
+                # is released closes it, and pairing it with the generation read then would make reading() trust it.
+                generation = self._generation
                 self._cursors.add(cursor)
             self._readers.cursor = cursor
-            self._readers.generation = self._generation
+            self._readers.generation = generation
         return cursor
 
     def scalar(self, sql: str, params: dict[str, Any] | None = None) -> Any:
