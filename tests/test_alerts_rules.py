@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.alerts.rules import (
+    MAX_RULE_SECONDS,
     MB,
     Rule,
     RuleError,
@@ -74,6 +75,24 @@ def test_bad_fields_are_refused_with_the_accepted_values(changes: dict[str, obje
         make_rule(**args)  # type: ignore[arg-type]
     assert isinstance(info.value, RuleError) and info.value.field == field
     assert field in str(info.value) and accepted in str(info.value)
+
+
+@pytest.mark.parametrize("field", ["window_seconds", "for_seconds", "keep_firing_seconds", "repeat_interval_seconds"])
+def test_durations_are_capped_at_a_year(field: str, tmp_path: Path) -> None:
+    """window_seconds = 1e13 passed validation and then failed every sweep of every rule (issue 13, item 12):
+    every duration of a rule is at most MAX_RULE_SECONDS (366 days), refused with the field and the cap, in
+    Python and in a rules file (which names the line); the cap itself is accepted."""
+    assert MAX_RULE_SECONDS == 366 * 86400
+    args: dict[str, object] = {"metric": "request_duration", "op": "gt", "value": 1, "level": "warning"}
+    assert getattr(make_rule(**args, **{field: MAX_RULE_SECONDS}), field) == MAX_RULE_SECONDS  # type: ignore[arg-type]
+    for too_long in (MAX_RULE_SECONDS + 1, 1e13):
+        with pytest.raises(RuleError) as info:
+            make_rule(**args, **{field: too_long})  # type: ignore[arg-type]
+        assert info.value.field == field and "31622400 (366 days)" in str(info.value)
+    path = tmp_path / "rules.toml"
+    path.write_text(f'[[rule]]\nmetric = "request_duration"\nop = "gt"\nvalue = 1\nlevel = "info"\n{field} = 1e13\n')
+    with pytest.raises(RuleError, match=rf"rules.toml:6: .*field '{field}'.*366 days"):
+        load_rules_file(path)
 
 
 def test_metric_specific_aggregations() -> None:

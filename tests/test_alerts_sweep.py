@@ -492,3 +492,24 @@ def test_sweep_result_and_stats(mon: Monitor) -> None:
     assert mon.alerts is not None
     stats = mon.alerts.stats()
     assert stats["rules"] == 1 and stats["counts"]["sweeps"] == 1 and stats["last_sweep"] == result
+
+
+def test_a_rule_over_the_longest_window_sweeps_and_back_tests(mon: Monitor, clock: FakeClock) -> None:
+    """A rule at the cap of every duration (366 days) sweeps beside an ordinary rule, fires on rows in its window,
+    and back-tests: the cap is a window the SQL can compute, not only a number validation accepts."""
+    from pipeline.alerts.backtest import backtest
+    from pipeline.alerts.rules import MAX_RULE_SECONDS
+
+    longest = mon.add_threshold("request_duration", "gt", 500, "warning", aggregation="max", name="longest",
+                                window_seconds=MAX_RULE_SECONDS, for_seconds=MAX_RULE_SECONDS - 1,
+                                keep_firing_seconds=MAX_RULE_SECONDS, repeat_interval_seconds=MAX_RULE_SECONDS)
+    mon.add_threshold("request_duration", "gt", 500, "critical", name="ordinary")
+    mon.track_request("/a", "GET", 200, 700.0)
+    result = sweep(mon)
+    assert mon.stats()["jobs"]["alerts"]["last_error"] is None, result
+    assert state_of(mon, "longest") == {(): PENDING} and state_of(mon, "ordinary") == {(): FIRING}
+    assert mon.store is not None
+    with mon.store.reading() as cursor:
+        # Replayed at a tenth of its window (its step): at now - step, before the row, and at now.
+        replay = backtest(cursor, [longest], since_seconds=MAX_RULE_SECONDS / 10, now=clock.now(), step_seconds=60)
+    assert (replay[0].evaluations, replay[0].pending_only, replay[0].fired) == (2, 1, 0)

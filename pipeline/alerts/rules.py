@@ -28,6 +28,10 @@ LEVEL_RANK = {level: rank for rank, level in enumerate(LEVELS)}
 # The sweep query has eight label positions (l1..l8); a rule's `by` and `where` keys together use one each.
 MAX_LABEL_KEYS = 8
 DEFAULT_REPEAT_INTERVAL_SECONDS = 3600.0
+# The longest window, for_seconds, keep_firing_seconds and repeat_interval_seconds a rule may have: a year. Longer
+# windows reach past every tier duckpulse keeps (raw rows 7 days, hour rollups 400 days), and from ~3e12 s on a
+# window start is no timestamp at all, which failed every sweep of every rule (issue 13, item 12).
+MAX_RULE_SECONDS = 366 * 86_400.0
 MB = 1024 * 1024
 
 
@@ -136,7 +140,11 @@ class Rule:
             value = getattr(self, field)
             if not _is_number(value) or (value < 0 if minimum == 0.0 else value <= 0):
                 bound = ">= 0" if minimum == 0.0 else "> 0"
-                raise self._fail(field, f"{value!r} is not accepted; expected a finite number of seconds {bound}")
+                raise self._fail(field, f"{value!r} is not accepted; expected a finite number of seconds {bound} "
+                                        f"and at most {MAX_RULE_SECONDS:.0f} (366 days)")
+            if value > MAX_RULE_SECONDS:
+                raise self._fail(field, f"{value!r} seconds is longer than the {MAX_RULE_SECONDS:.0f} (366 days) a "
+                                        "rule may use; give a shorter duration (e.g. 86400 for a day)")
         self._validate_labels(spec)
         if self.op not in OPS:
             raise self._fail("op", f"{self.op!r} is not an operator; use one of {', '.join(OPS)}")
