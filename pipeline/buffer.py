@@ -227,6 +227,14 @@ class Buffer:
             self.flushed += rows
         return rows
 
+    def discard(self, flush: Flush, reason: str) -> int:
+        """Count what ``take`` returned as dropped for ``reason`` (a sink that cannot keep it, e.g. a full
+        outbox); returns the number of metric rows."""
+        rows = flush.rows
+        with self.lock:
+            self.dropped[reason] += rows
+        return rows
+
     def reject(self, reason: str) -> None:
         with self.lock:
             self.rejected[reason] += 1

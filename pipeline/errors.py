@@ -11,6 +11,8 @@ The exception tree::
     ├── SqlFileError               a named-query file in ``sql/`` is malformed (names file:line)
     ├── SpoolError                 a spool segment could not be written
     ├── StoreError                 the DuckDB store refused rows for a reason of its own (disk, memory, lock)
+    ├── ObjectStoreError           S3 (or a store speaking its API) failed a request: its code, and whether
+    │                              it may succeed later unchanged (``transient``: unreachable, 5xx, throttled)
     ├── NoMonitorError             an integration needed the default monitor and none is open
     └── IntegrationMissingError    an integration's library (flask, starlette, sqlalchemy) is not installed
 
@@ -53,6 +55,16 @@ class SpoolError(DuckPulseError):
 class StoreError(DuckPulseError):
     """The DuckDB store could not take rows that are sound (a full disk, memory, a lock); they stay where they
     were (the buffer, or the spool) for the next attempt."""
+
+
+class ObjectStoreError(DuckPulseError):
+    """An object storage request failed; the message says what to do. ``code`` is S3's error code (None when
+    the store was not reached); ``transient`` is True when retrying unchanged may succeed."""
+
+    def __init__(self, message: str, *, code: str | None = None, transient: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.transient = transient
 
 
 class NoMonitorError(DuckPulseError, RuntimeError):

@@ -4,6 +4,10 @@ One transaction loads a group of segments and writes their names into ``ingested
 unlinked only after the commit. A crash before the commit leaves the files to be loaded again; a crash after it
 leaves files whose names the ledger already holds, and those are just unlinked.
 
+Segments come from sources: a local spool directory (``spool.LocalSpool``) or an object storage prefix a fleet's
+hosts upload to (``objectspool.ObjectSpool``, whose ledger names are the object's URL and ETag). A source pages
+ready segments oldest first, makes them readable as local files, and removes or quarantines them.
+
 A segment is quarantined (moved to ``quarantine/``, counted) only when it is proven at fault: DuckDB refused it
 alone, and it fails again when loaded alone into a fresh in-memory database (unreadable, cut short, a wrong
 schema, a NULL where the table wants a value). When the store is what failed (a full disk, out of memory, a
@@ -16,12 +20,12 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Protocol
 
 from .clock import Clock
 from .errors import SpoolError, StoreError
 from .logs import ThrottledLog
-from .spool import Segment, backlog, expected_columns, quarantine, ready_segments
+from .spool import LocalSpool, Segment, expected_columns
 from .store import Store
 
 MAX_SEGMENTS_PER_RUN = 512
@@ -41,40 +45,76 @@ class IngestStats:
     quarantined_files: list[str] = field(default_factory=list)
 
 
-class Ingestor:
-    """Loads ready segments from one spool directory into the store."""
+class Source(Protocol):
+    """Where ready segments wait (``spool.LocalSpool``, ``objectspool.ObjectSpool``)."""
 
-    def __init__(self, store: Store, spool_root: str | os.PathLike[str], clock: Clock, log: ThrottledLog) -> None:
+    def page(self, limit: int) -> tuple[list[Segment], list[Segment]]:
+        """Up to ``limit`` ready segments, oldest first, and what waits there but is not a segment."""
+
+    def fetch(self, segments: list[Segment]) -> list[Segment]:
+        """The segments readable at their ``path`` (downloaded if need be); those that vanished are left out."""
+
+    def release(self, segments: list[Segment]) -> None:
+        """Forget local copies ``fetch`` made (the segments themselves stay until ``remove``)."""
+
+    def remove(self, segments: list[Segment]) -> None:
+        """Delete segments the ledger holds."""
+
+    def quarantine(self, segment: Segment) -> str:
+        """Move a segment aside for good; returns where it went."""
+
+    def backlog(self) -> int:
+        """Segments waiting."""
+
+
+class Ingestor:
+    """Loads ready segments from spool sources into the store (a directory path is a ``LocalSpool``)."""
+
+    def __init__(self, store: Store, spool: str | os.PathLike[str] | Source | list[Source], clock: Clock,
+                 log: ThrottledLog) -> None:
         self.store = store
-        self.root = Path(spool_root)
+        if isinstance(spool, str | os.PathLike):
+            self.sources: list[Source] = [LocalSpool(spool)]
+        else:
+            self.sources = list(spool) if isinstance(spool, list) else [spool]
         self.clock = clock
         self.log = log
         self.stats = IngestStats()
 
     def backlog(self) -> int:
-        return backlog(self.root)
+        return sum(source.backlog() for source in self.sources)
 
     def run_once(self, max_segments: int = MAX_SEGMENTS_PER_RUN) -> int:
         """Ingest up to ``max_segments`` ready segments, oldest first; returns the rows loaded."""
         return self._run(max_segments)[0]
 
     def _run(self, max_segments: int) -> tuple[int, bool]:
-        """run_once, and whether it took a full page of segments (so more may be waiting)."""
+        """run_once over every source, and whether one of them gave a full page (so more may be waiting)."""
         self.stats.runs += 1
-        segments, strangers = ready_segments(self.root, max_segments)
-        for path in strangers:
-            self._quarantine(path, "its name is not a segment name")
+        rows, more = 0, False
+        for source in self.sources:
+            loaded, full = self._run_source(source, max_segments)
+            rows, more = rows + loaded, more or full
+        return rows, more
+
+    def _run_source(self, source: Source, max_segments: int) -> tuple[int, bool]:
+        segments, strangers = source.page(max_segments)
+        for stranger in strangers:
+            self._quarantine(source, stranger, "its name is not a segment name")
         if not segments:
             return 0, False
         done = self.store.already_ingested([s.name for s in segments])
-        for seg in segments:
-            if seg.name in done:  # committed by an earlier run that died before unlinking
-                seg.path.unlink(missing_ok=True)
-        todo = [s for s in segments if s.name not in done]
+        # Committed by an earlier run that died before removing them (or uploaded again by a producer that never
+        # heard the store's answer: the same bytes have the same ETag).
+        source.remove([s for s in segments if s.name in done])
+        todo = source.fetch([s for s in segments if s.name not in done])
         rows = 0
-        # Consecutive runs of the same table, so a backlog keeps its order across tables too.
-        for table, group in itertools.groupby(todo, key=lambda s: s.table):
-            rows += self._load(table, list(group))
+        try:
+            # Consecutive runs of the same table, so a backlog keeps its order across tables too.
+            for table, group in itertools.groupby(todo, key=lambda s: s.table):
+                rows += self._load(source, table, list(group))
+        finally:
+            source.release(todo)
         self.stats.last_ingest_at = self.clock.now()
         return rows, len(segments) == max_segments
 
@@ -91,44 +131,48 @@ class Ingestor:
                 break
         return rows
 
-    def _load(self, table: str, group: list[Segment]) -> int:
+    def _load(self, source: Source, table: str, group: list[Segment]) -> int:
         try:
-            return self._commit(table, group)
+            return self._commit(source, table, group)
         except SpoolError as exc:
             if len(group) == 1:
-                return self._refused(table, group[0], exc)
+                return self._refused(source, table, group[0], exc)
         # DuckDB refused the group: retry one by one, so the segments that are not at fault are loaded.
-        return sum(self._load(table, [seg]) for seg in group)
+        return sum(self._load(source, table, [seg]) for seg in group)
 
-    def _refused(self, table: str, seg: Segment, exc: SpoolError) -> int:
+    def _refused(self, source: Source, table: str, seg: Segment, exc: SpoolError) -> int:
         """DuckDB refused one segment: quarantine it if it is at fault, else stop the run and leave it."""
         fault = self.store.segment_fault(table, seg.name, seg.path, expected_columns(table))
         if fault is None:
             raise StoreError(f"the database refused spool segment {seg.name} ({exc.__cause__ or exc}), which loads "
                              "into a fresh database: the store failed, not the segment. It stays in ready/ for the "
                              "next run") from exc
-        self._quarantine(seg.path, f"DuckDB cannot load it: {fault}")
+        self._quarantine(source, seg, f"DuckDB cannot load it: {fault}")
         return 0
 
-    def _commit(self, table: str, group: list[Segment]) -> int:
+    def _commit(self, source: Source, table: str, group: list[Segment]) -> int:
         # The row counts, the table and the column types come from each file's own footer, not from its name.
         rows = self.store.ingest_files(table, [(s.name, s.path) for s in group], expected_columns(table))
-        for seg in group:
-            seg.path.unlink(missing_ok=True)
         self.stats.segments += len(group)
         self.stats.rows += rows
+        try:
+            source.remove(group)
+        except Exception as exc:  # committed: the ledger keeps them from being loaded again; removed next run
+            self.stats.last_error = f"cannot remove {len(group)} ingested segment(s) from {source}: {exc}"
+            self.log.warning("ingest-remove", f"duckpulse: {self.stats.last_error} (the ledger holds them: the next "
+                             "run removes them without loading them again)")
         return rows
 
-    def _quarantine(self, path: Path, why: str) -> None:
+    def _quarantine(self, source: Source, seg: Segment, why: str) -> None:
         try:
-            target = quarantine(self.root, path)
-        except OSError as exc:
+            target = source.quarantine(seg)
+        except Exception as exc:
             self.stats.failures += 1
-            self.stats.last_error = f"cannot quarantine {path}: {exc}"
+            self.stats.last_error = f"cannot quarantine {seg.name}: {exc}"
             self.log.warning("quarantine", self.stats.last_error)
             return
         self.stats.quarantined += 1
-        self.stats.quarantined_files.append(target.name)
+        self.stats.quarantined_files.append(target.rsplit("/", 1)[-1])
         del self.stats.quarantined_files[:-20]
-        self.log.warning("quarantine", f"spool segment {path.name} moved to {target.parent}: {why}. Inspect it "
-                         "there; delete it once you no longer need it.")
+        self.log.warning("quarantine", f"spool segment {seg.name} moved to {target}: {why}. Inspect it there; "
+                         "delete it once you no longer need it.")

@@ -8,8 +8,13 @@ Layout under the spool directory::
 
 A segment is one Parquet file (written by ``pipeline.parquet``, no pyarrow) holding one table's rows from one
 flush. Its name sorts by creation time, so the owner ingests a backlog in the order it was written:
-``<time_ns>-<table>-<host>-<pid>-<seq>-<rows>.parquet``. The name is for ordering and for people: the owner
-takes the table, the columns and the row count from the file's own footer (``expected_columns``).
+``<time_ns>-<table>-<host>-<pid>-<token>-<seq>-<rows>.parquet``, where ``token`` is random per writer, so that
+two hosts never make the same name even with the same host name and pid (containers: pid 1 everywhere) when their
+segments meet in object storage (pipeline/outbox.py). The name is for ordering and for people: the owner takes the
+table, the columns and the row count from the file's own footer (``expected_columns``).
+
+``LocalSpool`` is the owner's side of this directory for the ingest (pipeline/ingest.py); an object storage
+prefix has its own (pipeline/objectspool.py).
 """
 
 from __future__ import annotations
@@ -34,15 +39,20 @@ SUFFIX = ".parquet"
 
 @dataclass(frozen=True)
 class Segment:
-    """A ready segment file and what its name says about it."""
+    """A ready segment and what its name says about it.
+
+    ``path`` is where the owner reads it (for an object, its downloaded copy); ``ledger_name`` is what the ingest
+    ledger records: the file name, or for an object its URL and ETag (``ObjectSpool``).
+    """
 
     path: Path
     table: str
     rows: int
+    ledger_name: str = ""
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.ledger_name or self.path.name
 
 
 def spool_dirs(root: Path) -> tuple[Path, Path, Path]:
@@ -64,6 +74,7 @@ class SpoolWriter:
         self.root = Path(root)
         self.tmp, self.ready, self.quarantine = spool_dirs(self.root)
         self.host = _safe(host or socket.gethostname())
+        self.token = os.urandom(4).hex()
         self._seq = itertools.count()
 
     def write(self, flush: Flush) -> list[Path]:
@@ -72,7 +83,8 @@ class SpoolWriter:
         try:
             spool_dirs(self.root)  # re-created if a cleaner or an operator removed them: the next flush recovers
             for table, rows in flush_tables(flush):
-                name = f"{time.time_ns():020d}-{table}-{self.host}-{os.getpid()}-{next(self._seq)}-{rows}{SUFFIX}"
+                name = (f"{time.time_ns():020d}-{table}-{self.host}-{os.getpid()}-{self.token}-{next(self._seq)}-"
+                        f"{rows}{SUFFIX}")
                 tmp = self.tmp / name
                 written.append((tmp, self.ready / name))  # before writing: a half-written file is removed too
                 with open(tmp, "wb") as f:
@@ -124,14 +136,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def parse_name(path: Path) -> Segment | None:
-    """The segment a ready file name describes, or None for a name that is not a segment's."""
+def parse_name(path: Path, ledger_name: str = "") -> Segment | None:
+    """The segment a ready file name describes, or None for a name that is not a segment's (names without the
+    token, from duckpulse before fleets, are segments too)."""
     if not path.name.endswith(SUFFIX):
         return None
     parts = path.name[: -len(SUFFIX)].split("-")
-    if len(parts) != 6 or parts[1] not in TABLE_ORDER or not parts[5].isdigit():
+    if len(parts) not in (6, 7) or not parts[0].isdigit() or parts[1] not in TABLE_ORDER or not parts[-1].isdigit():
         return None
-    return Segment(path, parts[1], int(parts[5]))
+    return Segment(path, parts[1], int(parts[-1]), ledger_name)
 
 
 def ready_segments(root: Path, limit: int) -> tuple[list[Segment], list[Path]]:
@@ -166,3 +179,38 @@ def quarantine(root: Path, path: Path) -> Path:
     (root / "quarantine").mkdir(parents=True, exist_ok=True)
     os.replace(path, target)
     return target
+
+
+class LocalSpool:
+    """A spool directory as the ingest reads it: pages of ready segments, removed once committed."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def page(self, limit: int) -> tuple[list[Segment], list[Segment]]:
+        """Up to ``limit`` ready segments, oldest first, and the ready files that are not segments (as segments
+        of no table, to be quarantined)."""
+        segments, strangers = ready_segments(self.root, limit)
+        return segments, [Segment(p, "", 0) for p in strangers]
+
+    def fetch(self, segments: list[Segment]) -> list[Segment]:
+        """The segments, readable at their paths (a local spool's already are)."""
+        return segments
+
+    def release(self, segments: list[Segment]) -> None:
+        """Nothing to clean: the files stay until ``remove`` or the next run."""
+
+    def remove(self, segments: list[Segment]) -> None:
+        """Delete segments the ledger holds (committed now, or by an earlier run that died before this)."""
+        for seg in segments:
+            seg.path.unlink(missing_ok=True)
+
+    def quarantine(self, segment: Segment) -> str:
+        """Move a segment aside for good; returns where it went."""
+        return str(quarantine(self.root, segment.path))
+
+    def backlog(self) -> int:
+        return backlog(self.root)

@@ -334,7 +334,7 @@ def test_a_torn_or_garbage_segment_is_quarantined_and_the_rest_ingested(tmp_path
     }[damage]
     # Named to sort between the good segments, as a torn file from a producer would.
     first = sorted(s.name for s in ready_segments(spool, 10)[0])[0].split("-")
-    first[0], first[5] = f"{int(first[0]) + 1:020d}", "1000.parquet"
+    first[0], first[-1] = f"{int(first[0]) + 1:020d}", "1000.parquet"
     torn = spool / "ready" / "-".join(first)
     if bad is None:
         pq.write_table(pa.table({"x": list(range(1000))}), torn)
