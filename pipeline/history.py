@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -19,6 +21,9 @@ from . import sqlfiles
 from .archive import FILE_NAME, SERIES_DIR, TABLES, default_history_dir
 from .errors import ConfigError
 from .logs import logger
+
+if TYPE_CHECKING:
+    from .objectstore import ObjectStoreSettings
 
 SQL = "history.sql"
 LIVE = "live"  # the name the live database is attached under
@@ -43,16 +48,25 @@ def owner_running(db_path: str | os.PathLike[str]) -> bool:
 
 
 def connect(history_dir: str | os.PathLike[str] | None = None,
-            db_path: str | os.PathLike[str] | None = None, *, attach_live: bool = True) -> duckdb.DuckDBPyConnection:
+            db_path: str | os.PathLike[str] | None = None, *, attach_live: bool = True, since: date | None = None,
+            cache_dir: str | os.PathLike[str] | None = None,
+            store: ObjectStoreSettings | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with one view per archived table, and the live file as ``live``.
 
     ``history_dir`` defaults to ``<db_path>.history``. Views exist for the tables that have history; the live
     database is attached (read-only) when ``db_path`` is given, exists, no owner holds it and ``attach_live``.
+
+    A history in object storage (``"s3://bucket/history"``, what a fleet's owner archives) is first brought into
+    ``cache_dir`` (default ``~/.cache/duckpulse/history/<bucket>/<prefix>``), only what changed since the last
+    call, and only the hour partitions from ``since`` on when given (pipeline/objecthistory.py); ``store`` says how
+    to reach the store (endpoint, region; credentials come from the AWS environment and files).
     """
     if history_dir is None:
         if db_path is None:
             raise ConfigError("history.connect() needs history_dir=..., or db_path=... to use <db>.history")
         history_dir = default_history_dir(db_path)
+    if isinstance(history_dir, str) and history_dir.startswith("s3://"):
+        history_dir = _pull(history_dir, since, cache_dir, store)
     root = Path(history_dir).resolve()
     con = duckdb.connect(":memory:")
     try:
@@ -70,6 +84,16 @@ def connect(history_dir: str | os.PathLike[str] | None = None,
         con.close()
         raise
     return con
+
+
+def _pull(url: str, since: date | None, cache_dir: str | os.PathLike[str] | None,
+          settings: ObjectStoreSettings | None) -> Path:
+    """A history in object storage, brought into a local cache (what changed since the last call only)."""
+    from .objecthistory import default_cache_dir, pull
+    from .objectstore import ObjectStore, parse_url
+
+    location = parse_url(url, "history_dir")
+    return pull(ObjectStore(location, settings), cache_dir or default_cache_dir(location), since)
 
 
 def _attach_live(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:

@@ -1,0 +1,87 @@
+"""The history in object storage: the archive's files pushed to s3://bucket/history as they are, and read back by
+history.connect() through a local cache (against moto's S3 server in its own process)."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from pathlib import Path
+
+import pytest
+import s3_helpers
+import test_archive_history
+from s3_helpers import S3Server
+from test_archive_history import HOUR, files, hourly
+
+from pipeline import ConfigError, archive, history, percentiles, rollup
+from pipeline.archive import ArchiveSettings
+from pipeline.objecthistory import MANIFEST, pull, push
+from pipeline.store import Store
+from pipeline.testing import FakeClock
+
+s3 = s3_helpers.s3  # the module's S3 server (a fixture)
+file_store = test_archive_history.file_store  # a Store on a real file (a fixture)
+
+
+def archived(store: Store, clock: FakeClock, root: Path, hours: int) -> None:
+    hourly(store, hours)
+    clock.advance(hours * HOUR + 700)
+    rollup.run(store, clock.now())
+    archive.run(store, clock.now(), ArchiveSettings(history_dir=root))
+
+
+def test_the_store_holds_the_archive_as_it_is(s3: S3Server, file_store: Store, clock: FakeClock,
+                                              tmp_path: Path) -> None:
+    """Every file of the local history is one object under the same relative key, byte for byte (its ETag is
+    its MD5); a second push uploads nothing; a pruned partition's objects are deleted."""
+    root = tmp_path / "history"
+    archived(file_store, clock, root, 3)
+    url = s3.new_bucket() + "/history"
+    store = s3.store(url)
+    summary = push(root, store)
+    local = files(root)
+    local.remove(MANIFEST)
+    assert summary.uploaded == len(local) > 10
+    remote = {o.key.removeprefix("history/"): o.etag for o in store.list("history/")}
+    assert sorted(remote) == local
+    assert all(remote[rel] == hashlib.md5((root / rel).read_bytes()).hexdigest() for rel in local)
+    assert push(root, store).uploaded == 0
+    clock.advance(24 * HOUR)
+    archive.run(file_store, clock.now(), ArchiveSettings(history_dir=root, history_days=0.5))  # prunes every hour
+    summary = push(root, store)
+    assert summary.deleted > 0 and all("date=" not in o.key for o in store.list("history/"))
+
+
+def test_history_connect_reads_the_store_through_a_cache(s3: S3Server, file_store: Store, clock: FakeClock,
+                                                         tmp_path: Path) -> None:
+    """connect("s3://...") gives the same tables and percentiles as the local history; a second connect downloads
+    nothing that did not change; ``since`` leaves earlier partitions out."""
+    root = tmp_path / "history"
+    archived(file_store, clock, root, 3)
+    url = s3.new_bucket() + "/history"
+    push(root, s3.store(url))
+    cache = tmp_path / "cache"
+    start, end = FakeClock().now(), FakeClock().now() + 3 * HOUR
+    with history.connect(url, cache_dir=cache, store=s3.settings()) as remote, history.connect(root) as here:
+        query = "SELECT route, count(*), sum(duration_ms) FROM requests GROUP BY route ORDER BY route"
+        assert remote.execute(query).fetchall() == here.execute(query).fetchall()
+        assert remote.execute("SELECT count(*) FROM requests").fetchone() == (18,)
+        got = percentiles(remote, "request_duration", start=start, end=end, by="route", method="exact")
+    expected = percentiles(file_store.con, "request_duration", start=start, end=end, by="route", method="exact")
+    assert got.to_dict("records") == expected.to_dict("records") and expected["count"].sum() == 18
+    pulled = {p: p.stat().st_mtime_ns for p in cache.rglob("*.parquet")}
+    pull(s3.store(url), cache)
+    assert {p: p.stat().st_mtime_ns for p in cache.rglob("*.parquet")} == pulled  # nothing downloaded again
+    with history.connect(url, cache_dir=cache, store=s3.settings(), since=date(2026, 1, 2)) as later:
+        views = {r[0] for r in later.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        assert "requests" not in views and "series" in views  # every hour is on 2026-01-01
+
+
+def test_a_reader_never_pulls_into_an_owners_history(s3: S3Server, file_store: Store, clock: FakeClock,
+                                                     tmp_path: Path) -> None:
+    root = tmp_path / "history"
+    archived(file_store, clock, root, 1)
+    url = s3.new_bucket() + "/history"
+    push(root, s3.store(url))
+    with pytest.raises(ConfigError, match="owner's local history"):
+        pull(s3.store(url), root)
