@@ -17,6 +17,8 @@ $(VENV)/.test-installed: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 # The dashboard is tested in headless Chromium (tests/test_webapp_browser.py): Debian's package.
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+# Spark (tests/test_spark_history.py) runs on a JVM: Debian's default JRE when the machine has no java.
+	command -v java >/dev/null || (apt-get update && apt-get install -y default-jre-headless)
 	touch $@
 
 # Options of `duckpulse demo` pass through DEMO_ARGS: make demo DEMO_ARGS="--duration 30 --workers 2"
