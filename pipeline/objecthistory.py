@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError
-from .objectstore import ObjectStore, ObjectUrl
+from .objectstore import ObjectStore, ObjectUrl, user_cache_dir
 
 if TYPE_CHECKING:
     from .jobs import Job
@@ -154,8 +154,7 @@ def pull(store: ObjectStore, cache_dir: str | os.PathLike[str], since: date | No
 
 def default_cache_dir(url: ObjectUrl) -> Path:
     """``<cache>/duckpulse/history/<bucket>/<prefix>`` ($XDG_CACHE_HOME or ~/.cache): one copy per history."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "duckpulse" / "history" / url.bucket / (url.prefix.replace("/", "_") or "_")
+    return user_cache_dir() / "duckpulse" / "history" / url.bucket / (url.prefix.replace("/", "_") or "_")
 
 
 def upload_job(local_dir: str | os.PathLike[str], store: ObjectStore, interval_seconds: float) -> Job:

@@ -143,6 +143,11 @@ def _check_endpoint(name: str, url: str) -> tuple[bool, str]:
     return parts.scheme == "https", parts.netloc
 
 
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME``, else ``~/.cache``: where outboxes and history caches live across restarts."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+
+
 def resolve_endpoint(settings: ObjectStoreSettings) -> str | None:
     """The endpoint URL in use: the setting, else the AWS SDKs' variables, else None (AWS S3)."""
     if settings.endpoint_url:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .clock import Clock
 from .errors import ConfigError, ObjectStoreError, SpoolError
 from .logs import ThrottledLog
-from .objectstore import ObjectStore, ObjectStoreSettings, ObjectUrl, parse_url
+from .objectstore import ObjectStore, ObjectStoreSettings, ObjectUrl, parse_url, user_cache_dir
 from .spool import SUFFIX, SpoolWriter, parse_name, spool_dirs
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ class OutboxFull(SpoolError):
 def default_outbox_dir(url: ObjectUrl) -> Path:
     """``<cache>/duckpulse/outbox/<bucket>/<prefix>``: one outbox per place in the store, shared by a host's
     processes, kept across restarts."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    base = user_cache_dir()
     tail = Path("duckpulse", "outbox", url.bucket, url.prefix.replace("/", "_") or "_")
     try:
         (base / tail).mkdir(parents=True, exist_ok=True)
