@@ -24,13 +24,9 @@ import os
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
 
 from .errors import ConfigError
 from .objectstore import ObjectStore, ObjectUrl, user_cache_dir
-
-if TYPE_CHECKING:
-    from .jobs import Job
 
 MANIFEST = ".uploaded.json"  # in the local history: what was pushed (a dot file: no view ever reads it)
 CACHE_MANIFEST = ".pulled.json"  # in a reader's cache: the ETag of each file pulled
@@ -156,9 +152,3 @@ def default_cache_dir(url: ObjectUrl) -> Path:
     """``<cache>/duckpulse/history/<bucket>/<prefix>`` ($XDG_CACHE_HOME or ~/.cache): one copy per history."""
     return user_cache_dir() / "duckpulse" / "history" / url.bucket / (url.prefix.replace("/", "_") or "_")
 
-
-def upload_job(local_dir: str | os.PathLike[str], store: ObjectStore, interval_seconds: float) -> Job:
-    """The owner's "history-upload" job: ``push`` after the archive (and the publish) wrote."""
-    from .jobs import Job
-
-    return Job("history-upload", interval_seconds, lambda now: push(local_dir, store))
