@@ -153,7 +153,7 @@ SCHEMAS: dict[str, Schema] = {
         "avg": _num("Mean resident memory, bytes."),
         "max": _int("Peak resident memory, bytes."),
         "vms": _int("Virtual memory at the latest sample, bytes."),
-        "cpuPercent": _num("CPU use at the latest sample, percent."),
+        "cpuPercent": _num("CPU use at the latest sample, percent (null for a first sample).", True),
         "numThreads": _int("Threads at the latest sample."),
         "numFds": _int("Open file descriptors at the latest sample (null where there are none).", True),
         "firstSeen": _time("First sample in the range."),

@@ -222,7 +222,7 @@
   function showMemory(data) {
     fillRows(document.querySelector("#memory tbody"), data.processes.map(function (p) {
       return [p.host + " / " + p.pid, bytes(p.current), bytes(p.avg), bytes(p.max),
-              p.cpuPercent.toFixed(1) + "%", p.numThreads];
+              (p.cpuPercent == null ? "n/a" : p.cpuPercent.toFixed(1) + "%"), p.numThreads];
     }), "no process samples in this window", 6);
     var box = document.getElementById("memory-charts");
     box.textContent = "";
