@@ -19,6 +19,11 @@ def test_wheel_ships_sql_and_works_outside_the_checkout(tmp_path: Path) -> None:
         names = zf.namelist()
         assert "pipeline/sql/schema.sql" in names and "pipeline/sql/queries.sql" in names
         assert any(n.endswith("entry_points.txt") for n in names)
+        # Every package of the source tree ships (the list in pyproject.toml is explicit, so a new subpackage
+        # that is not added to it would be missing from every installed copy).
+        for init in [*ROOT.glob("pipeline/**/__init__.py"), *ROOT.glob("webapp/**/__init__.py")]:
+            shipped = init.relative_to(ROOT).as_posix()
+            assert shipped in names, f"{shipped} is not in the wheel: add its package to pyproject.toml"
         zf.extractall(tmp_path / "site")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
