@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -12,8 +13,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_wheel_ships_sql_and_works_outside_the_checkout(tmp_path: Path) -> None:
     """A wheel built from the project holds sql/*.sql; unpacked elsewhere, a Monitor creates the schema from it."""
+    # Built from a copy of the tracked files: setuptools reuses a checkout's build/ folder, whose stale modules
+    # would hide a package missing from pyproject.toml's list.
+    source = tmp_path / "source"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True).stdout
+    for name in tracked.decode().split("\0"):
+        if name and (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True, timeout=300)
+                    str(tmp_path / "dist"), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("duckpulse-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
