@@ -98,7 +98,8 @@ ORDER BY starts_at, silence_id;
 -- share the requests' combos, which carry the duration as value and the 5xx flag as errors. Each source's rows
 -- in its longest window are joined to its combos (the label positions a combo keeps become l1..l8, the rest
 -- NULL), grouped once per combo and label set on the table's own column types (cast to text only afterwards),
--- and joined to __alert_rules, which picks its aggregation and filters on its `where` values.
+-- and joined to __alert_rules, which picks its aggregation and filters on its `where` values and min_count
+-- (a label set with fewer rows in the window has none, for that rule).
 -- Windows are (now - w, now]; percentiles are exact (nearest rank) and computed only where a rule needs one.
 WITH combos AS (
     SELECT *, make_timestamp($now_us - CAST(window_seconds * 1000000 AS BIGINT)) AS start_ts FROM __alert_combos
@@ -175,7 +176,8 @@ SELECT r.rule_index, a.l1, a.l2, a.l3, a.l4, a.l5, a.l6, a.l7, a.l8,
 FROM aggregated a JOIN __alert_rules r ON a.combo = r.combo
 WHERE (r.w1 IS NULL OR a.l1 = r.w1) AND (r.w2 IS NULL OR a.l2 = r.w2) AND (r.w3 IS NULL OR a.l3 = r.w3)
   AND (r.w4 IS NULL OR a.l4 = r.w4) AND (r.w5 IS NULL OR a.l5 = r.w5) AND (r.w6 IS NULL OR a.l6 = r.w6)
-  AND (r.w7 IS NULL OR a.l7 = r.w7) AND (r.w8 IS NULL OR a.l8 = r.w8);
+  AND (r.w7 IS NULL OR a.l7 = r.w7) AND (r.w8 IS NULL OR a.l8 = r.w8)
+  AND a.events >= r.min_count;
 
 -- name: backtest-runs
 -- Replays rules over stored history: a combo's evaluation times are t_k = $start + k * step (k = 0..steps;
@@ -289,6 +291,7 @@ valued AS MATERIALIZED (
     WHERE (r.w1 IS NULL OR w.l1 = r.w1) AND (r.w2 IS NULL OR w.l2 = r.w2) AND (r.w3 IS NULL OR w.l3 = r.w3)
       AND (r.w4 IS NULL OR w.l4 = r.w4) AND (r.w5 IS NULL OR w.l5 = r.w5) AND (r.w6 IS NULL OR w.l6 = r.w6)
       AND (r.w7 IS NULL OR w.l7 = r.w7) AND (r.w8 IS NULL OR w.l8 = r.w8)
+      AND w.events >= r.min_count
 ),
 counted_sets AS (
     -- count and rate have a value (zero) at every time for every label set they ever saw

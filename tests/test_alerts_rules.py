@@ -127,14 +127,18 @@ def test_rule_accepts_a_where_mapping_and_a_by_string() -> None:
 
 
 def test_default_rules_are_the_plans_thresholds() -> None:
-    """Request > 1 s warning, > 3 s critical; query > 100 ms / 1 s; memory RSS > 512 MB / 1 GB."""
-    got = {(r.metric, r.op, r.value, r.level, r.aggregation) for r in default_rules()}
+    """Request > 1 s warning, > 3 s critical; query > 100 ms / 1 s; memory RSS > 512 MB / 1 GB; and a route whose
+    every request of the last 5 minutes failed, at least 5 of them."""
+    got = {(r.metric, r.op, r.value, r.level, r.aggregation, r.min_count) for r in default_rules()}
     assert got == {
-        ("request_duration", "gt", 1000, "warning", "max"), ("request_duration", "gt", 3000, "critical", "max"),
-        ("query_duration", "gt", 100, "warning", "max"), ("query_duration", "gt", 1000, "critical", "max"),
-        ("memory_rss", "gt", 512 * MB, "warning", "max"), ("memory_rss", "gt", 1024 * MB, "critical", "max"),
+        ("request_duration", "gt", 1000, "warning", "max", 1), ("request_duration", "gt", 3000, "critical", "max", 1),
+        ("query_duration", "gt", 100, "warning", "max", 1), ("query_duration", "gt", 1000, "critical", "max", 1),
+        ("memory_rss", "gt", 512 * MB, "warning", "max", 1), ("memory_rss", "gt", 1024 * MB, "critical", "max", 1),
+        ("error_rate", "gte", 1.0, "critical", "avg", 5),
     }
-    assert len({r.name for r in default_rules()}) == 6
+    assert len({r.name for r in default_rules()}) == 7
+    [failing] = [r for r in default_rules() if r.metric == "error_rate"]
+    assert failing.by == ("route",) and failing.window_seconds == 300
 
 
 # -- TOML files --------------------------------------------------------------------------------------------

@@ -210,7 +210,8 @@ def test_inhibition_with_the_default_rules(db_path: Path, clock: FakeClock) -> N
 
 
 def test_default_rules_installed_and_switched_off(db_path: Path, clock: FakeClock, mon: Monitor) -> None:
-    """Monitor installs the plan's six thresholds by default; default_rules=False installs none."""
+    """Monitor installs the plan's six thresholds and the failing-route rule by default; default_rules=False
+    installs none."""
     assert mon.alerts is not None and mon.alerts.rules == []
     other = Monitor(db_path=db_path.with_name("other.duckdb"), jobs=False, clock=clock,
                     memory_interval_seconds=None)
@@ -218,7 +219,7 @@ def test_default_rules_installed_and_switched_off(db_path: Path, clock: FakeCloc
         assert other.alerts is not None
         assert {r.name for r in other.alerts.rules} == {
             "request_over_1s", "request_over_3s", "query_over_100ms", "query_over_1s", "memory_over_512mb",
-            "memory_over_1gb"}
+            "memory_over_1gb", "route_always_failing"}
         assert "alerts" in other.jobs_runner.names
     finally:
         other.close()
@@ -234,6 +235,38 @@ def test_memory_default_rule_per_process(db_path: Path, clock: FakeClock) -> Non
         sweep(mon)
         assert state_of(mon, "memory_over_512mb") == {(("host", "h"), ("pid", "7")): FIRING}
         assert state_of(mon, "memory_over_1gb") == {(("host", "h"), ("pid", "7")): INACTIVE}
+    finally:
+        mon.close()
+
+
+def test_the_failing_route_default_fires_on_five_straight_failures_only(db_path: Path, clock: FakeClock) -> None:
+    """route_always_failing: one failure on a quiet route, or four, fire nothing; the fifth straight 5xx of a route
+    in 5 minutes fires (critical, for that route); one success resolves it; a route that also succeeds never fires."""
+    mon = Monitor(db_path=db_path, jobs=False, clock=clock, memory_interval_seconds=None)
+    rec = RecordingNotifier()
+    mon.on_alert(rec)
+    try:
+        mon.track_request("/quiet", "GET", 500, 5.0)
+        for _ in range(4):
+            mon.track_request("/broken", "POST", 503, 5.0)
+            mon.track_request("/flaky", "GET", 500, 5.0)
+        mon.track_request("/flaky", "GET", 200, 5.0)
+        clock.advance(1)
+        sweep(mon)
+        assert FIRING not in state_of(mon, "route_always_failing").values()
+        mon.track_request("/broken", "POST", 500, 5.0)
+        for _ in range(5):
+            mon.track_request("/flaky", "GET", 500, 5.0)
+        clock.advance(1)
+        sweep(mon)
+        assert {k: v for k, v in state_of(mon, "route_always_failing").items() if v == FIRING} == {
+            (("route", "/broken"),): FIRING}
+        [firing] = [n for n in rec.notifications if n.rule == "route_always_failing"]
+        assert (firing.level, firing.state, firing.value) == ("critical", FIRING, 1.0)
+        mon.track_request("/broken", "POST", 200, 5.0)
+        clock.advance(1)
+        sweep(mon)
+        assert state_of(mon, "route_always_failing")[(("route", "/broken"),)] == RESOLVED
     finally:
         mon.close()
 

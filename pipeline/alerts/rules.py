@@ -65,7 +65,7 @@ CUSTOM_SOURCE = "points"
 # The fields of a rule, as a TOML [[rule]] table spells them; the first four are required.
 REQUIRED_FIELDS = ("metric", "op", "value", "level")
 FIELDS = (*REQUIRED_FIELDS, "name", "message", "aggregation", "window_seconds", "by", "where", "for_seconds",
-          "keep_firing_seconds", "repeat_interval_seconds")
+          "keep_firing_seconds", "repeat_interval_seconds", "min_count")
 
 
 class RuleError(ConfigError):
@@ -112,6 +112,9 @@ class Rule:
     keep_firing_seconds: float = 0.0
     # At most one firing notification per rule and label set in this many seconds.
     repeat_interval_seconds: float = DEFAULT_REPEAT_INTERVAL_SECONDS
+    # A label set with fewer rows (events) than this in the window is treated as having none: too few to judge
+    # (one failed request on a quiet route is not a route failing all the time).
+    min_count: int = 1
 
     def __post_init__(self) -> None:
         where = self.where.items() if isinstance(self.where, Mapping) else self.where
@@ -155,6 +158,9 @@ class Rule:
             raise self._fail("level", f"{self.level!r} is not a level; use one of {', '.join(LEVELS)}")
         if not isinstance(self.message, str):
             raise self._fail("message", f"{self.message!r} is not a string")
+        if not isinstance(self.min_count, int) or isinstance(self.min_count, bool) or self.min_count < 1:
+            raise self._fail("min_count", f"{self.min_count!r} is not accepted; expected an integer >= 1 (the "
+                                          "fewest rows in the window for the rule to judge a label set)")
 
     def _validate_labels(self, spec: MetricSpec | None) -> None:
         accepted = f"use one of {', '.join(spec.labels)}" if spec else "use a label key of the custom series"
@@ -201,7 +207,8 @@ class Rule:
         by = f" by {','.join(self.by)}" if self.by else ""
         where = "{" + ",".join(f"{k}={v}" for k, v in self.where) + "}" if self.where else ""
         condition = threshold(self.metric, self.aggregation, self.op, self.value)
-        return f"{self.aggregation}({self.metric}{where})[{self.window_seconds:g}s]{by} {condition}"
+        least = f" (at least {self.min_count} rows)" if self.min_count > 1 else ""
+        return f"{self.aggregation}({self.metric}{where})[{self.window_seconds:g}s]{by} {condition}{least}"
 
 
 def _text(value: object) -> object:
@@ -228,7 +235,7 @@ def default_name(metric: str, op: str, value: float, *, aggregation: str, by: It
 def make_rule(metric: str, op: str, value: float, level: str, message: str = "", *, aggregation: str = "max",
               window_seconds: float = 60.0, for_seconds: float = 0.0, keep_firing_seconds: float = 0.0,
               by: Iterable[str] | str = (), where: Mapping[str, object] | None = None, name: str | None = None,
-              repeat_interval_seconds: float = DEFAULT_REPEAT_INTERVAL_SECONDS) -> Rule:
+              repeat_interval_seconds: float = DEFAULT_REPEAT_INTERVAL_SECONDS, min_count: int = 1) -> Rule:
     """Build a rule from friendly arguments (a mapping for ``where``, ints and bools as label values)."""
     if where is not None and not isinstance(where, Mapping):
         raise RuleError(f"where={where!r}: expected a mapping of label -> value", "where")
@@ -239,12 +246,12 @@ def make_rule(metric: str, op: str, value: float, level: str, message: str = "",
                 metric=metric, aggregation=aggregation, window_seconds=window_seconds, by=by_keys,
                 where=pairs, op=op, value=value, level=level, message=message,  # type: ignore[arg-type]
                 for_seconds=for_seconds, keep_firing_seconds=keep_firing_seconds,
-                repeat_interval_seconds=repeat_interval_seconds)
+                repeat_interval_seconds=repeat_interval_seconds, min_count=min_count)
 
 
 def default_rules() -> list[Rule]:
     """The plan's thresholds: any single request over 1 s (warning) or 3 s (critical), any query over 100 ms
-    or 1 s, a process's resident memory over 512 MB or 1 GB."""
+    or 1 s, a process's resident memory over 512 MB or 1 GB; and a route that fails every time."""
     return [
         make_rule("request_duration", "gt", 1000, "warning", "a request took longer than 1 s",
                   by=("route",), name="request_over_1s"),
@@ -258,29 +265,36 @@ def default_rules() -> list[Rule]:
                   by=("host", "pid"), name="memory_over_512mb"),
         make_rule("memory_rss", "gt", 1024 * MB, "critical", "a process uses more than 1 GB of memory",
                   by=("host", "pid"), name="memory_over_1gb"),
+        # Every request to a route answered 5xx over 5 minutes, and at least 5 of them: one failed request on a
+        # quiet route (or two on a route called twice an hour) pages nobody, while a route broken under real
+        # traffic fires at the first sweep after its fifth straight failure, and resolves with the first
+        # success. The window is long enough that a route called once a minute still reaches 5.
+        make_rule("error_rate", "gte", 1.0, "critical", "every request to this route failed (HTTP 5xx) in the "
+                  "last 5 minutes", aggregation="avg", window_seconds=300, by=("route",), min_count=5,
+                  name="route_always_failing"),
     ]
 
 
 # -- TOML rules files ----------------------------------------------------------------------------------------
 _TOML_LINE = re.compile(r"at line (\d+)")
 _HEADER = re.compile(r"^\s*\[")
-_RULE_HEADER = re.compile(r"^\s*\[\[\s*rule\s*\]\]")
 
 
-def _field_line(lines: list[str], index: int | None, field: str | None) -> int:
-    """The 1-based line of ``field`` in the ``index``-th [[rule]] table (its header line if the field is
+def field_line(lines: list[str], index: int | None, field: str | None, array: str = "rule") -> int:
+    """The 1-based line of ``field`` in the ``index``-th ``[[array]]`` table (its header line if the field is
     missing; tomllib reports no positions for values it parsed fine, so the text is scanned)."""
-    headers = [n for n, line in enumerate(lines) if _RULE_HEADER.match(line)]
+    array_header = re.compile(rf"^\s*\[\[\s*{re.escape(array)}\s*\]\]")
+    headers = [n for n, line in enumerate(lines) if array_header.match(line)]
     if index is None or index >= len(headers):
         start, end = 0, len(lines)
         fallback = headers[0] if headers else 0
     else:
         start = fallback = headers[index]
         end = next((n for n in range(start + 1, len(lines)) if _HEADER.match(lines[n])
-                    and not re.match(r"^\s*\[\s*rule\.", lines[n])), len(lines))
+                    and not re.match(rf"^\s*\[\s*{re.escape(array)}\.", lines[n])), len(lines))
     if field is not None:
         key = re.compile(rf"""^\s*(?:{re.escape(field)}|"{re.escape(field)}"|'{re.escape(field)}')\s*[=.]"""
-                         rf"""|^\s*\[\s*rule\.{re.escape(field)}\s*\]""")
+                         rf"""|^\s*\[\s*{re.escape(array)}\.{re.escape(field)}\s*\]""")
         for n in range(start, end):
             if key.match(lines[n]):
                 return n + 1
@@ -314,11 +328,16 @@ def parse_rules(text: str, filename: str) -> list[Rule]:
         raise RuleError(f"{filename}:{found[1] if found else 1}: not valid TOML: {exc}") from None
     for key in data:
         if key != "rule":
-            raise RuleError(f"{filename}:{_field_line(lines, None, key)}: unknown top-level key {key!r}; write "
+            raise RuleError(f"{filename}:{field_line(lines, None, key)}: unknown top-level key {key!r}; write "
                             "each rule as a [[rule]] table", key)
-    tables = data.get("rule", [])
+    return rules_from_document(data.get("rule", []), lines, filename)
+
+
+def rules_from_document(tables: Any, lines: list[str], filename: str) -> list[Rule]:
+    """The rules of a parsed document's ``rule`` array (a rules file's, or duckpulse.toml's); ``lines`` are the
+    document's text, to name the line of a bad field."""
     if not isinstance(tables, list):
-        raise RuleError(f"{filename}:{_field_line(lines, None, 'rule')}: 'rule' must be an array of tables: "
+        raise RuleError(f"{filename}:{field_line(lines, None, 'rule')}: 'rule' must be an array of tables: "
                         "write each rule under its own [[rule]] header", "rule")
     rules: list[Rule] = []
     seen: dict[str, int] = {}
@@ -327,11 +346,11 @@ def parse_rules(text: str, filename: str) -> list[Rule]:
         try:
             rule = _rule_from_table(table)
         except RuleError as exc:
-            line = _field_line(lines, index, exc.field)
+            line = field_line(lines, index, exc.field)
             field = f", field {exc.field!r}" if exc.field else ""
             raise RuleError(f"{filename}:{line}: {label}{field}: {exc.detail}", exc.field) from None
         if rule.name in seen:
-            line = _field_line(lines, index, "name")
+            line = field_line(lines, index, "name")
             raise RuleError(f"{filename}:{line}: {label}, field 'name': the name {rule.name!r} is already used by "
                             f"rule #{seen[rule.name] + 1}; give each rule its own name", "name")
         seen[rule.name] = index

@@ -90,7 +90,7 @@ def fold(rules: tuple[Rule, ...]) -> Folded:
         where = dict(rule.where)
         rule_row: dict[str, Any] = {"rule_index": index, "combo": combo, "metric": rule.metric,
                                     "aggregation": rule.aggregation, "window_seconds": window, "op": rule.op,
-                                    "threshold": float(rule.value)}
+                                    "threshold": float(rule.value), "min_count": float(rule.min_count)}
         key_at = {p: k for k, p in pos.items()}
         for i in range(MAX_LABEL_KEYS):
             rule_row[f"w{i + 1}"] = where.get(key_at[i]) if i in key_at else None
@@ -102,7 +102,7 @@ def fold(rules: tuple[Rule, ...]) -> Folded:
     combo_types = {"combo": "INTEGER", "source": "VARCHAR", "metric": "VARCHAR", "window_seconds": "DOUBLE",
                    "need_q": "BOOLEAN", **{f"k{i}": "BOOLEAN" for i in labels}, **{f"n{i}": "VARCHAR" for i in labels}}
     rule_types = {"rule_index": "INTEGER", "combo": "INTEGER", "metric": "VARCHAR", "aggregation": "VARCHAR",
-                  "window_seconds": "DOUBLE", "op": "VARCHAR", "threshold": "DOUBLE",
+                  "window_seconds": "DOUBLE", "op": "VARCHAR", "threshold": "DOUBLE", "min_count": "DOUBLE",
                   **{f"w{i}": "VARCHAR" for i in labels}, **{f"b{i}": "BOOLEAN" for i in labels}}
     return Folded(_columns(combo_rows, combo_types), _columns(rule_rows, rule_types), tuple(outputs), longest)
 
