@@ -11,7 +11,6 @@ late), and for the rollup tables only once the hour rollups cover it too.
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -23,11 +22,11 @@ from . import sqlfiles
 from .clock import utc_datetime
 from .errors import ConfigError
 from .rollup import HOUR_SECONDS, epoch_of, floor_to, read_state
+from .settings import ArchiveSettings as ArchiveSettings  # defined with the other settings
 from .store import Store, quote_identifier
 
 if TYPE_CHECKING:
     from .jobs import Job
-    from .monitor import Monitor
 
 SQL = "archive.sql"
 # Each archived table and its time column; the order is the order of export.
@@ -44,36 +43,6 @@ TABLES = {
 ROLLUP_TABLES = frozenset(t for t in TABLES if t.startswith("rollup"))
 SERIES_DIR = "series"
 FILE_NAME = "data.parquet"
-
-
-@dataclass(frozen=True)
-class ArchiveSettings:
-    """Where and when closed hours are exported."""
-
-    # The history root; None means <db>.history beside the DuckDB file (an in-memory store has none).
-    history_dir: str | os.PathLike[str] | None = None
-    # An hour is exported this long after it ends: later than rows arrive and than the rollups re-roll it.
-    grace_seconds: float = 600.0
-    # At most this many hours per table and run, so that a first run over a long backlog stays short.
-    max_hours_per_run: int = 48
-    # History partitions older than this many days are deleted; None keeps the history forever.
-    history_days: float | None = None
-    # How often the owner runs the job.
-    interval_seconds: float = 300.0
-
-    def __post_init__(self) -> None:
-        for name in ("grace_seconds", "interval_seconds"):
-            value = getattr(self, name)
-            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-            if not ok or value < 0 or (value == 0 and name == "interval_seconds"):
-                raise ConfigError(f"{name}={value!r}: expected a finite number of seconds "
-                                  f"{'> 0' if name == 'interval_seconds' else '>= 0'}")
-        if not isinstance(self.max_hours_per_run, int) or self.max_hours_per_run < 1:
-            raise ConfigError(f"max_hours_per_run={self.max_hours_per_run!r}: expected an integer >= 1")
-        days = self.history_days
-        if days is not None and not (isinstance(days, int | float) and math.isfinite(days) and days > 0):
-            raise ConfigError(f"history_days={days!r}: expected a finite number of days > 0, or None to keep "
-                              "the history forever")
 
 
 @dataclass(frozen=True)
@@ -204,12 +173,8 @@ def run(store: Store, now: float, settings: ArchiveSettings | None = None) -> Ar
     return ArchiveSummary(str(history_dir), files, hours_done, pruned)
 
 
-def job(monitor: Monitor) -> Job:
+def job(store: Store, settings: ArchiveSettings) -> Job:
     """The owner's "archive" job."""
     from .jobs import Job
 
-    store = monitor.store
-    if store is None:
-        raise ConfigError("only the process that owns the DuckDB file runs the archive job")
-    settings = monitor.archive_settings
     return Job("archive", settings.interval_seconds, lambda now: run(store, now, settings))

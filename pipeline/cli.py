@@ -36,9 +36,16 @@ def _serve(args: argparse.Namespace) -> int:
         check(args.host, args.port)  # before the monitor: a refused bind leaves no file and no row behind
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    monitor = Monitor(db_path=args.db, ingest_dir=args.spool, flush_interval_seconds=args.interval)
-    print(f"duckpulse: owning {args.db}, ingesting segments from {args.spool} (pid {monitor.pid}); "
-          "stop with Ctrl-C or SIGTERM", flush=True)
+    options: dict[str, Any] = {"role": "owner"}  # a dedicated owner: another owner is an error, not a handover
+    if args.spool is not None:
+        options["ingest_dir"] = args.spool
+    if args.interval is not None:
+        options["flush_interval_seconds"] = args.interval
+    monitor = Monitor(db_path=args.db, config=args.config, **options)
+    rules = len(monitor.alerts.rules) if monitor.alerts is not None else 0
+    print(f"duckpulse: owning {args.db}, ingesting segments from {monitor.ingest_dir} (pid {monitor.pid}), "
+          f"configuration {monitor.settings.config_file or 'none'}, {rules} alert rules; stop with Ctrl-C or "
+          "SIGTERM", flush=True)
     dashboard = None
     try:
         if starter is not None:
@@ -46,13 +53,29 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"duckpulse: dashboard at {dashboard.url}", flush=True)
         else:
             print("duckpulse: no dashboard (the webapp package is not installed)", flush=True)
-        while not stop.wait(args.interval):
+        while not stop.wait(monitor.flush_interval_seconds):
             pass
     finally:
         if dashboard is not None:
             dashboard.stop()  # no new requests while the last ingest runs
         monitor.close()  # a last flush and ingest
-    print(f"duckpulse: stopped; {monitor.stats()['ingest']['rows']} rows ingested", flush=True)
+    print(f"duckpulse: stopped; {monitor.stats().get('ingest', {}).get('rows', 0)} rows ingested", flush=True)
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from . import settings
+
+    path = settings.find_config_file(args.file, args.db, os.environ)
+    if path is None:
+        raise DuckPulseError("no configuration file to check: give its path (duckpulse config check FILE), set "
+                             f"{settings.CONFIG_VARIABLE}, or put {settings.CONFIG_FILE_NAME} beside the database "
+                             "(--db PATH)")
+    # The file alone: DUCKPULSE_* variables would hide its mistakes (they are checked where they are read).
+    checked = settings.load(db_path=args.db, config=path, environ={})
+    print(f"duckpulse: {path} is valid", flush=True)
+    for line in settings.describe(checked):
+        print(f"  {line}")
     return 0
 
 
@@ -235,8 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="own a DuckDB file and ingest the segments producers spool")
     serve.add_argument("--db", required=True, help="the DuckDB file to own")
-    serve.add_argument("--spool", required=True, help="the spool directory producers write to")
-    serve.add_argument("--interval", type=float, default=1.0, help="seconds between ingests (default 1)")
+    serve.add_argument("--spool", default=None,
+                       help="the spool directory producers write to (default $DUCKPULSE_SPOOL_DIR, else <db>.spool)")
+    serve.add_argument("--config", default=None, metavar="FILE",
+                       help="duckpulse.toml: alert rules, notifiers, retention, archive, DuckDB memory (default "
+                            "$DUCKPULSE_CONFIG, else duckpulse.toml beside the database)")
+    serve.add_argument("--interval", type=float, default=None,
+                       help="seconds between ingests (default: the flush interval of the configuration, 1)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address the dashboard binds to (default 127.0.0.1; any other needs DUCKPULSE_TOKEN)")
     serve.add_argument("--port", type=int, default=8050, help="port of the dashboard (default 8050; 0: any free)")
@@ -275,6 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--step", default="60s", help="time between evaluations (default 60s)")
     backtest.add_argument("--until", default=None, help="end of the replay, ISO 8601 UTC (default now)")
     backtest.set_defaults(func=_alerts_backtest)
+
+    config = sub.add_parser("config", help="the configuration file").add_subparsers(dest="config_command",
+                                                                                    required=True)
+    check = config.add_parser("check", help="validate a duckpulse.toml; errors name the file, line and field")
+    check.add_argument("file", nargs="?", default=None,
+                       help="the file (default $DUCKPULSE_CONFIG, else duckpulse.toml beside --db)")
+    check.add_argument("--db", default=os.environ.get("DUCKPULSE_DB_PATH"),
+                       help="the database the file configures (paths in it are checked relative to the file)")
+    check.set_defaults(func=_config_check)
 
     sql = sub.add_parser("sql", help="run a SQL query over the history and the live file",
                          description="Run one SQL query (DuckDB's dialect) over the Parquet history and the live "

@@ -7,6 +7,8 @@ call it on the hot path: resolving labels costs a dict lookup per call, recordin
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
 import threading
@@ -14,7 +16,7 @@ import time as _time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, ParamSpec, Protocol, TypeVar
 
 from .buffer import RAW_CAP, Buffer
 from .clock import Timestamps
@@ -22,6 +24,8 @@ from .errors import InvalidMetricError
 from .fingerprint import fingerprint_id
 
 INF = math.inf
+P = ParamSpec("P")
+R = TypeVar("R")
 KINDS = ("counter", "gauge", "histogram")
 OVERFLOW_LABELS = {"__overflow__": "true"}
 MAX_LABELS = 32
@@ -171,6 +175,50 @@ class RejectedInstrument:
         return None
 
 
+class QueryTimer:
+    """``Monitor.time_query``: times a block (a context manager) or each call of a function (a decorator, sync or
+    async) as a query; an exception records success=False."""
+
+    def __init__(self, track_query: Callable[..., None], name: str, sql: str | None,
+                 dialect: str | None = None) -> None:
+        self._track, self._name, self._sql, self._dialect = track_query, name, sql, dialect
+        self._cm: Any = None
+
+    @contextmanager
+    def _timed(self) -> Iterator[None]:
+        start = _time.perf_counter()
+        success = False
+        try:
+            yield
+            success = True
+        finally:
+            self._track(self._sql if self._sql is not None else self._name, (_time.perf_counter() - start) * 1000.0,
+                        success, name=self._name, dialect=self._dialect)
+
+    def __enter__(self) -> None:
+        self._cm = self._timed()
+        self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        cm, self._cm = self._cm, None
+        cm.__exit__(*exc)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        timed = self._timed
+        if inspect.iscoroutinefunction(func):
+            @functools.wraps(func)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                with timed():
+                    return await func(*args, **kwargs)
+            return async_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with timed():
+                return func(*args, **kwargs)
+        return wrapper
+
+
 def series_id(name: str, kind: str, labels: Mapping[str, str]) -> int:
     """The stable id of a series: the same in every process, so producers need no coordination."""
     return fingerprint_id(f"{kind}\x00{name}\x00{json.dumps(labels, sort_keys=True)}")
@@ -263,4 +311,4 @@ class Registry:
         return RejectedInstrument(reason, detail, self._reject)
 
 
-__all__ = ["Counter", "Gauge", "Histogram", "InvalidMetricError", "Registry", "RejectedInstrument"]
+__all__ = ["Counter", "Gauge", "Histogram", "InvalidMetricError", "QueryTimer", "Registry", "RejectedInstrument"]

@@ -1,6 +1,6 @@
 """The owner's scheduled jobs, on APScheduler 3.x's BackgroundScheduler.
 
-Every job is a plain function of ``now`` (epoch seconds from the monitor's clock) closed over the store, so
+Every job is a plain function of ``now`` (epoch seconds from the owner's clock) closed over the store, so
 tests run it directly with a fake clock (``Jobs.run_all_now``) and never wait for the scheduler. The scheduler
 only decides *when*: each job has ``max_instances=1`` and coalescing, so a slow run is never stacked up, and a
 job that raises is logged, counted and simply runs again at its next interval.
@@ -13,14 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .clock import Clock
 from .logs import ThrottledLog
-
-if TYPE_CHECKING:
-    from .monitor import Monitor
-    from .store import Store
 
 
 @dataclass(frozen=True)
@@ -113,29 +109,3 @@ class Jobs:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
-
-
-def owner_jobs(monitor: Monitor) -> list[Job]:
-    """The jobs an owner runs, in the order ``run_jobs_now`` runs them.
-
-    Ingest comes first so that rollups and sweeps see the producers' latest rows.
-    """
-    from . import archive, retention, rollup  # here: they import Job from this module
-
-    return [
-        Job("ingest", monitor.flush_interval_seconds, lambda now: monitor.ingest_now()),
-        rollup.job(monitor),
-        # The alert sweep: every rule over its window; single-event thresholds are also checked per flush.
-        *([Job("alerts", monitor.alerts.interval_seconds, monitor.alerts.sweep)] if monitor.alerts else []),
-        # Archive before retention, so that an hour reaches the history before its raw rows expire.
-        archive.job(monitor),
-        retention.job(monitor),
-        # Last: evict the table blocks DuckDB cached meanwhile, so the host app's memory stays flat.
-        *([_release_cache_job(monitor.store)] if monitor.store is not None else []),
-    ]
-
-
-def _release_cache_job(store: Store) -> Job:
-    from .store import CACHE_RELEASE_INTERVAL_SECONDS
-
-    return Job("release-cache", CACHE_RELEASE_INTERVAL_SECONDS, store.release_memory)

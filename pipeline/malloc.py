@@ -11,7 +11,7 @@ import ctypes
 import os
 from typing import Any
 
-# DuckDB's memory cap inside an owner (pipeline/store.py says how it was chosen).
+# DuckDB's memory cap inside an owner (pipeline/settings.py says how it was chosen).
 DEFAULT_MEMORY_LIMIT = "256MB"
 
 # glibc gives a new thread its own malloc arena, up to 8 per core, and an arena keeps every page one of its

@@ -1,4 +1,4 @@
-"""``Monitor``: the recording API an application calls, and the wiring behind it.
+"""``Monitor``: the recording API an application calls, its buffer, its flusher, and the sink it flushes to.
 
 Hot path (``track_request``, ``track_query``, instruments): validate a number with one chained comparison
 (which also rejects NaN), extend a list with the row's values, stamped with the time a clock thread keeps
@@ -6,48 +6,43 @@ Hot path (``track_request``, ``track_query``, instruments): validate a number wi
 inline only when a raw list is full. The WSGI integration goes further: it queues the finished request itself
 (``_finished``) and its row is made on the flusher thread too (``_record_finished``).
 
-An owner (``db_path``) appends batches straight into DuckDB and ingests segments that forked children or other
-processes spool next to it; a producer (``spool_dir``) writes segments for an owner to ingest.
+The flusher writes into a sink: the owner's store, or the database's spool. Which one, the ownership this process
+holds and the one it may take over when the owner ends are the monitor's role (pipeline/role.py); the hot path
+never sees it.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import functools
-import inspect
 import itertools
 import math
 import os
 import random
 import socket
-import tempfile
 import threading
-import time as _time
-import weakref
 from collections import Counter as _Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack
 
-from .alerts.rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule
-from .buffer import RAW_CAP, TICK_COMPACT_ROWS, Buffer, Flush
+from . import open_monitors
+from .alerts.rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule, load_rules_file, make_rule
+from .buffer import RAW_CAP, TICK_COMPACT_ROWS, Buffer
 from .clock import SYSTEM_CLOCK, Clock, Timestamps
 from .context import UNMATCHED, end_returned_request
 from .context import active_request as _active_request
-from .errors import ConfigError, DuckPulseError, InvalidMetricError, NoMonitorError
+from .errors import ConfigError, InvalidMetricError, OwnershipError
 from .fingerprint import DIALECTS, resolve_dialect
-from .instruments import Counter, Gauge, Histogram, Registry, RejectedInstrument
+from .instruments import Counter, Gauge, Histogram, QueryTimer, Registry, RejectedInstrument
 from .jobs import Jobs
-from .logs import ThrottledLog, logger
-from .malloc import DEFAULT_MEMORY_LIMIT
+from .logs import ThrottledLog
+from .owner_lock import holder
 from .process import ProcessSampler
-from .spool import SpoolWriter, flush_tables, write_segment
+from .role import CLAIM_INTERVAL_SECONDS, Role
+from .settings import MonitorOptions, Settings, differences
+from .settings import load as load_settings
 
-# What only an owner needs (DuckDB, the jobs, alerts) is imported when a process becomes one, so a producer
-# never loads it (tests/test_footprint.py): DuckDB alone adds ~14 MB to a process.
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -67,45 +62,24 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class _StoreSink:
-    """The owner's flush: the same segment files a producer writes, loaded in one transaction, then removed
-    (one write path for both roles; DuckDB reads them at several million rows per second). They go to the
-    system's temporary directory, so an owner leaves nothing beside its database."""
+if TYPE_CHECKING:
+    _OnePerFile = type
+else:
+    class _OnePerFile(type):
+        """``Monitor(db_path=X)`` returns the open monitor of X in this process, if any (pipeline/open_monitors.py).
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._seq = itertools.count()
+        Hidden from type checkers, which then check calls against ``Monitor.__init__``'s signature.
+        """
 
-    def write(self, flush: Flush) -> None:
-        files: list[tuple[str, Path]] = []
-        try:
-            for table, _ in flush_tables(flush):
-                path = Path(tempfile.gettempdir()) / f"duckpulse-flush-{os.getpid()}-{next(self._seq)}-{table}.parquet"
-                files.append((table, path))
-                with open(path, "wb") as f:
-                    write_segment(f, flush, table)
-            self.store.load_files(files)
-        finally:
-            for _, path in files:
-                path.unlink(missing_ok=True)
+        def __call__(cls, db_path=None, spool_dir=None, **kwargs):
+            if db_path is None and spool_dir is None:
+                db_path = os.environ.get("DUCKPULSE_DB_PATH") or None
+            return open_monitors.get_or_create(
+                open_monitors.key(db_path, spool_dir), kwargs,
+                lambda: super(_OnePerFile, cls).__call__(db_path, spool_dir, **kwargs))
 
 
-class _SpoolSink:
-    def __init__(self, writer: SpoolWriter) -> None:
-        self.writer = writer
-
-    def write(self, flush: Flush) -> None:
-        self.writer.write(flush)
-
-
-def _positive(name: str, value: float, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, int | float) or not 0 < value < INF:
-        raise ConfigError(f"{name}={value!r}: expected a number of seconds > 0")
-
-
-class _HotState:
+class _HotState(metaclass=_OnePerFile):
     """The hot path's attributes and the private state, in slots.
 
     Past 30 instance attributes CPython stops sharing instance-dict keys, and both attribute reads and method
@@ -130,7 +104,6 @@ class _HotState:
         "_registry",
         "_sampled_out",
         "_sampler",
-        "_sink",
         "_stamps",
         "_stop",
         "_thread",
@@ -150,120 +123,116 @@ class _HotState:
 class Monitor(_HotState):
     """Records requests, queries, process samples and custom metrics, and makes them durable in batches.
 
-    Exactly one of ``db_path`` (this process owns the DuckDB file) and ``spool_dir`` (this process is a
-    producer; ``duckpulse serve`` owns the file) is given. ``duckdb_memory_limit`` caps the DuckDB buffer
-    pool inside an owner (a DuckDB size string, ``"256MB"`` by default; None leaves DuckDB's 80% of RAM).
+    ``Monitor(db_path=X)``: this process owns X if no other process does (``role="auto"``, the default), else it
+    records as a producer into X's spool and takes ownership over when the owner ends. ``role="owner"`` must own
+    (OwnershipError otherwise), ``role="producer"`` never does. ``Monitor(spool_dir=S)`` is a pure producer into S.
+    A second ``Monitor(db_path=X)`` in the same process returns the first (see pipeline/open_monitors.py).
+
+    Settings (``pipeline.settings.MonitorOptions``) come from these keyword arguments, then ``DUCKPULSE_*``
+    variables, then the configuration file (``config=``, ``$DUCKPULSE_CONFIG``, or duckpulse.toml beside X).
     """
 
-    # The storage jobs' settings (pipeline/rollup.py, retention.py, archive.py): an owner's only, set when it
-    # becomes one (their modules import DuckDB, which a producer never loads).
-    rollup_settings: RollupSettings
-    retention_settings: RetentionSettings
-    archive_settings: ArchiveSettings
-
-    def __init__(
-        self,
-        db_path: str | os.PathLike[str] | None = None,
-        spool_dir: str | os.PathLike[str] | None = None,
-        *,
-        flush_interval_seconds: float = 1.0,
-        max_buffered: int = 1_000_000,
-        flush_rows: int = 200_000,
-        sample_rate: float = 1.0,
-        jobs: bool = True,
-        clock: Clock | None = None,
-        strict: bool = False,
-        max_series_per_metric: int = 1_000,
-        memory_interval_seconds: float | None = 10.0,
-        log_interval_seconds: float = 60.0,
-        ingest_dir: str | os.PathLike[str] | None = None,
-        host: str | None = None,
-        default_rules: bool = True,
-        alert_interval_seconds: float = 10.0,
-        rollup: RollupSettings | None = None,
-        retention: RetentionSettings | None = None,
-        archive: ArchiveSettings | None = None,
-        duckdb_memory_limit: str | None = DEFAULT_MEMORY_LIMIT,
-        timestamp_resolution_seconds: float = 0.01,
-    ) -> None:
+    def __init__(self, db_path: str | os.PathLike[str] | None = None,
+                 spool_dir: str | os.PathLike[str] | None = None, *, clock: Clock | None = None,
+                 config: str | os.PathLike[str] | None = None, **options: Unpack[MonitorOptions]) -> None:
         if (db_path is None) == (spool_dir is None):
-            raise ConfigError("Monitor needs exactly one of db_path (this process owns the DuckDB file) and "
-                              "spool_dir (this process is a producer; run `duckpulse serve` as the owner)")
-        _positive("flush_interval_seconds", flush_interval_seconds)
-        _positive("memory_interval_seconds", memory_interval_seconds, allow_none=True)  # type: ignore[arg-type]
-        _positive("log_interval_seconds", log_interval_seconds)
-        if not isinstance(max_buffered, int) or max_buffered < 1:
-            raise ConfigError(f"max_buffered={max_buffered!r}: expected an integer >= 1 (metrics held in memory)")
-        if not isinstance(flush_rows, int) or flush_rows < 1:
-            raise ConfigError(f"flush_rows={flush_rows!r}: expected an integer >= 1")
-        if not isinstance(sample_rate, int | float) or not 0.0 <= sample_rate <= 1.0:
-            raise ConfigError(f"sample_rate={sample_rate!r}: expected a fraction from 0.0 to 1.0")
-        if not isinstance(timestamp_resolution_seconds, int | float) or not 0 <= timestamp_resolution_seconds < 1:
-            raise ConfigError(f"timestamp_resolution_seconds={timestamp_resolution_seconds!r}: expected seconds "
-                              "from 0 (exact timestamps, ~40 ns more per metric) to below 1")
-        if not isinstance(max_series_per_metric, int) or max_series_per_metric < 1:
-            raise ConfigError(f"max_series_per_metric={max_series_per_metric!r}: expected an integer >= 1")
-
+            raise ConfigError("Monitor needs exactly one of db_path (the DuckDB file: this process owns it, or records "
+                              "into its spool while another process does) and spool_dir (a producer only)")
+        self.settings: Settings = load_settings(options, db_path=db_path, config=config)
+        recording = self.settings.recording
         self.clock: Clock = clock or SYSTEM_CLOCK
-        self.flush_interval_seconds = float(flush_interval_seconds)
-        self.max_buffered = max_buffered
-        self.flush_rows = flush_rows
-        self.sample_rate = float(sample_rate)
-        self.strict = strict
-        self.jobs = jobs
-        self.max_series_per_metric = max_series_per_metric
-        self.timestamp_resolution_seconds = float(timestamp_resolution_seconds)
-        self.memory_interval_seconds = memory_interval_seconds
-        self.host = host or socket.gethostname()
-        self.log = ThrottledLog(self.clock, log_interval_seconds)
-        # The storage jobs' settings (pipeline/rollup.py, retention.py, archive.py); defaults when None.
-
-        self.store: Store | None = None
-        self.ingestor: Ingestor | None = None
-        self.spool_dir = Path(spool_dir) if spool_dir is not None else None
-        self.db_path = Path(db_path) if db_path is not None and str(db_path) != ":memory:" else None
-        self.ingest_dir: Path | None = None
-        if db_path is not None:
-            from .archive import ArchiveSettings
-            from .ingest import Ingestor
-            from .retention import RetentionSettings
-            from .rollup import RollupSettings
-            from .store import Store
-
-            self.rollup_settings = rollup or RollupSettings()
-            self.retention_settings = retention or RetentionSettings()
-            self.archive_settings = archive or ArchiveSettings()
-            self.store = Store(db_path, self.clock, memory_limit=duckdb_memory_limit)
-            self.ingest_dir = Path(ingest_dir) if ingest_dir else (
-                self.db_path.with_name(self.db_path.name + ".spool") if self.db_path else None)
-            if self.ingest_dir is not None:
-                self.ingestor = Ingestor(self.store, self.ingest_dir, self.clock, self.log)
-            self._sink: _StoreSink | _SpoolSink = _StoreSink(self.store)
-        else:
-            assert self.spool_dir is not None
-            self._sink = _SpoolSink(SpoolWriter(self.spool_dir, self.host))
+        self.flush_interval_seconds = float(recording.flush_interval_seconds)
+        self.max_buffered = recording.max_buffered
+        self.flush_rows = recording.flush_rows
+        self.sample_rate = float(recording.sample_rate)
+        self.strict = recording.strict
+        self.jobs = self.settings.owner.storage.jobs
+        self.max_series_per_metric = recording.max_series_per_metric
+        self.timestamp_resolution_seconds = float(recording.timestamp_resolution_seconds)
+        self.memory_interval_seconds = recording.memory_interval_seconds
+        self.host = recording.host or socket.gethostname()
+        self.log = ThrottledLog(self.clock, recording.log_interval_seconds)
+        self._handles = 1  # Monitor(...) calls that returned this monitor and were not closed yet
+        self._role = Role(db_path, spool_dir, self.settings, self.clock, self.log, self.host)
+        self.db_path, self.spool_dir = self._role.db_path, Path(spool_dir) if spool_dir is not None else None
         if self.sample_rate < 1.0:
             # Swapped in only when asked for, so the default hot path pays nothing for sampling.
             self.track_request = self._track_request_sampled  # type: ignore[method-assign]
         self._closed = False
-        # Alert rules are evaluated by the owner only (a producer has no database to sweep).
-        self.alerts: Alerts | None = None
-        self._after_flush: Callable[[Flush], None] | None = None
-        if self.store is not None:
-            from .alerts.engine import Alerts
-            from .jobs import owner_jobs
-
-            self.alerts = Alerts(self.store, self.clock, self.log, default_rules=default_rules,
-                                 interval_seconds=alert_interval_seconds)
-            self._after_flush = self.alerts.after_flush
-        self.jobs_runner = Jobs(self.clock, self.log)
-        if self.store is not None:
-            for job in owner_jobs(self):
-                self.jobs_runner.add(job)
         self._create_process_state()
-        if self.store is not None and jobs:
-            self.jobs_runner.start()
-        _register(self)
+        if self._role.ownership is not None and self.jobs:
+            self._role.ownership.start_jobs()
+        open_monitors.register(self, open_monitors.key(db_path, spool_dir))
+
+    def _differences(self, options: Mapping[str, Any]) -> list[str]:
+        """What a new Monitor(...) call of this file asked for differently (it gets this monitor as it is); raises
+        OwnershipError when it insists on owning (role="owner") and this process does not."""
+        if options.get("role") == "owner" and not self.is_owner:
+            raise OwnershipError(f"{self.db_path} is already owned by process {holder(self.db_path)} (this process "
+                                 "records into its spool as a producer): role='owner' cannot be satisfied") \
+                if self.db_path is not None else OwnershipError("a producer monitor of this spool is open in this "
+                                                                "process: role='owner' needs db_path")
+        found = differences(self.settings, options)
+        clock = options.get("clock")
+        if clock is not None and clock is not self.clock:
+            found.append(f"clock={clock!r} (open: {self.clock!r})")
+        return found
+
+    # -- the role (pipeline/role.py) -----------------------------------------------------------------------
+    @property
+    def role(self) -> str:
+        """"auto", "owner" or "producer": what this monitor was asked to be (``is_owner`` says what it is now)."""
+        return self._role.name
+
+    @property
+    def is_owner(self) -> bool:
+        """Whether this process owns the database now (in role "auto" it may become the owner later)."""
+        return self._role.ownership is not None
+
+    @property
+    def can_own(self) -> bool:
+        """Whether this monitor owns, or may own later, its database (role "producer" and spool_dir never do)."""
+        return self._role.can_own
+
+    @property
+    def store(self) -> Store | None:
+        """The owner's DuckDB store; None while this process does not own the file."""
+        ownership = self._role.ownership
+        return ownership.store if ownership is not None else None
+
+    @property
+    def ingestor(self) -> Ingestor | None:
+        ownership = self._role.ownership
+        return ownership.ingestor if ownership is not None else None
+
+    @property
+    def alerts(self) -> Alerts | None:
+        """The owner's alert engine (states, events, silences); None while this process does not own the file."""
+        ownership = self._role.ownership
+        return ownership.alerts if ownership is not None else None
+
+    @property
+    def jobs_runner(self) -> Jobs:
+        """The owner's jobs; a producer has none."""
+        ownership = self._role.ownership
+        return ownership.jobs if ownership is not None else _NO_JOBS
+
+    @property
+    def ingest_dir(self) -> Path | None:
+        """The database's spool: where its producers write and its owner ingests (None for a pure producer)."""
+        return self._role.database_spool
+
+    @property
+    def rollup_settings(self) -> RollupSettings:
+        return self.settings.owner.rollup
+
+    @property
+    def retention_settings(self) -> RetentionSettings:
+        return self.settings.owner.retention
+
+    @property
+    def archive_settings(self) -> ArchiveSettings:
+        return self.settings.owner.archive
 
     # -- per-process state (reset in a forked child) -------------------------------------------------------
     def _create_process_state(self) -> None:
@@ -285,6 +254,7 @@ class Monitor(_HotState):
         self._sampler: ProcessSampler | None = None
         self._flush_lock = threading.Lock()
         self._counts_lock = threading.Lock()
+        self._role.flush_lock = self._flush_lock
         self._folded: _Counter[str] = _Counter()
         self._sampled_out = 0
         self._unclosed: _Counter[str] = _Counter()  # requests recorded without their response's end, by why
@@ -293,6 +263,7 @@ class Monitor(_HotState):
         self.last_flush_error: str | None = None
         self._next_flush = self.clock.monotonic() + self.flush_interval_seconds
         self._next_sample = self.clock.monotonic()
+        self._next_claim = self.clock.monotonic() + CLAIM_INTERVAL_SECONDS
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="duckpulse-flusher", daemon=True)
         self._thread.start()
@@ -301,18 +272,12 @@ class Monitor(_HotState):
     def _after_fork_in_child(self) -> None:
         # The parent's threads did not survive the fork, its locks may be held by them, and its buffer is the
         # parent's to flush. An owner's child must never touch the parent's DuckDB connection: it becomes a
-        # producer into the owner's spool, which the parent ingests.
+        # producer into the owner's spool, which the parent ingests (pipeline/role.py).
         if self._closed:
             return
-        self.jobs_runner = Jobs(self.clock, self.log)  # the scheduler's threads stayed in the parent
-        if self.store is not None:
-            self.store.abandon()
-            self.store = None
-            self.ingestor = None
-            spool = self.ingest_dir or Path(f"duckpulse-{self.pid}.spool")
-            self.spool_dir = spool
-            self._sink = _SpoolSink(SpoolWriter(spool, self.host))
+        self._role.after_fork()
         self.log = ThrottledLog(self.clock, self.log._interval)
+        self._role.log = self.log
         # The buffer, the registry and the clock are reset in place, not replaced: instruments the app made
         # before the fork (module-level counters under gunicorn --preload) keep recording into this process.
         self.pid = os.getpid()
@@ -320,10 +285,6 @@ class Monitor(_HotState):
         del self._finished[:]  # the parent's requests, the parent's to record
         self._registry.reset_after_fork()
         self._start_process_state()
-
-    @property
-    def is_owner(self) -> bool:
-        return self.store is not None
 
     # -- the hot path --------------------------------------------------------------------------------------
     # request_id and query_count are not keyword-only on purpose: CPython 3.11 specializes calls to functions
@@ -404,18 +365,7 @@ class Monitor(_HotState):
         """The histogram ``name`` with these labels."""
         return self._registry.get("histogram", name, labels)  # type: ignore[return-value]
 
-    @contextmanager
-    def _timed_query(self, name: str, sql: str | None, dialect: str | None = None) -> Iterator[None]:
-        start = _time.perf_counter()
-        success = False
-        try:
-            yield
-            success = True
-        finally:
-            self.track_query(sql if sql is not None else name, (_time.perf_counter() - start) * 1000.0,
-                             success, name=name, dialect=dialect)
-
-    def time_query(self, name: str, sql: str | None = None, dialect: str | None = None) -> _QueryTimer:
+    def time_query(self, name: str, sql: str | None = None, dialect: str | None = None) -> QueryTimer:
         """Time a block or a function as a query named ``name``; an exception records success=False.
 
         Use as ``with mon.time_query("load_user"): ...`` or as a decorator ``@mon.time_query("load_user")``.
@@ -425,7 +375,7 @@ class Monitor(_HotState):
             raise ValueError(f"time_query: unknown SQL dialect {dialect!r}; use one of {sorted(DIALECTS)} "
                              "(or a driver name such as 'psycopg2', 'pymysql', 'sqlite3'), or None to read the "
                              "statement the safe way")
-        return _QueryTimer(self, name, sql, dialect)
+        return QueryTimer(self.track_query, name, sql, dialect)
 
     def track_memory(self, full: bool = False) -> None:
         """Record one psutil sample of this process (``full`` adds USS, which costs milliseconds)."""
@@ -515,7 +465,7 @@ class Monitor(_HotState):
             if not tables:
                 return True
             try:
-                self._sink.write(tables)
+                self._role.sink.write(tables)  # the owner's also checks single-event alert thresholds
             except Exception as exc:
                 self._buffer.restore(tables)
                 self.flush_failures += 1
@@ -527,62 +477,53 @@ class Monitor(_HotState):
                 return False
             self._buffer.committed(tables)
             self.last_flush_at = self.clock.now()
-            if self._after_flush is not None and self.store is not None:  # owner only (a forked child is not)
-                self._after_flush(tables)  # single-event alert thresholds; never raises
             return True
 
-    # -- alerts (pipeline/alerts) --------------------------------------------------------------------------
-    def _owner_alerts(self) -> Alerts:
-        if self.alerts is None:
-            raise ConfigError("alert rules are evaluated by the process that owns the DuckDB file; add them "
-                              "there (Monitor(db_path=...) or `duckpulse serve`), not in a spool_dir producer")
-        return self.alerts
-
+    # -- alerts (pipeline/alerts): kept by the role, applied by whichever ownership this process holds -------
     def add_threshold(self, metric: str, op: str, value: float, level: str, message: str = "", *,
                       aggregation: str = "max", window_seconds: float = 60.0, for_seconds: float = 0.0,
                       keep_firing_seconds: float = 0.0, by: tuple[str, ...] | list[str] | str = (),
                       where: Mapping[str, object] | None = None, name: str | None = None,
-                      repeat_interval_seconds: float = DEFAULT_REPEAT_INTERVAL_SECONDS) -> Rule:
-        """Alert when ``aggregation(metric)`` over the window is ``op value`` (owner only); returns the rule.
+                      repeat_interval_seconds: float = DEFAULT_REPEAT_INTERVAL_SECONDS,
+                      min_count: int = 1) -> Rule:
+        """Alert when ``aggregation(metric)`` over the window is ``op value``; returns the rule.
 
         The defaults keep the plan's meaning: ``add_threshold("request_duration", "gt", 3000, "critical")``
-        alerts on any single request over 3 s. See ``pipeline.alerts.rules.Rule`` for every field.
+        alerts on any single request over 3 s. See ``pipeline.alerts.rules.Rule`` for every field. The rule is
+        evaluated by whichever process owns the database: given to a monitor that is a producer for now, it is
+        kept and applied once this process owns the file (to give every process the same rules, use the
+        configuration file).
         """
-        return self._owner_alerts().add_threshold(
-            metric, op, value, level, message, aggregation=aggregation, window_seconds=window_seconds,
-            for_seconds=for_seconds, keep_firing_seconds=keep_firing_seconds, by=by, where=where, name=name,
-            repeat_interval_seconds=repeat_interval_seconds)
+        rule = make_rule(metric, op, value, level, message, aggregation=aggregation, window_seconds=window_seconds,
+                         for_seconds=for_seconds, keep_firing_seconds=keep_firing_seconds, by=by, where=where,
+                         name=name, repeat_interval_seconds=repeat_interval_seconds, min_count=min_count)
+        self._role.add_rules([rule])
+        return rule
 
     def load_rules(self, path: str | os.PathLike[str]) -> list[Rule]:
         """Add the alert rules of a TOML file (all or none; a bad file raises ConfigError with file:line)."""
-        return self._owner_alerts().load_rules(Path(path))
+        rules = load_rules_file(Path(path))
+        self._role.add_rules(rules)
+        return rules
 
     def on_alert(self, callback: Notifier) -> Callable[[], None]:
-        """Call ``callback(notification)`` for every alert notification; returns an unsubscribe function."""
-        return self._owner_alerts().on_alert(callback)
+        """Call ``callback(notification)`` for every alert notification while this process owns the database
+        (kept until then); returns an unsubscribe function."""
+        return self._role.on_alert(callback)
 
     def percentiles(self, metric: str, quantiles: float | Sequence[float] = (0.5, 0.95, 0.99),
                     window: str | float | timedelta | None = None,
                     **options: Any) -> dict[float, Percentile] | pd.DataFrame:
         """Quantiles of a metric from this owner's database; ``pipeline.percentiles`` documents every option."""
-        from .percentiles import percentiles as _percentiles
+        from .percentiles import percentiles
 
-        result: dict[float, Percentile] | pd.DataFrame = _percentiles(self, metric, quantiles, window, **options)
+        result: dict[float, Percentile] | pd.DataFrame = percentiles(self, metric, quantiles, window, **options)
         return result
 
     def ingest_now(self) -> int:
         """Owner only: ingest every ready spool segment now; returns the rows loaded."""
-        if self.ingestor is None:
-            return 0
-        try:
-            return self.ingestor.drain()
-        except Exception as exc:
-            self.ingestor.stats.failures += 1
-            self.ingestor.stats.last_error = f"{type(exc).__name__}: {exc}"
-            self._note_failure("ingest", f"ingest failed: {self.ingestor.stats.last_error}", exc)
-            if self.strict:
-                raise
-            return 0
+        ownership = self._role.ownership
+        return ownership.ingest_now() if ownership is not None else 0
 
     def run_jobs_now(self) -> dict[str, Any]:
         """Flush, then run every owner job once, synchronously (for tests and scripts); returns each job's
@@ -591,8 +532,11 @@ class Monitor(_HotState):
         return self.jobs_runner.run_all_now()
 
     def tick(self) -> None:
-        """One step of the flusher loop: compact, and flush / ingest / sample when they are due."""
+        """One step of the flusher loop: compact, try to own (role "auto"), flush / sample when they are due."""
         now = self.clock.monotonic()
+        if self._role.claim is not None and now >= self._next_claim:
+            self._next_claim = now + CLAIM_INTERVAL_SECONDS
+            self._role.claim_now()
         self._compact(TICK_COMPACT_ROWS)
         if self.memory_interval_seconds is not None and now >= self._next_sample:
             self._next_sample = now + self.memory_interval_seconds
@@ -620,49 +564,47 @@ class Monitor(_HotState):
             counts["folded"] = dict(self._folded)
             counts["sampled_out"] = self._sampled_out
             counts["recorded_unclosed"] = dict(self._unclosed)
+        ownership = self._role.ownership
         counts.update(
             flush_failures=self.flush_failures,
             last_flush_at=self.last_flush_at,
             last_flush_error=self.last_flush_error,
             buffered_bytes=self._buffer.nbytes(),
-            role="owner" if self.is_owner else "producer",
+            role="owner" if ownership is not None else "producer",
             pid=self.pid,
+            takeovers=self._role.takeovers,
             jobs=self.jobs_runner.status(),
         )
-        if self.ingestor is not None:
-            st = self.ingestor.stats
-            counts["ingest"] = {
-                "segments": st.segments, "rows": st.rows, "quarantined": st.quarantined, "failures": st.failures,
-                "last_ingest_at": st.last_ingest_at, "last_error": st.last_error,
-                "backlog": self.ingestor.backlog(),
-            }
+        if ownership is not None:
+            counts.update(ownership.stats())
         return counts
 
     def close(self) -> None:
-        """Flush what is buffered, stop the flusher and (owner) ingest a last time and close the file."""
+        """Flush what is buffered, stop the flusher and (owner) ingest a last time, close the file and release it.
+
+        One close per ``Monitor(...)`` call that returned this monitor: it really closes at the last one (and at
+        exit). A monitor in role "auto" that finds the file free at that moment owns it for its last flush, so
+        what producers left in the spool is ingested.
+        """
         if self._closed:
+            return
+        self._handles -= 1
+        if self._handles > 0:
             return
         self._stop.set()
         self._stamps.stop()
-        self.jobs_runner.shutdown()
+        if self._role.ownership is not None:
+            self._role.ownership.stop_jobs()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
         try:
+            self._role.claim_now(start_jobs=False)
             self.flush()
-            self.ingest_now()
         finally:
             self._closed = True
-            _unregister(self)
-            if self.alerts is not None and self.store is not None:
-                self.alerts.close()  # webhooks deliver what they hold, within a timeout
-            if self.store is not None:
-                try:
-                    self.store.close()
-                except Exception as exc:  # e.g. the final checkpoint on a full disk: the WAL keeps what was committed
-                    self._note_failure("close", f"closing {self.db_path} failed (committed rows stay in its WAL and "
-                                       f"are replayed at the next open): {exc}", exc)
-                    if self.strict:
-                        raise
+            open_monitors.unregister(self)
+            if self._role.ownership is not None:
+                self._role.ownership.close()
 
     @property
     def closed(self) -> bool:
@@ -675,85 +617,13 @@ class Monitor(_HotState):
         self.close()
 
 
-class _QueryTimer:
-    """``Monitor.time_query``: a context manager and a decorator (sync and async functions)."""
-
-    def __init__(self, monitor: Monitor, name: str, sql: str | None, dialect: str | None = None) -> None:
-        self._monitor, self._name, self._sql, self._dialect = monitor, name, sql, dialect
-        self._cm: Any = None
-
-    def __enter__(self) -> None:
-        self._cm = self._monitor._timed_query(self._name, self._sql, self._dialect)
-        self._cm.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        cm, self._cm = self._cm, None
-        cm.__exit__(*exc)
-
-    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
-        monitor, name, sql, dialect = self._monitor, self._name, self._sql, self._dialect
-        if inspect.iscoroutinefunction(func):
-            @functools.wraps(func)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                with monitor._timed_query(name, sql, dialect):
-                    return await func(*args, **kwargs)
-            return async_wrapper  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            with monitor._timed_query(name, sql, dialect):
-                return func(*args, **kwargs)
-        return wrapper
-
-
-# -- process-wide registry of open monitors: default_monitor(), fork and exit handling --------------------
-_open: list[weakref.ref[Monitor]] = []
-_open_lock = threading.Lock()
-
-
-def _register(monitor: Monitor) -> None:
-    with _open_lock:
-        _open.append(weakref.ref(monitor))
-
-
-def _unregister(monitor: Monitor) -> None:
-    with _open_lock:
-        _open[:] = [r for r in _open if r() is not None and r() is not monitor]
-
-
-def _live() -> list[Monitor]:
-    return [m for m in (r() for r in list(_open)) if m is not None and not m.closed]
+_NO_JOBS = Jobs(SYSTEM_CLOCK, ThrottledLog(SYSTEM_CLOCK))  # a producer's (empty) jobs
 
 
 def default_monitor() -> Monitor:
     """The most recently created Monitor that is still open."""
-    live = _live()
-    if not live:
-        raise NoMonitorError("no duckpulse Monitor is open in this process. Create one first, e.g. "
-                             "Monitor(db_path='metrics.duckdb'), or pass monitor=... explicitly")
-    return live[-1]
+    monitor: Monitor = open_monitors.default_monitor()
+    return monitor
 
 
-def _after_fork_in_child() -> None:
-    global _open_lock
-    _open_lock = threading.Lock()
-    for monitor in _live():
-        try:
-            monitor._after_fork_in_child()
-        except Exception as exc:  # never break the child process over monitoring
-            logger.warning("duckpulse: cannot restart the monitor after fork: %s", exc)
-
-
-def _close_all_at_exit() -> None:
-    for monitor in reversed(_live()):
-        try:
-            monitor.close()
-        except DuckPulseError as exc:
-            logger.warning("duckpulse: final flush at exit failed: %s", exc)
-        except Exception as exc:
-            logger.warning("duckpulse: final flush at exit failed: %s", exc)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-atexit.register(_close_all_at_exit)
-_ = RejectedInstrument  # re-exported for type checkers of integrations
+_ = RejectedInstrument, OwnershipError  # re-exported for type checkers of integrations

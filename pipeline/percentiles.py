@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload, runtime_checkable
 
 from . import sketch, sqlfiles
 from .clock import SYSTEM_CLOCK, Clock, utc_datetime
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
+    from .store import Store
+
 SQL = "percentiles.sql"
 EXACT_UP_TO_SECONDS = 3600.0  # ranges up to this long are computed exactly from raw rows when method="auto"
 # A row stamped at this very instant (a test's fake clock that has not moved) belongs to a window ending now.
@@ -39,6 +41,17 @@ _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 Method = Literal["auto", "exact", "sketch"]
 Interpolation = Literal["nearest", "linear"]
+
+
+@runtime_checkable
+class HasStore(Protocol):
+    """Anything that may hold the owner's store (a Monitor): ``store`` is None while it does not own the file."""
+
+    @property
+    def store(self) -> Store | None: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
 
 @dataclass(frozen=True)
@@ -149,20 +162,13 @@ def _rank_fraction(q: float) -> tuple[str, str]:
 
 @contextmanager
 def _connect(source: Any) -> Iterator[tuple[duckdb.DuckDBPyConnection, Clock]]:
-    # Here, not at the top: monitor imports this module for Monitor.percentiles, and `import pipeline` (which
-    # imports this module) must not load DuckDB, which only an owner or a reader needs.
+    # Here, not at the top: `import pipeline` (which imports this module) must not load DuckDB, which only an owner
+    # or a reader needs.
     import duckdb
 
-    from .monitor import Monitor
     from .store import Store
 
-    if isinstance(source, Monitor):
-        if source.store is None:
-            raise ConfigError("this Monitor is a producer (spool_dir=...) and has no database to read; ask the "
-                              "owner process, or pass the DuckDB file's path once no owner holds it")
-        with source.store.reading() as cursor:
-            yield cursor, source.clock
-    elif isinstance(source, Store):
+    if isinstance(source, Store):
         with source.reading() as cursor:
             yield cursor, source.clock
     elif isinstance(source, duckdb.DuckDBPyConnection):
@@ -182,6 +188,14 @@ def _connect(source: Any) -> Iterator[tuple[duckdb.DuckDBPyConnection, Clock]]:
             yield con, SYSTEM_CLOCK
         finally:
             con.close()
+    elif isinstance(source, HasStore):
+        store = source.store
+        if store is None:
+            raise ConfigError("this Monitor does not own its DuckDB file (another process does, or it is a "
+                              "producer), so it has no database to read; call percentiles() in the owner process, "
+                              "or read the published history with pipeline.history.connect()")
+        with store.reading() as cursor:
+            yield cursor, source.clock
     else:
         raise ConfigError(f"source={source!r}: expected a Monitor, a Store, a DuckDB connection or a file path")
 
@@ -284,11 +298,11 @@ def percentiles(source: Any, metric: str, quantiles: float | Sequence[float] = (
                 exact_up_to_seconds: float = EXACT_UP_TO_SECONDS) -> pd.DataFrame | dict[float, Percentile]:
     """Quantiles of ``metric`` over the last ``window`` (default 1 h, up to and including now) or [start, end).
 
-    ``source``: a Monitor (the owner), a Store, a DuckDB connection, or a file path (opened read-only; fails
-    while an owner holds the file). ``metric``: ``request_duration``, ``query_duration`` or the name of a custom
-    histogram. ``by``: group-by columns (requests: route, method (returned as ``http_method``), status_class, and
-    status, host from raw rows only; queries: fingerprint, and name, route, host, success from raw rows only;
-    histograms: label names).
+    ``source``: a Monitor (the owner; anything with ``store`` and ``clock``), a Store, a DuckDB connection, or a
+    file path (opened read-only; fails while an owner holds the file). ``metric``: ``request_duration``,
+    ``query_duration`` or the name of a custom histogram. ``by``: group-by columns (requests: route, method
+    (returned as ``http_method``), status_class, and status, host from raw rows only; queries: fingerprint, and
+    name, route, host, success from raw rows only; histograms: label names).
     ``where``: {column: value or list of values}. ``method``: ``auto`` (exact up to ``exact_up_to_seconds``, or
     when the rollups do not cover the range), ``exact`` or ``sketch``. ``interpolation``: ``nearest``
     (nearest rank, ``quantile_disc``) or ``linear`` (``quantile_cont``).

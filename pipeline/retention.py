@@ -10,7 +10,6 @@ instead of losing data).
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +21,11 @@ from . import sqlfiles
 from .clock import SYSTEM_CLOCK, utc_datetime
 from .errors import ConfigError, OwnershipError
 from .rollup import HOUR_SECONDS, MINUTE_SECONDS, ceil_to, read_state
+from .settings import RetentionSettings as RetentionSettings  # defined with the other settings
 from .store import OwnerLock, Store
 
 if TYPE_CHECKING:
     from .jobs import Job
-    from .monitor import Monitor
 
 SQL = "retention.sql"
 DAY_SECONDS = 86_400
@@ -35,34 +34,6 @@ RAW_BLOCKS = ("retention-requests", "retention-queries", "retention-process-samp
 MINUTE_BLOCKS = ("retention-rollups-1m", "retention-rollup-bins-1m")
 HOUR_BLOCKS = ("retention-rollups-1h", "retention-rollup-bins-1h", "retention-alert-events",
                "retention-expired-silences")
-
-
-def _days(name: str, value: float) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    if not ok:
-        raise ConfigError(f"{name}={value!r}: expected a finite number of days > 0 (e.g. 0.5 keeps 12 hours)")
-
-
-@dataclass(frozen=True)
-class RetentionSettings:
-    """How long each tier is kept."""
-
-    # Raw requests, queries, process samples and points, and the ingest ledger.
-    raw_days: float = 7.0
-    # Per-minute rollups (statistics and bins).
-    rollups_1m_days: float = 30.0
-    # Per-hour rollups: what percentiles over long ranges read.
-    rollups_1h_days: float = 400.0
-    # How often the owner runs the job.
-    interval_seconds: float = 3600.0
-
-    def __post_init__(self) -> None:
-        _days("raw_days", self.raw_days)
-        _days("rollups_1m_days", self.rollups_1m_days)
-        _days("rollups_1h_days", self.rollups_1h_days)
-        ok = isinstance(self.interval_seconds, int | float) and math.isfinite(self.interval_seconds)
-        if not ok or self.interval_seconds <= 0:
-            raise ConfigError(f"interval_seconds={self.interval_seconds!r}: expected a finite number of seconds > 0")
 
 
 @dataclass(frozen=True)
@@ -112,14 +83,10 @@ def run(store: Store, now: float, settings: RetentionSettings | None = None) -> 
     return RetentionSummary(raw_cut, minute_cut, hour_cut, deleted, checkpointed)
 
 
-def job(monitor: Monitor) -> Job:
+def job(store: Store, settings: RetentionSettings) -> Job:
     """The owner's "retention" job."""
     from .jobs import Job
 
-    store = monitor.store
-    if store is None:
-        raise ConfigError("only the process that owns the DuckDB file runs the retention job")
-    settings = monitor.retention_settings
     return Job("retention", settings.interval_seconds, lambda now: run(store, now, settings))
 
 

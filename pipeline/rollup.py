@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 from . import sqlfiles
 from .clock import utc_datetime
 from .errors import ConfigError
+from .settings import RollupSettings as RollupSettings  # defined with the other settings
 
 if TYPE_CHECKING:
     from .jobs import Job
-    from .monitor import Monitor
     from .store import Store
 
 SQL = "rollup.sql"
@@ -50,30 +50,6 @@ def epoch_of(value: datetime) -> float:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.timestamp()
-
-
-def _seconds_setting(name: str, value: float, *, allow_zero: bool = False) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        low = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{name}={value!r}: expected a finite number of seconds {low}")
-
-
-@dataclass(frozen=True)
-class RollupSettings:
-    """How the rollup job runs."""
-
-    # Each run re-rolls this much before the minute watermark: rows that arrive this late still count.
-    grace_seconds: float = 120.0
-    # Each run checks this far back for minutes whose raw rows outnumber their rollup (0: no check).
-    late_lookback_seconds: float = 3600.0
-    # How often the owner runs the job.
-    interval_seconds: float = 30.0
-
-    def __post_init__(self) -> None:
-        _seconds_setting("grace_seconds", self.grace_seconds, allow_zero=True)
-        _seconds_setting("late_lookback_seconds", self.late_lookback_seconds, allow_zero=True)
-        _seconds_setting("interval_seconds", self.interval_seconds)
 
 
 @dataclass(frozen=True)
@@ -214,12 +190,8 @@ def rebuild(store: Store, start: float, end: float, now: float) -> RollupSummary
         return _roll(store, minutes_start, minutes_end, now, state, rolled_from)
 
 
-def job(monitor: Monitor) -> Job:
+def job(store: Store, settings: RollupSettings) -> Job:
     """The owner's "rollup" job."""
     from .jobs import Job
 
-    store = monitor.store
-    if store is None:
-        raise ConfigError("only the process that owns the DuckDB file runs the rollup job")
-    settings = monitor.rollup_settings
     return Job("rollup", settings.interval_seconds, lambda now: run(store, now, settings))

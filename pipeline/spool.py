@@ -55,6 +55,13 @@ class Segment:
         return self.ledger_name or self.path.name
 
 
+def spool_of(db_path: Path | None, spool_dir: str | os.PathLike[str] | None) -> Path | None:
+    """The spool of a database: ``spool_dir`` if given, else ``<db>.spool`` beside the file (None in memory)."""
+    if spool_dir is not None:
+        return Path(spool_dir)
+    return db_path.with_name(db_path.name + ".spool") if db_path is not None else None
+
+
 def spool_dirs(root: Path) -> tuple[Path, Path, Path]:
     """(tmp, ready, quarantine) under ``root``, created if missing."""
     dirs = (root / "tmp", root / "ready", root / "quarantine")

@@ -1,15 +1,15 @@
 """The DuckDB store: the one module that opens the database for writing.
 
 Exactly one process owns a duckpulse database (DuckDB lets one process open a file for writing, and no other
-process may even read it meanwhile). ``Store.open`` takes an exclusive ``flock`` on ``<db>.owner.lock`` first,
-so a second owner fails at once with a message saying what to do, instead of DuckDB's bare lock error.
+process may even read it meanwhile). Owning means holding an exclusive ``flock`` on ``<db>.owner.lock``
+(``OwnerLock``), taken before DuckDB opens the file: a process that finds it held records as a producer instead
+(pipeline/owner.py decides), or fails at once with a message saying what to do, instead of DuckDB's bare error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import os
 import threading
 import weakref
@@ -23,7 +23,8 @@ import duckdb
 from . import malloc, parquet, sqlfiles
 from .clock import Clock, utc_datetime
 from .errors import OwnershipError, SpoolError, SqlFileError
-from .malloc import DEFAULT_MEMORY_LIMIT
+from .malloc import DEFAULT_MEMORY_LIMIT as DEFAULT_MEMORY_LIMIT  # how it was chosen: pipeline/settings.py
+from .owner_lock import OwnerLock as OwnerLock  # the lock Store takes (or is given) before it opens the file
 from .sqlfiles import quote_identifier as quote_identifier
 
 STORE_FILE = "store.sql"
@@ -71,46 +72,6 @@ def _check_segments(table: str, paths: Sequence[str], columns: Mapping[str, int]
     return rows
 
 
-class OwnerLock:
-    """An exclusive advisory lock next to the database, held for the owner's whole life."""
-
-    def __init__(self, db_path: Path) -> None:
-        self.path = db_path.with_name(db_path.name + ".owner.lock")
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self._fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            os.close(self._fd)
-            raise OwnershipError(
-                f"{db_path} is already owned by process {holder} (lock file {self.path}). Only one process "
-                "may own a duckpulse database. Make this process a producer instead: "
-                "Monitor(spool_dir=...) writes segments that the owner ingests, and "
-                f"`duckpulse serve --db {db_path} --spool DIR` runs an owner for them."
-            ) from None
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
-
-    def forget(self) -> None:
-        """In a forked child: close the inherited descriptor without unlocking (that would unlock the parent)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def release(self) -> None:
-        if self._fd >= 0:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = -1
-
-
-# DuckDB's memory cap inside the owner process (None: DuckDB's default, 80% of RAM). Measured in the soak
-# (RELIABILITY.md): an owner's DuckDB holds ~2 MB of index, the rows committed since the last checkpoint, and
-# cached table blocks; the cap bounds the cache, which otherwise grows with the file. Too low a cap fails the
-# owner's own queries: 32MB could not ingest a backlog of 60,000-row segments in one transaction
-# (tests/test_faults.py), and 64MB ran out of memory in an alert sweep of 1,000 rules over 10M rows
-# (benchmarks/bench_sweep.py), which 128MB and 256MB both finish in ~0.45 s.
-# (The value lives in malloc.py, so that Monitor's signature can name it without importing DuckDB.)
 # DuckDB checkpoints automatically once the WAL holds this much; until then the rows appended since the last
 # checkpoint stay in memory, uncompressed (DuckDB's default 16MB of WAL held ~20 MB there at 400 requests/s).
 CHECKPOINT_THRESHOLD = "4MB"
@@ -184,11 +145,13 @@ class Store:
     """The owner's connection to the DuckDB file (or an in-memory database for tests)."""
 
     def __init__(self, db_path: str | os.PathLike[str] | None, clock: Clock,
-                 memory_limit: str | None = DEFAULT_MEMORY_LIMIT) -> None:
+                 memory_limit: str | None = DEFAULT_MEMORY_LIMIT, owner_lock: OwnerLock | None = None) -> None:
+        """Open the file (replaying its WAL), holding ``owner_lock`` if given, else taking it (OwnershipError if
+        another process holds it); the store releases the lock when it closes."""
         self.clock = clock
         self.memory_limit = memory_limit
         self.path = Path(db_path) if db_path not in (None, ":memory:") else None
-        self._owner_lock = OwnerLock(self.path) if self.path is not None else None
+        self._owner_lock = owner_lock or (OwnerLock(self.path) if self.path is not None else None)
         # Before DuckDB starts its threads: an owner of a file keeps DuckDB in the host app (see malloc.py).
         self.malloc_arenas_limited = self.path is not None and malloc.limit_arenas()
         try:

@@ -486,14 +486,18 @@ def test_load_rules_from_a_file(mon: Monitor, tmp_path: Path) -> None:
     assert mon.alerts.remove_rule("a") and not mon.alerts.remove_rule("a")
 
 
-def test_producer_refuses_rules(tmp_path: Path, clock: FakeClock) -> None:
-    """Alert rules belong to the owner: a spool producer says so."""
-    producer = Monitor(spool_dir=tmp_path / "spool", jobs=False, clock=clock, memory_interval_seconds=None)
+@pytest.mark.parametrize("where", ["spool_dir", "role=producer"])
+def test_a_monitor_that_never_owns_refuses_rules_and_says_where_they_go(tmp_path: Path, clock: FakeClock,
+                                                                        where: str) -> None:
+    """Rules given to a monitor that can never own would never be evaluated: it says to use duckpulse.toml."""
+    producer = (Monitor(spool_dir=tmp_path / "spool", jobs=False, clock=clock, memory_interval_seconds=None)
+                if where == "spool_dir" else
+                Monitor(db_path=tmp_path / "m.duckdb", role="producer", clock=clock, memory_interval_seconds=None))
     try:
-        assert producer.alerts is None
-        with pytest.raises(ConfigError, match="owns the DuckDB file"):
+        assert producer.alerts is None and not producer.can_own
+        with pytest.raises(ConfigError, match=r"never owns its database.*duckpulse\.toml"):
             producer.add_threshold("request_duration", "gt", 1, "info")
-        with pytest.raises(ConfigError, match="owns the DuckDB file"):
+        with pytest.raises(ConfigError, match=r"never owns its database.*\[\[rule\]\] and \[\[notifier\]\]"):
             producer.on_alert(print)
     finally:
         producer.close()

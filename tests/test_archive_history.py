@@ -141,13 +141,16 @@ def test_the_owner_runs_the_archive_job(monitor: Monitor, clock: FakeClock, db_p
 
 
 def test_the_archive_job_is_the_owners(tmp_path: Path) -> None:
-    """A producer has no database, so it has no archive job."""
+    """Only the owner runs the archive job, every interval_seconds of its settings; a producer has no jobs."""
     producer = Monitor(spool_dir=tmp_path / "spool", jobs=False, memory_interval_seconds=None)
     try:
-        with pytest.raises(ConfigError, match="owns the DuckDB file"):
-            archive.job(producer)
+        assert producer.jobs_runner.names == [] and producer.run_jobs_now() == {}
     finally:
         producer.close()
+    with Monitor(db_path=tmp_path / "m.duckdb", jobs=False, memory_interval_seconds=None,
+                 archive=ArchiveSettings(interval_seconds=7)) as owner:
+        assert owner.jobs_runner._jobs["archive"].interval_seconds == 7
+        assert "archive" in owner.run_jobs_now()
 
 
 # -- history.connect -------------------------------------------------------------------------------------------

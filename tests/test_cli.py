@@ -52,8 +52,15 @@ def test_demo_prints_percentiles_per_route(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_errors_exit_non_zero_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A duckpulse error becomes a message on stderr and exit status 2."""
+    """A duckpulse error becomes a message on stderr and exit status 2: the demo must own its file, and another
+    process does."""
     db = tmp_path / "m.duckdb"
-    with Monitor(db_path=db, jobs=False, memory_interval_seconds=None):
+    holder = subprocess.Popen([sys.executable, str(Path(__file__).with_name("process_roles.py")), "own_and_wait",
+                               str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().startswith("owner")
         assert main(["demo", "--duration", "0", "--db", str(db)]) == 2
-    assert "already owned" in capsys.readouterr().err
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(timeout=30)
+    assert f"already owned by process {holder.pid}" in capsys.readouterr().err

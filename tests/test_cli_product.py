@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -193,12 +194,20 @@ def test_errors_of_each_command_exit_2_with_a_message(tmp_path: Path, capsys: py
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("duckpulse: error: ") and message in err, (argv, err)
-    with Monitor(db_path=db, jobs=False, memory_interval_seconds=None):
+    # Another process owns the file: serve and demo must own it, compact must have it alone.
+    holder = subprocess.Popen([sys.executable, str(Path(__file__).with_name("process_roles.py")), "own_and_wait",
+                               str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().startswith("owner")
         for argv in (["serve", "--db", str(db), "--spool", str(tmp_path / "spool"), "--port", "0"],
                      ["demo", "--duration", "0", "--port", "0", "--db", str(db)],
                      ["compact", "--db", str(db)]):
             assert main(argv) == 2, argv
-            assert "duckpulse: error: " in capsys.readouterr().err
+            err = capsys.readouterr().err
+            assert err.startswith("duckpulse: error: ") and f"process {holder.pid}" in err, (argv, err)
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(timeout=30)
     assert main(["demo", "--backfill-hours", "1", "--duration", "0", "--port", "0", "--db", str(db)]) == 2
     assert "pass a new file with --db" in capsys.readouterr().err
 
@@ -365,7 +374,10 @@ def test_the_readme_documents_every_option_and_command() -> None:
     from webapp.config import KEYS, PREFIX
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    options = [p for p in inspect.signature(Monitor.__init__).parameters if p != "self"]
+    from pipeline.settings import MonitorOptions
+
+    options = [p for p in inspect.signature(Monitor.__init__).parameters if p not in ("self", "options")]
+    options += list(MonitorOptions.__annotations__)
     assert [o for o in options if f"`{o}`" not in readme] == []
     assert [k for k in KEYS if f"`{PREFIX}{k}`" not in readme] == []
     commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]

@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import pytest
 
-import pipeline.monitor
+import pipeline.open_monitors
 from pipeline import Monitor, NoMonitorError
 from pipeline.context import RequestContext, current_request
 from pipeline.fingerprint import fingerprint
@@ -105,7 +105,7 @@ def test_default_monitor_and_a_clear_error_without_one(monitor: Monitor, monkeyp
     assert len(queries(monitor)) == 1
     assert isinstance(instrument(conn, monitor), InstrumentedConnection)  # re-wrapping does not nest
     assert instrument(conn, monitor).__wrapped__ is conn.__wrapped__
-    monkeypatch.setattr(pipeline.monitor, "_open", [])
+    monkeypatch.setattr(pipeline.open_monitors, "_open", [])
     with pytest.raises(NoMonitorError, match="Monitor"):
         instrument(sqlite3.connect(":memory:"))
 

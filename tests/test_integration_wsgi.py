@@ -14,7 +14,7 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.test import Client
 
-import pipeline.monitor
+import pipeline.open_monitors
 from pipeline import Monitor
 from pipeline.integrations.dbapi import instrument
 from pipeline.integrations.wsgi import MetricsMiddleware
@@ -109,7 +109,7 @@ def test_default_monitor_is_found_at_the_first_request(monitor: Monitor, monkeyp
     call(app)
     assert app.monitor is monitor
     assert len(requests(monitor)) == 1
-    monkeypatch.setattr(pipeline.monitor, "_open", [])
+    monkeypatch.setattr(pipeline.open_monitors, "_open", [])
     monitor_less = MetricsMiddleware(hello)
     assert call(monitor_less).status_code == 200
     assert monitor_less.monitor is None

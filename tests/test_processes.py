@@ -163,14 +163,17 @@ def test_a_killed_producer_keeps_what_it_flushed(tmp_path: Path) -> None:
 
 
 def test_a_second_owner_fails_at_once_with_what_to_do(tmp_path: Path) -> None:
-    """While one process owns the file, another owner fails fast, naming the holder and the producer mode."""
+    """While one process owns the file, role="owner" fails fast, naming the holder and the default role that
+    records as a producer instead (which is what Monitor(db_path=...) then does)."""
     db = tmp_path / "m.duckdb"
     proc = start("own_and_wait", db)
     try:
         assert proc.stdout is not None
         pid = int(proc.stdout.readline().split()[1])
-        with pytest.raises(OwnershipError, match=rf"owned by process {pid}.*Monitor\(spool_dir=\.\.\.\)"):
-            Monitor(db_path=db, jobs=False)
+        with pytest.raises(OwnershipError, match=rf"owned by process {pid}.*role=\"auto\" records as a producer"):
+            Monitor(db_path=db, role="owner", jobs=False)
+        with Monitor(db_path=db, jobs=False, memory_interval_seconds=None) as producer:
+            assert not producer.is_owner and producer.stats()["role"] == "producer"
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0

@@ -145,13 +145,16 @@ def test_the_owner_runs_the_retention_job(monitor: Monitor, clock: FakeClock) ->
 
 
 def test_the_retention_job_is_the_owners(tmp_path: Path) -> None:
-    """A producer has no database, so it has no retention job."""
+    """Only the owner runs the retention job, every interval_seconds of its settings; a producer has no jobs."""
     producer = Monitor(spool_dir=tmp_path / "spool", jobs=False, memory_interval_seconds=None)
     try:
-        with pytest.raises(ConfigError, match="owns the DuckDB file"):
-            retention.job(producer)
+        assert producer.jobs_runner.names == [] and producer.run_jobs_now() == {}
     finally:
         producer.close()
+    with Monitor(db_path=tmp_path / "m.duckdb", jobs=False, memory_interval_seconds=None,
+                 retention=RetentionSettings(interval_seconds=7)) as owner:
+        assert owner.jobs_runner._jobs["retention"].interval_seconds == 7
+        assert "retention" in owner.run_jobs_now()
 
 
 def filled_file(db_path: Path, clock: FakeClock, rows: int = 150_000) -> None:

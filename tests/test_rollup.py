@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -260,11 +261,14 @@ def test_the_owner_runs_the_rollup_job(monitor: Monitor, clock: FakeClock) -> No
     assert monitor.store.scalar("SELECT sum(count) FROM rollups_1m") == 10
 
 
-def test_the_rollup_job_is_the_owners(tmp_path: Any) -> None:
-    """A producer has no database, so it has no rollup job to build."""
+def test_the_rollup_job_is_the_owners(tmp_path: Path) -> None:
+    """Only the owner runs the rollup job, every interval_seconds of its settings; a producer has no jobs."""
     producer = Monitor(spool_dir=tmp_path / "spool", jobs=False, memory_interval_seconds=None)
     try:
-        with pytest.raises(ConfigError, match="owns the DuckDB file"):
-            rollup.job(producer)
+        assert producer.jobs_runner.names == [] and producer.run_jobs_now() == {}
     finally:
         producer.close()
+    with Monitor(db_path=tmp_path / "m.duckdb", jobs=False, memory_interval_seconds=None,
+                 rollup=RollupSettings(interval_seconds=7)) as owner:
+        assert owner.jobs_runner._jobs["rollup"].interval_seconds == 7
+        assert "rollup" in owner.run_jobs_now()

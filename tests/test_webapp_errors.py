@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -213,10 +217,31 @@ def test_create_app_needs_a_database_or_a_monitor(monkeypatch: pytest.MonkeyPatc
 
 
 def test_a_producer_cannot_serve_the_dashboard(tmp_path: Path) -> None:
-    """The dashboard reads the file, so it refuses a producer's monitor with a message."""
+    """The dashboard reads the file, so it refuses a monitor that never owns one, with a message."""
     with Monitor(spool_dir=tmp_path / "spool", jobs=False, memory_interval_seconds=None) as producer, \
-            pytest.raises(ConfigError, match="needs the owner's Monitor"):
+            pytest.raises(ConfigError, match="needs a Monitor of that file"):
         blueprint(producer)
+
+
+def test_a_dashboard_in_a_process_that_does_not_own_the_file_answers_503(tmp_path: Path) -> None:
+    """Mounted in a process that records as a producer for now (gunicorn workers all mounting it), the dashboard
+    says which process serves it instead, in the error envelope; health still answers."""
+    db = tmp_path / "m.duckdb"
+    holder = subprocess.Popen([sys.executable, str(Path(__file__).with_name("process_roles.py")), "own_and_wait",
+                               str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().startswith("owner")
+        with Monitor(db_path=db, memory_interval_seconds=None) as mon:
+            assert not mon.is_owner and mon.can_own
+            app = Flask("workers_app")
+            app.register_blueprint(blueprint(mon))
+            answer = app.test_client().get("/duckpulse/api/metrics/performance")
+            assert answer.status_code == 503
+            assert f"pid {os.getpid()}) records as a producer" in answer.get_json()["error"]["message"]
+            assert app.test_client().get("/duckpulse/api/health").status_code == 200
+    finally:
+        holder.send_signal(signal.SIGTERM)
+        holder.wait(timeout=30)
 
 
 @pytest.fixture

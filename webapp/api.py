@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from datetime import UTC
 from typing import Any
@@ -88,8 +89,11 @@ class Api:
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         store = self.monitor.store
-        if store is None or self.monitor.closed:
+        if self.monitor.closed:
             raise ApiError(503, "the monitor this dashboard reads has been closed; restart the server")
+        if store is None:
+            raise ApiError(503, f"this process (pid {os.getpid()}) records as a producer: another process owns "
+                           f"{self.monitor.db_path} and serves its dashboard; this one takes over when that one ends")
         return store.reader()
 
     @staticmethod

@@ -85,10 +85,12 @@ def _build(monitor: Monitor | None, url_prefix: str, token: str | None, settings
            name: str) -> tuple[Blueprint, Api]:
     if monitor is None:
         monitor = default_monitor()
-    if not isinstance(monitor, Monitor) or not monitor.is_owner:
-        raise ConfigError("the dashboard reads the DuckDB file, so it needs the owner's Monitor (one created "
-                          "with db_path=...); a producer (spool_dir=...) has no database to read. Serve the "
-                          "dashboard from `duckpulse serve`, which owns the file")
+    if not isinstance(monitor, Monitor) or not monitor.can_own:
+        # A monitor in role "auto" that is a producer for now is accepted: the dashboard answers 503 until this
+        # process owns the file (gunicorn workers mounting it: whichever owns serves it).
+        raise ConfigError("the dashboard reads the DuckDB file, so it needs a Monitor of that file (one created "
+                          "with db_path=...); a producer (spool_dir=... or role='producer') has no database to "
+                          "read. Serve the dashboard from `duckpulse serve`, which owns the file")
     settings = settings or config_module.load()
     if token is not None:  # validated like the setting it overrides
         settings = replace(settings, token=config_module.load({"DUCKPULSE_TOKEN": token}, environ={}).token)

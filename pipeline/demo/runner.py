@@ -265,8 +265,8 @@ def run(settings: DemoSettings, dashboard: DashboardStarter | None = None,
         sqlite_path = seed(Path(tmp) / "bookshop.sqlite3", random.Random(settings.seed))
         if settings.backfill_hours > 0:
             _backfill(settings, out)
-        owner = Monitor(db_path=settings.db_path, flush_interval_seconds=0.5, memory_interval_seconds=1.0,
-                        alert_interval_seconds=2.0)
+        owner = Monitor(db_path=settings.db_path, role="owner", flush_interval_seconds=0.5,
+                        memory_interval_seconds=1.0, alert_interval_seconds=2.0)
         server = None
         try:
             add_demo_rules(owner)

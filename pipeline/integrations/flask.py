@@ -5,7 +5,15 @@ server closes it), whose route is the matched rule's template (``/books/<int:boo
 request when the response starts (or when a query or an exception needs it); requests no rule matched
 (404, 405) are recorded as ``<unmatched>``. No ``before_request`` hook: see ``wsgi.werkzeug_rule``.
 
-Configuration, from the constructor's keyword arguments, else ``app.config``, else the defaults:
+The monitor: the one given (``monitor=``), else the monitor of ``app.config["DUCKPULSE_DB_PATH"]`` (or of
+``$DUCKPULSE_DB_PATH``), created at ``init_app`` with the app's other ``DUCKPULSE_*`` monitor settings
+(``DUCKPULSE_FLUSH_INTERVAL_SECONDS``, ``DUCKPULSE_ROLE``, ``DUCKPULSE_CONFIG``, ... see pipeline/settings.py), else
+``pipeline.default_monitor()`` at the first request. ``DUCKPULSE_SPOOL_DIR`` is the database's spool, or without a
+database a producer's. The Flask extension convention works: ``DuckPulse()`` at module level and
+``init_app(app)`` in the app factory; every app of one file shares one monitor per process
+(pipeline/open_monitors.py), however many apps a test suite creates.
+
+Configuration of the middleware, from the constructor's keyword arguments, else ``app.config``, else the defaults:
 
 ``DUCKPULSE_EXCLUDED_PATHS``
     Paths not recorded (a list, or a comma-separated string); an entry ending in ``/`` excludes everything
@@ -18,6 +26,7 @@ Configuration, from the constructor's keyword arguments, else ``app.config``, el
 from __future__ import annotations
 
 import importlib
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -26,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ..context import active_request
 from ..errors import ConfigError
 from ..monitor import Monitor
+from ..settings import options_from_config
 from ._common import DEFAULT_EXCLUDED_PATHS, require
 from .wsgi import MetricsMiddleware, werkzeug_rule
 
@@ -57,13 +67,30 @@ def _on_exception(sender: Any, **extra: Any) -> None:
         ctx.route = ctx.route  # reading resolves it, while the request is alive; the write keeps it
 
 
+def _configured_monitor(config: Mapping[str, Any]) -> Monitor | None:
+    """The monitor ``app.config`` (else the environment) names, or None: the default monitor at the first request."""
+    options = options_from_config(config)
+    db_path = config.get("DUCKPULSE_DB_PATH") or os.environ.get("DUCKPULSE_DB_PATH")
+    spool_dir = config.get("DUCKPULSE_SPOOL_DIR")
+    if db_path:
+        if spool_dir:
+            options["ingest_dir"] = spool_dir
+        return Monitor(db_path=db_path, **options)
+    if spool_dir:
+        return Monitor(spool_dir=spool_dir, **options)
+    return None
+
+
 class DuckPulse:
     """Records every request a Flask app serves (route template, method, status, duration, queries).
 
-    ``monitor=None`` records into ``pipeline.default_monitor()``, looked up at the first request.
+    ``monitor=None`` records into the monitor of ``app.config["DUCKPULSE_DB_PATH"]`` (created at ``init_app``,
+    shared by every app of that file in this process), else into ``pipeline.default_monitor()``, looked up at the
+    first request.
     ``dashboard`` mounts the dashboard in the same app: a URL prefix (``dashboard="/perf"``), ``True`` (at
     ``/duckpulse``), a mapping of ``webapp.blueprint`` options, or a ready Flask blueprint. The monitor must be
-    the owner (the dashboard reads its DuckDB file).
+    a monitor of the DuckDB file; while another process owns the file, the dashboard answers 503 (that process
+    serves it).
     """
 
     def __init__(self, app: Flask | None = None, monitor: Monitor | None = None, *,
@@ -82,8 +109,9 @@ class DuckPulse:
         if EXTENSION_KEY in app.extensions:
             raise ConfigError(f"DuckPulse is already set up on the Flask app {app.name!r}; instrumenting it "
                               "twice would record every request twice")
+        monitor = self.monitor if self.monitor is not None else _configured_monitor(app.config)
         middleware = MetricsMiddleware(
-            app.wsgi_app, self.monitor,
+            app.wsgi_app, monitor,
             excluded_paths=self._excluded_paths(app),
             response_time_header=self._response_time_header(app),
             timer=self.timer,
@@ -93,7 +121,7 @@ class DuckPulse:
         got_request_exception.connect(_on_exception, app)
         app.extensions[EXTENSION_KEY] = self
         if self.dashboard is not None:
-            self._mount_dashboard(app)
+            self._mount_dashboard(app, monitor)
 
     def _excluded_paths(self, app: Flask) -> tuple[str, ...]:
         if self.excluded_paths is not None:
@@ -123,7 +151,7 @@ class DuckPulse:
         raise ConfigError(f"DUCKPULSE_RESPONSE_TIME_HEADER={value!r}: expected a boolean "
                           "(true/false, 1/0, on/off, yes/no)")
 
-    def _mount_dashboard(self, app: Flask) -> None:
+    def _mount_dashboard(self, app: Flask, monitor: Monitor | None) -> None:
         from flask import Blueprint
 
         dashboard = self.dashboard
@@ -144,5 +172,5 @@ class DuckPulse:
         options: dict[str, Any] = dict(dashboard) if isinstance(dashboard, Mapping) else {}
         if isinstance(dashboard, str):  # dashboard="/perf": the URL prefix to mount it under
             options["url_prefix"] = dashboard
-        options.setdefault("monitor", self.monitor)
+        options.setdefault("monitor", monitor)
         app.register_blueprint(factory(**options))

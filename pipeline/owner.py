@@ -1,0 +1,175 @@
+"""The owner role: the DuckDB file, the spool's ingest, the scheduled jobs and the alerts, held in one object.
+
+A process owns a database while it holds ``<db>.owner.lock`` (``store.OwnerLock``). ``Ownership`` is everything
+that comes with it, built when the lock is taken and closed when it is released: a ``Monitor`` gains it at
+creation or later, when the previous owner ends (pipeline/monitor.py), and gives it up at close. Nothing here
+knows the recording API: the parts take the store and their settings (``settings.OwnerSettings``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from . import archive, retention, rollup
+from .alerts.engine import Alerts
+from .alerts.notify import LoggingNotifier, Notifier, WebhookNotifier
+from .alerts.rules import Rule
+from .buffer import Flush
+from .clock import Clock
+from .ingest import Ingestor
+from .jobs import Job, Jobs
+from .logs import ThrottledLog
+from .owner_lock import OwnerLock
+from .settings import NotifierSettings, OwnerSettings
+from .spool import flush_tables, spool_of, write_segment
+from .store import CACHE_RELEASE_INTERVAL_SECONDS, Store
+
+
+def notifier(settings: NotifierSettings) -> Notifier:
+    """The notifier a ``[[notifier]]`` table describes."""
+    if settings.type == "webhook":
+        assert settings.url is not None  # NotifierSettings checked it
+        return WebhookNotifier(settings.url, timeout_seconds=settings.timeout_seconds, retries=settings.retries,
+                               backoff_seconds=settings.backoff_seconds, headers=dict(settings.headers))
+    return LoggingNotifier(logging.getLogger(settings.logger))
+
+
+class Ownership:
+    """What the owner of a database holds: its store, ingestor, alerts and jobs.
+
+    ``rules`` and ``notifiers`` are the ones given in Python to the monitor (kept while it was a producer); the
+    configuration's come from ``settings``. Building it opens the file, which replays DuckDB's WAL.
+    """
+
+    def __init__(self, db_path: Path | None, settings: OwnerSettings, clock: Clock, log: ThrottledLog, *,
+                 lock: OwnerLock | None = None, ingest_interval_seconds: float = 1.0, strict: bool = False,
+                 rules: Iterable[Rule] = (), notifiers: Iterable[Notifier] = ()) -> None:
+        self.db_path = db_path
+        self.settings = settings
+        self.clock = clock
+        self.log = log
+        self.strict = strict
+        self.spool_dir = spool_of(db_path, settings.storage.spool_dir)
+        self._seq = itertools.count()  # names of this owner's flush files
+        self.store = Store(db_path, clock, memory_limit=settings.storage.duckdb_memory_limit, owner_lock=lock)
+        try:
+            self.ingestor = Ingestor(self.store, self.spool_dir, clock, log) if self.spool_dir else None
+            alerting = settings.alerts
+            self.alerts = Alerts(self.store, clock, log, default_rules=alerting.default_rules,
+                                 interval_seconds=alerting.interval_seconds, log_alerts=alerting.log)
+            self.alerts.add_rules([*alerting.rules, *rules])
+            for each in map(notifier, alerting.notifiers):
+                self.alerts.on_alert(each)
+            self._unsubscribe: dict[int, Callable[[], None]] = {}
+            for each in notifiers:
+                self.subscribe(each)
+            self.jobs = Jobs(clock, log)
+            for job in self._jobs(ingest_interval_seconds):
+                self.jobs.add(job)
+        except BaseException:
+            self.store.close()
+            raise
+
+    def _jobs(self, ingest_interval_seconds: float) -> list[Job]:
+        """The jobs an owner runs, in the order ``run_jobs_now`` runs them.
+
+        Ingest comes first so that rollups and sweeps see the producers' latest rows.
+        """
+        store, settings = self.store, self.settings
+        return [
+            Job("ingest", ingest_interval_seconds, lambda now: self.ingest_now()),
+            rollup.job(store, settings.rollup),
+            # The alert sweep: every rule over its window; single-event thresholds are also checked per flush.
+            Job("alerts", self.alerts.interval_seconds, self.alerts.sweep),
+            # Archive before retention, so that an hour reaches the history before its raw rows expire.
+            archive.job(store, settings.archive),
+            retention.job(store, settings.retention),
+            # Last: evict the table blocks DuckDB cached meanwhile, so the host app's memory stays flat.
+            Job("release-cache", CACHE_RELEASE_INTERVAL_SECONDS, store.release_memory),
+        ]
+
+    # -- the sink the flusher writes to ---------------------------------------------------------------------
+    def write(self, flush: Flush) -> None:
+        """Load a flushed batch, then check single-event alert thresholds against it (never raises).
+
+        The batch goes through the same segment files a producer writes, loaded in one transaction, then removed
+        (one write path for both roles; DuckDB reads them at several million rows per second). They go to the
+        system's temporary directory, so an owner leaves nothing beside its database.
+        """
+        files: list[tuple[str, Path]] = []
+        try:
+            for table, _ in flush_tables(flush):
+                path = Path(tempfile.gettempdir()) / f"duckpulse-flush-{os.getpid()}-{next(self._seq)}-{table}.parquet"
+                files.append((table, path))
+                with open(path, "wb") as f:
+                    write_segment(f, flush, table)
+            self.store.load_files(files)
+        finally:
+            for _, path in files:
+                path.unlink(missing_ok=True)
+        self.alerts.after_flush(flush)
+
+    def subscribe(self, callback: Notifier) -> None:
+        """Deliver notifications to ``callback`` too (a monitor's on_alert)."""
+        self._unsubscribe[id(callback)] = self.alerts.on_alert(callback)
+
+    def unsubscribe(self, callback: Notifier) -> None:
+        stop = self._unsubscribe.pop(id(callback), None)
+        if stop is not None:
+            stop()
+
+    # -- jobs --------------------------------------------------------------------------------------------------
+    def start_jobs(self) -> None:
+        self.jobs.start()
+
+    def ingest_now(self) -> int:
+        """Ingest every ready spool segment now; returns the rows loaded (0 on failure, counted and logged)."""
+        if self.ingestor is None:
+            return 0
+        try:
+            return self.ingestor.drain()
+        except Exception as exc:
+            self.ingestor.stats.failures += 1
+            self.ingestor.stats.last_error = f"{type(exc).__name__}: {exc}"
+            self.log.warning("ingest", f"duckpulse: ingest failed: {self.ingestor.stats.last_error}", exc_info=exc)
+            if self.strict:
+                raise
+            return 0
+
+    def stats(self) -> dict[str, Any]:
+        """The owner's part of ``Monitor.stats()``: the ingest's counts (when there is a spool)."""
+        if self.ingestor is None:
+            return {}
+        st = self.ingestor.stats
+        return {"ingest": {
+            "segments": st.segments, "rows": st.rows, "quarantined": st.quarantined, "failures": st.failures,
+            "last_ingest_at": st.last_ingest_at, "last_error": st.last_error, "backlog": self.ingestor.backlog(),
+        }}
+
+    # -- the end ---------------------------------------------------------------------------------------------
+    def stop_jobs(self) -> None:
+        self.jobs.shutdown()
+
+    def close(self) -> None:
+        """Ingest a last time, let notifiers deliver, close the file and release the lock (in that order)."""
+        try:
+            self.ingest_now()
+        finally:
+            self.alerts.close()  # webhooks deliver what they hold, within a timeout
+            try:
+                self.store.close()
+            except Exception as exc:  # e.g. the final checkpoint on a full disk: the WAL keeps what was committed
+                self.log.warning("close", f"duckpulse: closing {self.db_path} failed (committed rows stay in its WAL "
+                                 f"and are replayed at the next open): {exc}", exc_info=exc)
+                if self.strict:
+                    raise
+
+    def abandon(self) -> None:
+        """In a forked child: let go of the parent's file and lock without touching them."""
+        self.store.abandon()
