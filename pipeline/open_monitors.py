@@ -23,6 +23,7 @@ _open: list[weakref.ref[Any]] = []  # oldest first; default_monitor() is the las
 _by_key: dict[str, weakref.ref[Any]] = {}
 _reported: set[tuple[str, str]] = set()  # (key, difference) already logged
 _lock = threading.RLock()  # held while a monitor is created, so two threads never make two of one file
+_exiting = False
 
 
 def key(db_path: str | os.PathLike[str] | None, spool_dir: str | os.PathLike[str] | None) -> str | None:
@@ -102,12 +103,23 @@ def _after_fork_in_child() -> None:
 
 
 def _close_all_at_exit() -> None:
+    global _exiting
+    _exiting = True
     for monitor in reversed(live()):
         try:
             monitor._handles = 1  # at exit every handle goes
             monitor.close()
         except Exception as exc:
             logger.warning("duckpulse: final flush at exit failed: %s", exc)
+
+
+def close_before_modules_exit() -> None:
+    """Make the exit handler run before those of modules imported since (atexit runs the newest first): DuckDB
+    registers one that refuses queries from then on, and an owner's last flush is a query. Called once DuckDB is
+    imported (when a process becomes an owner)."""
+    if not _exiting:  # at exit it already runs
+        atexit.unregister(_close_all_at_exit)
+        atexit.register(_close_all_at_exit)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -20,6 +20,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from . import open_monitors
 from .alerts.rules import Rule, default_rules
 from .buffer import Flush
 from .clock import Clock
@@ -95,6 +96,7 @@ class Role:
     def _new_ownership(self, lock: OwnerLock | None, ingest_interval_seconds: float) -> Ownership:
         from .owner import Ownership  # here: a producer never loads DuckDB
 
+        open_monitors.close_before_modules_exit()  # DuckDB is imported now: our last flush must come first
         return Ownership(self.db_path, self.settings.owner, self.clock, self.log, lock=lock,
                          ingest_interval_seconds=ingest_interval_seconds, strict=self.settings.recording.strict,
                          rules=list(self.rules.values()), notifiers=list(self.notifiers))
@@ -135,8 +137,10 @@ class Role:
         return True
 
     def after_fork(self) -> None:
-        """In a forked child: the parent's ownership stays the parent's; the child spools into the database's
-        spool, and in role "auto" takes ownership over if the parent ends first."""
+        """In a forked child: the parent's ownership stays the parent's, and the child spools into the database's
+        spool for good. It never claims the file: DuckDB cannot be used in a process forked from one that had it
+        open (its threads did not survive the fork, and a new database in the child hung in tests). A child of a
+        producer keeps its claim: no DuckDB was open in the parent."""
         self.lock, self._claiming = threading.Lock(), threading.Lock()
         if self.ownership is None:
             return
@@ -144,8 +148,7 @@ class Role:
         self.ownership.abandon()
         self.ownership = None
         self.sink = SpoolWriter(spool, self.host)
-        if self.name == "auto" and self.db_path is not None:
-            self.claim = self.db_path
+        self.claim = None
 
     # -- alert rules and callbacks given in Python -------------------------------------------------------------
     def _keep_for_owner(self, what: str) -> None:
