@@ -7,21 +7,11 @@ from typing import Any
 
 from flask import Flask
 
-from pipeline import Monitor
 from pipeline.integrations.flask import DuckPulse
 
-# The Flask extension convention: created once, set up on every app the factory makes. With no monitor
-# given, it records into the process's default monitor.
+# The Flask extension convention: created once, set up on every app the factory makes. init_app records into the
+# monitor of app.config["DUCKPULSE_DB_PATH"], one per file and process however many apps the factory makes.
 duckpulse = DuckPulse()
-_monitors: dict[str, Monitor] = {}
-
-
-def monitor_for(db_path: str) -> Monitor:
-    """One duckpulse Monitor per database file in this process, however many apps the factory makes."""
-    monitor = _monitors.get(db_path)
-    if monitor is None or monitor.closed:
-        monitor = _monitors[db_path] = Monitor(db_path=db_path)
-    return monitor
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -45,7 +35,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     def hello() -> str:
         return "Hello, World!"
 
-    monitor_for(app.config["DUCKPULSE_DB_PATH"])
     duckpulse.init_app(app)
 
     from . import db
