@@ -64,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    from . import settings
+    from . import config as settings
 
     path = settings.find_config_file(args.file, args.db, os.environ)
     if path is None:

@@ -30,6 +30,8 @@ from . import open_monitors
 from .alerts.rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule, load_rules_file, make_rule
 from .buffer import RAW_CAP, TICK_COMPACT_ROWS, Buffer
 from .clock import SYSTEM_CLOCK, Clock, Timestamps
+from .config import differences
+from .config import load as load_settings
 from .context import UNMATCHED, end_returned_request
 from .context import active_request as _active_request
 from .errors import ConfigError, InvalidMetricError, OwnershipError
@@ -40,8 +42,7 @@ from .logs import ThrottledLog
 from .owner_lock import holder
 from .process import ProcessSampler
 from .role import CLAIM_INTERVAL_SECONDS, Role
-from .settings import MonitorOptions, Settings, differences
-from .settings import load as load_settings
+from .settings import MonitorOptions, Settings
 
 if TYPE_CHECKING:
     import pandas as pd

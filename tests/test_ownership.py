@@ -109,13 +109,13 @@ def test_the_second_process_records_as_a_producer_and_takes_over_when_the_owner_
 
 def test_a_killed_owner_is_replaced_and_what_it_committed_survives(tmp_path: Path, driven: list[Driven]) -> None:
     """SIGKILL on the owner: its flushed rows are in the file (DuckDB replays the WAL at the next open), a producer
-    takes over within a few seconds and ingests what it spooled meanwhile; nothing is duplicated."""
+    takes over within a few seconds and ingests what it spooled meanwhile; nothing is duplicated. (What a killed
+    process had not flushed yet is lost: tests/test_deploy_auto.py measures it under load.)"""
     db = tmp_path / "m.duckdb"
     owner, producer = Driven(db), Driven(db)
     driven += [owner, producer]
     owner("record 300 0")
     owner("flush")
-    owner("record 50 300")  # buffered, never flushed: what a SIGKILL loses
     producer("record 400 1000")
     producer("flush")
     owner.kill()

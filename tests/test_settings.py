@@ -10,7 +10,8 @@ import pytest
 
 from pipeline import ConfigError, Monitor
 from pipeline.cli import main
-from pipeline.settings import ArchiveSettings, RetentionSettings, load, options_from_config
+from pipeline.config import load, options_from_config
+from pipeline.settings import ArchiveSettings, RetentionSettings
 
 GOOD = textwrap.dedent("""\
     # every section of duckpulse.toml

@@ -7,7 +7,7 @@ request when the response starts (or when a query or an exception needs it); req
 
 The monitor: the one given (``monitor=``), else the monitor of ``app.config["DUCKPULSE_DB_PATH"]`` (or of
 ``$DUCKPULSE_DB_PATH``), created at ``init_app`` with the app's other ``DUCKPULSE_*`` monitor settings
-(``DUCKPULSE_FLUSH_INTERVAL_SECONDS``, ``DUCKPULSE_ROLE``, ``DUCKPULSE_CONFIG``, ... see pipeline/settings.py), else
+(``DUCKPULSE_FLUSH_INTERVAL_SECONDS``, ``DUCKPULSE_ROLE``, ``DUCKPULSE_CONFIG``, ... see pipeline/config.py), else
 ``pipeline.default_monitor()`` at the first request. ``DUCKPULSE_SPOOL_DIR`` is the database's spool, or without a
 database a producer's. The Flask extension convention works: ``DuckPulse()`` at module level and
 ``init_app(app)`` in the app factory; every app of one file shares one monitor per process
@@ -32,10 +32,10 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..config import options_from_config
 from ..context import active_request
 from ..errors import ConfigError
 from ..monitor import Monitor
-from ..settings import options_from_config
 from ._common import DEFAULT_EXCLUDED_PATHS, require
 from .wsgi import MetricsMiddleware, werkzeug_rule
 
