@@ -170,7 +170,8 @@ def test_a_file_has_one_monitor_per_process(tmp_path: Path, caplog: pytest.LogCa
         assert not first.closed
     first.close()
     assert first.closed
-    assert Monitor(db_path=db, jobs=False, memory_interval_seconds=None) is not first
+    with Monitor(db_path=db, jobs=False, memory_interval_seconds=None) as fresh:
+        assert fresh is not first
 
 
 def test_rules_given_to_a_producer_apply_once_it_owns(tmp_path: Path, driven: list[Driven]) -> None:
