@@ -210,15 +210,20 @@ def _sql(args: argparse.Namespace) -> int:
 
     import duckdb
 
+    from . import readonly
+
     if not args.query.strip():
         raise DuckPulseError(f"no query given; for example: {SQL_EXAMPLE}")
     db_path = Path(args.db)
     history_dir = Path(args.history) if args.history else db_path.with_name(db_path.name + ".history")
     con, notes = _history_and_live(db_path, history_dir)
     try:
+        # Views and the live file are in place: from here the connection reads them and changes nothing anywhere.
+        readonly.lock_down(con, [history_dir], [db_path])
         for note in notes:
             print(f"duckpulse: note: {note}", file=sys.stderr)
         try:
+            readonly.check_query(con, args.query)
             cursor = con.execute(args.query)
             columns = [d[0] for d in cursor.description or []]
             rows = cursor.fetchall() if columns else []
@@ -226,6 +231,11 @@ def _sql(args: argparse.Namespace) -> int:
             tables = [r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = "
                                                 "'memory' AND schema_name = 'main' AND NOT internal "
                                                 "ORDER BY 1").fetchall()]
+            if isinstance(exc, duckdb.PermissionException):
+                raise readonly.WriteRefused(
+                    f"the query was refused: {exc}\nduckpulse sql reads the history ({history_dir}) and the live "
+                    f"file ({db_path}) and nothing else, and writes nowhere; to join other files, open "
+                    "pipeline.history.connect() in Python") from None
             raise DuckPulseError(f"the query failed: {exc}\nThe tables are: {', '.join(tables) or '(none yet)'}; "
                                  f"for example: {SQL_EXAMPLE}") from None
     finally:
