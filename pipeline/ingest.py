@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -80,6 +81,9 @@ class Ingestor:
         self.clock = clock
         self.log = log
         self.stats = IngestStats()
+        # Set when the owner is closing: a drain stops after the page it is loading (the rest waits in ready/ for
+        # the next owner), so SIGTERM to `duckpulse serve` is answered in seconds whatever the backlog.
+        self.stopping = threading.Event()
 
     def backlog(self) -> int:
         return sum(source.backlog() for source in self.sources)
@@ -100,7 +104,7 @@ class Ingestor:
     def _run_source(self, source: Source, max_segments: int) -> tuple[int, bool]:
         segments, strangers = source.page(max_segments)
         for stranger in strangers:
-            self._quarantine(source, stranger, "its name is not a segment name")
+            self._quarantine(source, stranger, stranger.not_a_segment or "its name is not a segment name")
         if not segments:
             return 0, False
         done = self.store.already_ingested([s.name for s in segments])
@@ -120,14 +124,14 @@ class Ingestor:
 
     def drain(self, max_rounds: int = 64, max_segments: int = MAX_SEGMENTS_PER_RUN) -> int:
         """Ingest until the backlog is empty (or ``max_rounds`` runs, so busy producers cannot hold the job
-        forever); returns the rows loaded."""
+        forever; one run once ``stopping`` is set); returns the rows loaded."""
         rows = 0
         for _ in range(max_rounds):
             # Whether to go on is whether the page was full, not how many segments were loaded: segments a killed
             # run had committed are only unlinked, and counting them as not loaded once stopped a backlog early.
             loaded, more = self._run(max_segments)
             rows += loaded
-            if not more:
+            if not more or self.stopping.is_set():
                 break
         return rows
 

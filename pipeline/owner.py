@@ -154,10 +154,14 @@ class Ownership:
 
     # -- the end ---------------------------------------------------------------------------------------------
     def stop_jobs(self) -> None:
+        """Stop the scheduler; a running ingest ends after the page it is loading (the rest waits in ready/)."""
+        if self.ingestor is not None:
+            self.ingestor.stopping.set()
         self.jobs.shutdown()
 
     def close(self) -> None:
-        """Ingest a last time, let notifiers deliver, close the file and release the lock (in that order)."""
+        """Ingest a last time (one page once ``stop_jobs`` ran), let notifiers deliver, close the file and release
+        the lock (in that order)."""
         try:
             self.ingest_now()
         finally:

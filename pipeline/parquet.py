@@ -20,6 +20,7 @@ metadata naming the table (``duckpulse.table``), which the owner checks before i
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import sys
 import zlib
@@ -361,7 +362,13 @@ class _Reader:
 
 def read_footer(path: str | os.PathLike[str]) -> Footer:
     """Decode a Parquet file's footer (a few kilobytes at its end); raises FooterError if it is not Parquet."""
-    with open(path, "rb") as f:
+    # Never blocks, never follows a symlink: a FIFO, a device or a link swapped in under a segment's name is
+    # refused here instead of hanging the owner's ingest on a read that never returns.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FooterError("not a regular file (a FIFO, socket, device or directory)")
+    with open(fd, "rb") as f:
         f.seek(0, os.SEEK_END)
         size = f.tell()
         if size < 12:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import socket
+import stat
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ class Segment:
     table: str
     rows: int
     ledger_name: str = ""
+    # For what waits in ready/ but is not a segment: why (quarantined with this reason).
+    not_a_segment: str = ""
 
     @property
     def name(self) -> str:
@@ -154,22 +157,44 @@ def parse_name(path: Path, ledger_name: str = "") -> Segment | None:
     return Segment(path, parts[1], int(parts[-1]), ledger_name)
 
 
-def ready_segments(root: Path, limit: int) -> tuple[list[Segment], list[Path]]:
-    """Up to ``limit`` ready segments, oldest first, and the ready files whose names are not segments'."""
+def ready_segments(root: Path, limit: int) -> tuple[list[Segment], list[Segment]]:
+    """Up to ``limit`` ready segments, oldest first, and what else waits in ready/ (as segments of no table, with
+    the reason): names that are not segments', and anything that is not a regular file.
+
+    A FIFO named like a segment would block the reader that opens it forever (and a device, a socket, a
+    directory or a symlink to elsewhere is no segment either), so only regular files are segments here, by
+    ``lstat``; reading a footer checks the opened file again (``parquet.read_footer``), for one swapped in since.
+    """
     ready = root / "ready"
     try:
-        names = sorted(os.listdir(ready))
+        entries = sorted(os.scandir(ready), key=lambda e: e.name)
     except FileNotFoundError:
         return [], []
     segments: list[Segment] = []
-    strangers: list[Path] = []
-    for name in names:
-        seg = parse_name(ready / name)
-        if seg is None:
-            strangers.append(ready / name)
+    strangers: list[Segment] = []
+    for entry in entries:
+        seg = parse_name(Path(entry.path))
+        kind = _not_regular(entry)
+        if kind:
+            strangers.append(Segment(Path(entry.path), "", 0, not_a_segment=f"it is {kind}, not a regular file"))
+        elif seg is None:
+            strangers.append(Segment(Path(entry.path), "", 0, not_a_segment="its name is not a segment name"))
         elif len(segments) < limit:
             segments.append(seg)
     return segments, strangers
+
+
+def _not_regular(entry: os.DirEntry[str]) -> str:
+    """What a directory entry is when it is not a regular file (a symlink is not followed), else ''."""
+    try:
+        mode = entry.stat(follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return ""  # gone meanwhile (ingested by a run that overlapped): the next listing will not see it
+    if stat.S_ISREG(mode):
+        return ""
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"))
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
 
 
 def backlog(root: Path) -> int:
@@ -198,10 +223,9 @@ class LocalSpool:
         return str(self.root)
 
     def page(self, limit: int) -> tuple[list[Segment], list[Segment]]:
-        """Up to ``limit`` ready segments, oldest first, and the ready files that are not segments (as segments
-        of no table, to be quarantined)."""
-        segments, strangers = ready_segments(self.root, limit)
-        return segments, [Segment(p, "", 0) for p in strangers]
+        """Up to ``limit`` ready segments, oldest first, and what is there but is not a segment (as segments of
+        no table, to be quarantined)."""
+        return ready_segments(self.root, limit)
 
     def fetch(self, segments: list[Segment]) -> list[Segment]:
         """The segments, readable at their paths (a local spool's already are)."""
