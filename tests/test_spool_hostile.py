@@ -160,3 +160,44 @@ def test_serve_answers_sigterm_within_a_page_of_a_large_backlog(tmp_path: Path,
     with capsys.disabled():
         print(f"\nFIGURE serve SIGTERM during a {total_segments}-segment backlog: exited 0 after "
               f"{answered_seconds:.1f} s, {len(left)} segments left in ready/, {stored} rows stored")
+
+
+# -- issue 13 item 15: the ingest trusts the file, not its name ----------------------------------------------------
+def test_row_counts_come_from_the_footer_not_the_name(tmp_path: Path) -> None:
+    """A segment of 12,000 rows renamed to say 9,011: the ledger and the ingest's stats count 12,000."""
+    spool = tmp_path / "spool"
+    segment = _one_segment(spool, requests=12_000)
+    lying = segment.with_name(segment.name.rsplit("-", 1)[0] + "-9011.parquet")
+    segment.rename(lying)
+    with Monitor(db_path=tmp_path / "m.duckdb", ingest_dir=spool, jobs=False, memory_interval_seconds=None) as owner:
+        assert owner.ingest_now() == 12_000
+        assert owner.store is not None
+        assert owner.store.fetchall("SELECT rows FROM ingested_segments WHERE segment = $s",
+                                    {"s": lying.name}) == [(12_000,)]
+        assert owner.store.fetchall("SELECT count(*) FROM requests") == [(12_000,)]
+        assert owner.stats()["ingest"]["rows"] == 12_000
+
+
+@pytest.mark.parametrize(("column", "arrow_type"), [("status", "int64"), ("duration_ms", "string"),
+                                                     ("ts", "int64")])
+def test_a_column_of_the_wrong_type_is_quarantined_never_coerced(tmp_path: Path, column: str,
+                                                                 arrow_type: str) -> None:
+    """A segment whose column has another type than duckpulse writes (even one DuckDB would cast without a word:
+    status as INT64, ts as INT64) is quarantined and counted; the good segment beside it is loaded."""
+    import pyarrow as pa
+
+    spool = tmp_path / "spool"
+    good = _one_segment(spool, requests=3)
+    table = pq.read_table(good)
+    bad = table.set_column(table.schema.get_field_index(column), column,
+                           table.column(column).cast(pa.string() if arrow_type == "string" else pa.int64(),
+                                                     safe=False))
+    bad_path = good.with_name(_name_like(good, 0))
+    pq.write_table(bad.replace_schema_metadata(table.schema.metadata), bad_path)
+    assert parquet.read_footer(bad_path).metadata["duckpulse.table"] == "requests"
+    with Monitor(db_path=tmp_path / "m.duckdb", ingest_dir=spool, jobs=False, memory_interval_seconds=None) as owner:
+        assert owner.ingest_now() == 3
+        assert owner.store is not None
+        assert owner.store.fetchall("SELECT count(*) FROM requests") == [(3,)]
+        assert owner.stats()["ingest"]["quarantined"] == 1
+    assert os.listdir(spool / "quarantine") == [bad_path.name]
