@@ -4,7 +4,8 @@ The exception tree::
 
     DuckPulseError                 base of everything duckpulse raises on purpose
     ├── ConfigError                a bad setting: names the option and the accepted range
-    │   └── RuleError              a bad alert rule or rules file (pipeline.alerts.rules): file, line, field
+    │   ├── RuleError              a bad alert rule or rules file (pipeline.alerts.rules): file, line, field
+    │   └── LimitError             over a stated cap (silences in force, a silence's size): names the cap
     ├── OwnershipError             another process already owns the DuckDB file
     ├── InvalidMetricError         bad input to the recording API (raised only with ``strict=True``;
     │                              otherwise counted in ``Monitor.stats()["rejected"]``)
@@ -30,6 +31,14 @@ class DuckPulseError(Exception):
 
 class ConfigError(DuckPulseError, ValueError):
     """A setting is missing or out of range."""
+
+
+class LimitError(ConfigError):
+    """A request goes over one of duckpulse's stated caps (``cap`` says which value); nothing was changed."""
+
+    def __init__(self, message: str, cap: int) -> None:
+        super().__init__(message)
+        self.cap = cap
 
 
 class OwnershipError(DuckPulseError):

@@ -79,6 +79,16 @@ ORDER BY ts, rule, labels;
 INSERT INTO silences VALUES ($silence_id, $matchers, make_timestamp($starts_us), make_timestamp($ends_us),
                              $comment, make_timestamp($created_us));
 
+-- name: silences-in-force-count
+-- How many silences are in force at $now (creating one checks the cap with it).
+SELECT count(*) FROM silences WHERE starts_at <= make_timestamp($now_us) AND ends_at > make_timestamp($now_us);
+
+-- name: silences-prune-ended
+-- Deletes ended silences beyond the newest $kept.
+DELETE FROM silences WHERE silence_id IN (
+    SELECT silence_id FROM silences WHERE ends_at <= make_timestamp($now_us)
+    ORDER BY ends_at DESC, silence_id OFFSET $kept);
+
 -- name: silence-expire
 -- Ends a silence now (kept, so the history shows it); returns the ids it ended.
 UPDATE silences SET ends_at = make_timestamp($now_us)
@@ -86,10 +96,11 @@ WHERE silence_id = $silence_id AND ends_at > make_timestamp($now_us)
 RETURNING silence_id;
 
 -- name: silences-active
--- Silences in force at $now.
+-- Silences in force at $now (only the one $silence_id names, when it is not NULL).
 SELECT silence_id, matchers, epoch(starts_at), epoch(ends_at), comment, epoch(created_at)
 FROM silences
 WHERE starts_at <= make_timestamp($now_us) AND ends_at > make_timestamp($now_us)
+  AND ($silence_id IS NULL OR silence_id = $silence_id)
 ORDER BY starts_at, silence_id;
 
 -- name: sweep-aggregates

@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 
 from pipeline import Monitor
 from pipeline.clock import utc_datetime
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, LimitError
 
 from . import exposition, openapi, params, reads
 from .cache import ResponseCache, cache_key
@@ -193,10 +193,12 @@ class Api:
         fields = silence_request(request.mimetype, request.get_json(silent=True))
         try:
             silence_id = self._alerts_engine().silence(**fields)
+        except LimitError as exc:  # well formed, but over a cap: the message names it
+            raise ApiError(422, str(exc)) from None
         except ConfigError as exc:
             raise ApiError(400, str(exc)) from None
         self.cache.clear()  # alert views must not hide the new silence's effect
-        found = [s for s in reads.silences(self._cursor(), self._now()) if s["id"] == silence_id]
+        found = reads.silences(self._cursor(), self._now(), silence_id)  # that one only, never all of them
         if not found:  # it ended before it could be read back (a clock at the very edge of `until`)
             raise ApiError(409, f"silence {silence_id} ended as soon as it was created; give a later end")
         return self._json({"silence": found[0]}), 201

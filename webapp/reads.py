@@ -190,9 +190,10 @@ def alert_history(cursor: duckdb.DuckDBPyConnection, span: TimeRange, rule: str 
     ]
 
 
-def silences(cursor: duckdb.DuckDBPyConnection, now: float) -> list[Row]:
-    """The silences in force at ``now`` (sql/alerts.sql's own query)."""
-    result = cursor.execute(sqlfiles.query("alerts.sql", "silences-active"), {"now_us": int(now * 1_000_000)})
+def silences(cursor: duckdb.DuckDBPyConnection, now: float, silence_id: str | None = None) -> list[Row]:
+    """The silences in force at ``now``, or only the one ``silence_id`` names (sql/alerts.sql's own query)."""
+    result = cursor.execute(sqlfiles.query("alerts.sql", "silences-active"),
+                            {"now_us": int(now * 1_000_000), "silence_id": silence_id})
     return [
         {"id": sid, "matchers": _labels(matchers), "startsAt": iso_epoch(starts), "endsAt": iso_epoch(ends),
          "comment": comment, "createdAt": iso_epoch(created)}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock
-from ..errors import ConfigError
+from ..errors import ConfigError, LimitError
 from ..logs import ThrottledLog
 from . import notify, windows
 from .evaluate import end_removed_rules, evaluate
@@ -31,6 +31,15 @@ from .state import AlertEvent, AlertState, AlertStore, StateKey
 if TYPE_CHECKING:
     from ..buffer import Flush
     from ..store import Store
+
+# Silences are written by whoever reaches the API: caps keep them from growing the owner's memory and every sweep's
+# work without bound (3,000 large ones once made every creation answer 500, out of memory). Alertmanager has the
+# same two limits (--silences.max-silences, --silences.max-silence-size-bytes).
+MAX_SILENCES_IN_FORCE = 1_000
+MAX_SILENCE_BYTES = 8_192  # its matchers (as JSON) and comment, UTF-8
+MAX_MATCHERS = 16
+# Ended silences are kept for the record, the newest this many (older ones go when a silence is created).
+MAX_ENDED_SILENCES_KEPT = 10_000
 
 # Single-event thresholds (max of a duration over gt/gte) are checked after each flush: metric -> its table.
 FAST_TABLES = {"request_duration": "requests", "query_duration": "queries"}
@@ -129,7 +138,10 @@ class Alerts:
     def silence(self, matchers: Mapping[str, object], *, duration_seconds: float | None = None,
                 until: float | None = None, comment: str = "") -> str:
         """Mute the notifications of alerts matching every matcher (rule, metric, level or a label) until
-        ``until`` (epoch seconds) or for ``duration_seconds``; returns the silence's id."""
+        ``until`` (epoch seconds) or for ``duration_seconds``; returns the silence's id.
+
+        Raises LimitError beyond MAX_MATCHERS matchers, MAX_SILENCE_BYTES of matchers and comment, or
+        MAX_SILENCES_IN_FORCE silences in force."""
         if not matchers or not isinstance(matchers, Mapping):
             raise ConfigError(f"silence matchers {matchers!r}: give a mapping such as {{'rule': 'request_over_1s'}}"
                               " or {'route': '/checkout'}; an empty one would silence everything")
@@ -139,9 +151,20 @@ class Alerts:
         ends = until if until is not None else now + float(duration_seconds or 0)
         if not ends > now:
             raise ConfigError(f"silence ends at {ends!r}, which is not after now ({now!r})")
-        silence_id = uuid.uuid4().hex
+        if len(matchers) > MAX_MATCHERS:
+            raise LimitError(f"a silence has at most {MAX_MATCHERS} matchers; this one has {len(matchers)}",
+                             MAX_MATCHERS)
         clean = {str(k): ("true" if v is True else "false" if v is False else str(v)) for k, v in matchers.items()}
-        self._db.add_silence(silence_id, clean, now, ends, comment, now)
+        size_bytes = len(json.dumps(clean, sort_keys=True).encode()) + len(str(comment).encode())
+        if size_bytes > MAX_SILENCE_BYTES:
+            raise LimitError(f"a silence's matchers and comment take at most {MAX_SILENCE_BYTES} bytes; these take "
+                             f"{size_bytes}: match on fewer or shorter labels", MAX_SILENCE_BYTES)
+        silence_id = uuid.uuid4().hex
+        if not self._db.add_silence(silence_id, clean, now, ends, str(comment), now, MAX_SILENCES_IN_FORCE,
+                                    MAX_ENDED_SILENCES_KEPT):
+            raise LimitError(f"{MAX_SILENCES_IN_FORCE} silences are in force already (the cap); expire some first "
+                             "(DELETE /api/silences/<id>, or Alerts.unsilence) or wait for them to end",
+                             MAX_SILENCES_IN_FORCE)
         return silence_id
 
     def unsilence(self, silence_id: str) -> bool:

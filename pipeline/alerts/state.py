@@ -162,12 +162,20 @@ class AlertStore:
 
     # -- silences ----------------------------------------------------------------------------------------
     def add_silence(self, silence_id: str, matchers: dict[str, str], starts_at: float, ends_at: float,
-                    comment: str, created_at: float) -> None:
+                    comment: str, created_at: float, max_in_force: int, max_ended_kept: int) -> bool:
+        """Record a silence unless ``max_in_force`` are in force at ``created_at`` (False then); ended ones beyond
+        the newest ``max_ended_kept`` go. Counts, never reads the silences back."""
+        now_us = _us(created_at)
         with self.store.transaction():
-            self.store.con.execute(sqlfiles.query(SQL, "silence-insert"), {
+            con = self.store.con
+            row = con.execute(sqlfiles.query(SQL, "silences-in-force-count"), {"now_us": now_us}).fetchone()
+            if row is not None and row[0] >= max_in_force:
+                return False
+            con.execute(sqlfiles.query(SQL, "silence-insert"), {
                 "silence_id": silence_id, "matchers": json.dumps(matchers, sort_keys=True),
-                "starts_us": _us(starts_at), "ends_us": _us(ends_at), "comment": comment,
-                "created_us": _us(created_at)})
+                "starts_us": _us(starts_at), "ends_us": _us(ends_at), "comment": comment, "created_us": now_us})
+            con.execute(sqlfiles.query(SQL, "silences-prune-ended"), {"now_us": now_us, "kept": max_ended_kept})
+        return True
 
     def expire_silence(self, silence_id: str, now: float) -> bool:
         """End a silence now; False if no silence with that id was in force."""
@@ -178,4 +186,4 @@ class AlertStore:
 
     def active_silences(self, now: float) -> list[tuple[Any, ...]]:
         """Rows (id, matchers JSON, starts_at, ends_at, comment, created_at) of the silences in force at now."""
-        return self.store.fetchall(sqlfiles.query(SQL, "silences-active"), {"now_us": _us(now)})
+        return self.store.fetchall(sqlfiles.query(SQL, "silences-active"), {"now_us": _us(now), "silence_id": None})
