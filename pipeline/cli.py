@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 from .errors import DuckPulseError
+from .settings import MIN_FLUSH_INTERVAL_SECONDS
 
 # Starts the dashboard beside the owner: (monitor, host, port) -> a running server with ``url`` and ``stop()``.
 # pipeline never imports webapp (an import-linter contract), so webapp's entry point (webapp.cli:main) passes it in.
@@ -121,6 +122,18 @@ def _non_negative(kind: type[int] | type[float], what: str) -> Callable[[str], A
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
         return value
     return parse
+
+
+def _interval(text: str) -> float:
+    """``serve --interval``: a number of seconds, not below the flusher's floor."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not MIN_FLUSH_INTERVAL_SECONDS <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= {MIN_FLUSH_INTERVAL_SECONDS} "
+                                         "(shorter intervals only burn CPU; 1 is the default)")
+    return value
 
 
 def _compact(args: argparse.Namespace) -> int:
@@ -273,8 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", default=None, metavar="FILE",
                        help="duckpulse.toml: alert rules, notifiers, retention, archive, DuckDB memory (default "
                             "$DUCKPULSE_CONFIG, else duckpulse.toml beside the database)")
-    serve.add_argument("--interval", type=float, default=None,
-                       help="seconds between ingests (default: the flush interval of the configuration, 1)")
+    serve.add_argument("--interval", type=_interval, default=None,
+                       help=f"seconds between ingests, at least {MIN_FLUSH_INTERVAL_SECONDS} (default: the flush "
+                            "interval of the configuration, 1)")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address the dashboard binds to (default 127.0.0.1; any other needs DUCKPULSE_TOKEN)")
     serve.add_argument("--port", type=int, default=8050, help="port of the dashboard (default 8050; 0: any free)")

@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import tomldoc
 from .alerts.rules import Rule, RuleError, field_line, rules_from_document
 from .errors import ConfigError
 from .settings import (
@@ -183,10 +183,9 @@ def read_config_file(path: str | os.PathLike[str]) -> ConfigFile:
         raise ConfigError(f"{path}: cannot read the configuration file: {exc}") from exc
     lines = text.splitlines()
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        found = re.search(r"at line (\d+)", str(exc))
-        raise ConfigError(f"{path}:{found[1] if found else 1}: not valid TOML: {exc}") from None
+        data = tomldoc.loads(text)
+    except tomldoc.TomlError as exc:
+        raise ConfigError(f"{path}:{exc.line}: not valid TOML: {exc}") from None
     result = ConfigFile(path)
     base = path.parent
     for key, content in data.items():

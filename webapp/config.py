@@ -143,10 +143,24 @@ def is_loopback(host: str) -> bool:
         return False  # a host name could resolve anywhere: treat it as public
 
 
+# A token guarding a public bind has at least this many characters. Anyone who can reach the port can try tokens
+# as fast as the server answers (thousands a second; nothing here slows them down): a one-character token falls at
+# once, and 16 characters of secrets.token_urlsafe carry 96 random bits, beyond any such guessing.
+MIN_PUBLIC_TOKEN_LENGTH = 16
+
+
 def check_exposure(host: str, token: str | None) -> None:
-    """Refuse to serve on a non-loopback address without a token (anyone on the network could read it)."""
-    if token is None and not is_loopback(host):
+    """Refuse to serve on a non-loopback address without a token (anyone on the network could read it), or with
+    one shorter than MIN_PUBLIC_TOKEN_LENGTH (anyone could guess it)."""
+    if is_loopback(host):
+        return
+    if token is None:
         raise ConfigError(
             f"{PREFIX}HOST={host!r} is not a loopback address and no {PREFIX}TOKEN is set: the dashboard would "
             "be readable by anyone who can reach this machine. Set DUCKPULSE_TOKEN (clients then send "
             "'Authorization: Bearer <token>'), or bind to 127.0.0.1 (the default)")
+    if len(token) < MIN_PUBLIC_TOKEN_LENGTH:
+        raise ConfigError(
+            f"{PREFIX}TOKEN has {len(token)} characters; on a public address ({PREFIX}HOST={host!r}) it needs at "
+            f"least {MIN_PUBLIC_TOKEN_LENGTH}, or anyone who can reach the port guesses it by trying. Generate one "
+            "with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`, or bind to 127.0.0.1")

@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 import operator
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import tomldoc
 from ..errors import ConfigError
 
 AGGREGATIONS = ("p50", "p95", "p99", "avg", "max", "min", "count", "rate")
@@ -276,7 +276,6 @@ def default_rules() -> list[Rule]:
 
 
 # -- TOML rules files ----------------------------------------------------------------------------------------
-_TOML_LINE = re.compile(r"at line (\d+)")
 _HEADER = re.compile(r"^\s*\[")
 
 
@@ -322,10 +321,9 @@ def parse_rules(text: str, filename: str) -> list[Rule]:
     """The rules of a TOML document (``[[rule]]`` tables); any error names ``filename:line`` and the field."""
     lines = text.splitlines()
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        found = _TOML_LINE.search(str(exc))
-        raise RuleError(f"{filename}:{found[1] if found else 1}: not valid TOML: {exc}") from None
+        data = tomldoc.loads(text)
+    except tomldoc.TomlError as exc:
+        raise RuleError(f"{filename}:{exc.line}: not valid TOML: {exc}") from None
     for key in data:
         if key != "rule":
             raise RuleError(f"{filename}:{field_line(lines, None, key)}: unknown top-level key {key!r}; write "
