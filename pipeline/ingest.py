@@ -39,6 +39,8 @@ class IngestStats:
     segments: int = 0
     rows: int = 0
     quarantined: int = 0
+    # Files killed producers left half-written in tmp/, removed once old (spool.TMP_DEBRIS_AGE_SECONDS).
+    debris_removed: int = 0
     runs: int = 0
     failures: int = 0
     last_ingest_at: float | None = None
@@ -87,6 +89,15 @@ class Ingestor:
 
     def backlog(self) -> int:
         return sum(source.backlog() for source in self.sources)
+
+    def remove_debris(self, now: float) -> int:
+        """Remove what killed producers left in local spools' tmp/ (object storage has none); returns how many."""
+        removed = sum(source.remove_debris(now) for source in self.sources if isinstance(source, LocalSpool))
+        self.stats.debris_removed += removed
+        if removed:
+            self.log.warning("spool-debris", f"duckpulse: removed {removed} half-written segment file(s) that "
+                             "killed producers left in the spool's tmp/")
+        return removed
 
     def run_once(self, max_segments: int = MAX_SEGMENTS_PER_RUN) -> int:
         """Ingest up to ``max_segments`` ready segments, oldest first; returns the rows loaded."""

@@ -40,6 +40,10 @@ def notifier(settings: NotifierSettings) -> Notifier:
     return LoggingNotifier(logging.getLogger(settings.logger))
 
 
+# How often the owner looks for what killed producers left in the spool's tmp/.
+SPOOL_DEBRIS_INTERVAL_SECONDS = 300.0
+
+
 class Ownership:
     """What the owner of a database holds: its store, ingestor, alerts and jobs.
 
@@ -82,8 +86,11 @@ class Ownership:
         Ingest comes first so that rollups and sweeps see the producers' latest rows.
         """
         store, settings = self.store, self.settings
+        debris = [Job("spool-debris", SPOOL_DEBRIS_INTERVAL_SECONDS, self.ingestor.remove_debris)] \
+            if self.ingestor is not None else []
         return [
             Job("ingest", ingest_interval_seconds, lambda now: self.ingest_now()),
+            *debris,
             rollup.job(store, settings.rollup),
             # The alert sweep: every rule over its window; single-event thresholds are also checked per flush.
             Job("alerts", self.alerts.interval_seconds, self.alerts.sweep),
@@ -149,6 +156,7 @@ class Ownership:
         st = self.ingestor.stats
         return {"ingest": {
             "segments": st.segments, "rows": st.rows, "quarantined": st.quarantined, "failures": st.failures,
+            "debris_removed": st.debris_removed,
             "last_ingest_at": st.last_ingest_at, "last_error": st.last_error, "backlog": self.ingestor.backlog(),
         }}
 

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from .buffer import Flush
 
 SUFFIX = ".parquet"
+# A file in tmp/ untouched this long was left by a producer killed mid-write (a write takes milliseconds and
+# fsyncs before it is renamed away): the owner removes it (``remove_debris``), counted.
+TMP_DEBRIS_AGE_SECONDS = 900.0
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,25 @@ def quarantine(root: Path, path: Path) -> Path:
     return target
 
 
+def remove_debris(root: Path, now: float, max_age_seconds: float = TMP_DEBRIS_AGE_SECONDS) -> int:
+    """Delete files in ``root``/tmp not modified for ``max_age_seconds`` at ``now`` (epoch seconds); returns how
+    many. Folders are left alone (no producer makes any there)."""
+    removed = 0
+    try:
+        entries = list(os.scandir(root / "tmp"))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISDIR(info.st_mode) and now - info.st_mtime >= max_age_seconds:
+                os.unlink(entry.path)
+                removed += 1
+        except FileNotFoundError:  # renamed into ready/ meanwhile, or removed by another cleaner
+            continue
+    return removed
+
+
 class LocalSpool:
     """A spool directory as the ingest reads it: pages of ready segments, removed once committed."""
 
@@ -245,3 +267,7 @@ class LocalSpool:
 
     def backlog(self) -> int:
         return backlog(self.root)
+
+    def remove_debris(self, now: float) -> int:
+        """Delete what killed producers left in tmp/ (see ``TMP_DEBRIS_AGE_SECONDS``); returns how many files."""
+        return remove_debris(self.root, now)

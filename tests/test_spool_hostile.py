@@ -201,3 +201,32 @@ def test_a_column_of_the_wrong_type_is_quarantined_never_coerced(tmp_path: Path,
         assert owner.store.fetchall("SELECT count(*) FROM requests") == [(3,)]
         assert owner.stats()["ingest"]["quarantined"] == 1
     assert os.listdir(spool / "quarantine") == [bad_path.name]
+
+
+# -- issue 13 item 16: what killed producers leave in tmp/ ---------------------------------------------------------
+def test_debris_of_killed_producers_is_removed_once_old_and_counted(tmp_path: Path) -> None:
+    """Files a producer killed mid-write left in tmp/ are removed by the owner's spool-debris job once untouched
+    for TMP_DEBRIS_AGE_SECONDS, counted in stats; younger ones (a write in progress) and ready/ stay."""
+    from pipeline.spool import TMP_DEBRIS_AGE_SECONDS
+    from pipeline.testing import FakeClock
+
+    spool = tmp_path / "spool"
+    _one_segment(spool)
+    clock = FakeClock()
+    old = [spool / "tmp" / f"dead-{i}.parquet" for i in range(3)]
+    young = spool / "tmp" / "writing.parquet"
+    for path in [*old, young]:
+        path.write_bytes(b"PAR1 half written")
+    for path in old:
+        os.utime(path, (clock.now() - TMP_DEBRIS_AGE_SECONDS - 1,) * 2)
+    os.utime(young, (clock.now() - 1,) * 2)
+    with Monitor(db_path=tmp_path / "m.duckdb", ingest_dir=spool, jobs=False, clock=clock,
+                 memory_interval_seconds=None) as owner:
+        results = owner.run_jobs_now()
+        assert results["spool-debris"] == 3
+        assert owner.stats()["ingest"]["debris_removed"] == 3
+        assert owner.stats()["jobs"]["spool-debris"]["failures"] == 0
+        assert os.listdir(spool / "tmp") == ["writing.parquet"]
+        clock.advance(TMP_DEBRIS_AGE_SECONDS)
+        assert owner.run_jobs_now()["spool-debris"] == 1
+    assert os.listdir(spool / "tmp") == []
