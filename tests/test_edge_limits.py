@@ -119,3 +119,39 @@ def test_serve_interval_has_a_floor(tmp_path: Path, interval: str, capsys: pytes
     assert not (tmp_path / "m.duckdb").exists()
     with pytest.raises(ConfigError, match=r"flush_interval_seconds=0.001: expected at least 0.05 s"):
         Monitor(spool_dir=tmp_path / "s", flush_interval_seconds=0.001)
+
+
+def test_a_thread_that_served_series_then_sweeps(monitor: Monitor) -> None:
+    """A thread serves /api/series (its read cursor then holds that query's result), leaves another result
+    unfinished on the same cursor, then runs an alert sweep (temporary tables on that cursor) and serves again:
+    no ResourceInUseException (the adversarial run's report) and every answer is right."""
+    import threading
+
+    from webapp import create_app
+
+    assert monitor.store is not None and monitor.alerts is not None
+    for i in range(2_000):
+        monitor.track_request(f"/r{i % 7}", "GET", 200 if i % 10 else 500, 5.0 + i % 50)
+    monitor.flush()
+    monitor.add_threshold(metric="request_duration", op="gt", value=10, level="warning", by=("route",))
+    client = create_app({"TESTING": True}, monitor=monitor).test_client()
+    outcome: dict[str, object] = {}
+
+    def serve_then_sweep() -> None:
+        try:
+            assert client.get("/api/series?window=1h").status_code == 200
+            assert monitor.store is not None and monitor.alerts is not None
+            with monitor.store.reading() as cursor:  # a streaming result left unfinished on this thread's cursor
+                cursor.execute("SELECT * FROM requests")
+                cursor.fetchone()
+            outcome["sweep"] = monitor.alerts.sweep(monitor.clock.now())
+            outcome["routes"] = client.get("/api/routes?window=1h").get_json()["routes"]
+        except BaseException as exc:  # reported by the assertion below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=serve_then_sweep)
+    worker.start()
+    worker.join(timeout=120)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["sweep"]["label_sets"] >= 7  # type: ignore[index]
+    assert sum(r["count"] for r in outcome["routes"]) == 2_000  # type: ignore[attr-defined]
