@@ -177,18 +177,21 @@ def ready_segments(root: Path, limit: int) -> tuple[list[Segment], list[Segment]
     strangers: list[Segment] = []
     for entry in entries:
         seg = parse_name(Path(entry.path))
-        kind = _not_regular(entry)
-        if kind:
-            strangers.append(Segment(Path(entry.path), "", 0, not_a_segment=f"it is {kind}, not a regular file"))
-        elif seg is None:
+        if seg is None:
             strangers.append(Segment(Path(entry.path), "", 0, not_a_segment="its name is not a segment name"))
         elif len(segments) < limit:
-            segments.append(seg)
+            kind = _not_regular(entry)
+            if kind:
+                strangers.append(Segment(Path(entry.path), "", 0, not_a_segment=f"it is {kind}, not a regular file"))
+            else:
+                segments.append(seg)
     return segments, strangers
 
 
 def _not_regular(entry: os.DirEntry[str]) -> str:
     """What a directory entry is when it is not a regular file (a symlink is not followed), else ''."""
+    if entry.is_file(follow_symlinks=False):  # from the listing's file type on Linux: no system call
+        return ""
     try:
         mode = entry.stat(follow_symlinks=False).st_mode
     except FileNotFoundError:
