@@ -168,8 +168,8 @@ class AlertStore:
         now_us = _us(created_at)
         with self.store.transaction():
             con = self.store.con
-            row = con.execute(sqlfiles.query(SQL, "silences-in-force-count"), {"now_us": now_us}).fetchone()
-            if row is not None and row[0] >= max_in_force:
+            ((in_force,),) = con.execute(sqlfiles.query(SQL, "silences-in-force-count"), {"now_us": now_us}).fetchall()
+            if in_force >= max_in_force:
                 return False
             con.execute(sqlfiles.query(SQL, "silence-insert"), {
                 "silence_id": silence_id, "matchers": json.dumps(matchers, sort_keys=True),
