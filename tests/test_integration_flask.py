@@ -342,6 +342,10 @@ def test_dashboard_prefix_mounts_the_real_dashboard_in_the_app(db_file: Path, mo
     body = client.get("/perf/api/metrics/performance?window=1h", buffered=True).get_json()
     assert body["requests"]["byRoute"]["/books/<int:book_id>"] == 2
     assert client.get("/perf/", buffered=True).status_code == 200
+    assert client.get("/perf", buffered=True).status_code in (200, 301, 308)
+    monitor.flush()
+    # The dashboard's own page and API calls are not the app's traffic: only the two /books requests are rows.
+    assert [r["route"] for r in request_rows(monitor)] == ["/books/<int:book_id>"] * 2
 
 
 def test_real_durations_are_positive_with_the_default_timer(db_file: Path, monitor: Monitor) -> None:

@@ -17,7 +17,8 @@ Configuration of the middleware, from the constructor's keyword arguments, else 
 
 ``DUCKPULSE_EXCLUDED_PATHS``
     Paths not recorded (a list, or a comma-separated string); an entry ending in ``/`` excludes everything
-    under it. Default: health checks, ``/metrics``, ``/favicon.ico`` and the static folder.
+    under it. Default: health checks, ``/metrics``, ``/favicon.ico``, the static folder and the mounted
+    dashboard (``dashboard="/perf"``: ``/perf`` and everything under it).
 ``DUCKPULSE_RESPONSE_TIME_HEADER``
     Add ``X-Response-Time: 12.345ms`` to every response. Default: on when the app runs in debug mode (as
     known at its first request), off otherwise.
@@ -129,13 +130,21 @@ class DuckPulse:
         value = app.config.get("DUCKPULSE_EXCLUDED_PATHS")
         if value is None:
             static = f"{app.static_url_path}/" if app.has_static_folder and app.static_url_path else None
-            return tuple(p for p in (*DEFAULT_EXCLUDED_PATHS, static) if p)
+            return tuple(p for p in (*DEFAULT_EXCLUDED_PATHS, static, *self._dashboard_paths()) if p)
         if isinstance(value, str):
             return tuple(p.strip() for p in value.split(",") if p.strip())
         if isinstance(value, Iterable):
             return tuple(value)
         raise ConfigError(f"DUCKPULSE_EXCLUDED_PATHS={value!r}: expected a list of paths or a comma-separated "
                           "string, e.g. '/healthz,/static/'")
+
+    def _dashboard_paths(self) -> tuple[str, ...]:
+        # The mounted dashboard polls its API every few seconds: recorded, those requests would fill the routes
+        # table of the app they are watching.
+        if not isinstance(self.dashboard, str) or not self.dashboard.strip("/"):
+            return ()
+        prefix = "/" + self.dashboard.strip("/")
+        return (prefix, f"{prefix}/")
 
     def _response_time_header(self, app: Flask) -> bool | Callable[[], bool]:
         if self.response_time_header is not None:
