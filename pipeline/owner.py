@@ -96,7 +96,7 @@ class Ownership:
             Job("alerts", self.alerts.interval_seconds, self.alerts.sweep),
             # Archive before retention, so that an hour reaches the history before its raw rows expire.
             archive.job(store, settings.archive),
-            retention.job(store, settings.retention),
+            retention.job(store, settings.retention, settings.archive),
             # Last: evict the table blocks DuckDB cached meanwhile, so the host app's memory stays flat.
             Job("release-cache", CACHE_RELEASE_INTERVAL_SECONDS, store.release_memory),
         ]

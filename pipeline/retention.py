@@ -5,11 +5,20 @@ compact``) rewrites it into a fresh file with ``COPY FROM DATABASE`` and swaps t
 
 Retention never deletes what the next tier has not absorbed yet: raw rows stay until the minute rollups cover
 them, minute rollups until the hour rollups do, whatever the settings say (a stalled rollup job delays expiry
-instead of losing data).
+instead of losing data). An owner that archives (pipeline/archive.py) deletes the rows of an archived table only
+by whole hours, and only hours whose rows the history holds, all of them (its ledger says so): rows that arrived
+late wait for the archive, however old they are.
+
+Rows that never reach the history are deleted and counted by reason in ``expired_rows`` (``expired_totals``),
+under these rules (EXPIRED): rows stamped before 1970 and rows stamped more than ``raw_days`` ahead of the owner's
+clock (no working clock stamps them: an unset clock, milliseconds taken for seconds; such rows would otherwise
+never expire), and rows of an hour older than the history keeps (``ArchiveSettings.history_days``) that had not
+reached it. Without a history (an in-memory store) rows simply expire after their tier's time.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +26,11 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from . import sqlfiles
+from . import archive, sqlfiles
 from .clock import SYSTEM_CLOCK, utc_datetime
 from .errors import ConfigError, OwnershipError
-from .rollup import HOUR_SECONDS, MINUTE_SECONDS, ceil_to, read_state
+from .rollup import EARLIEST_SECONDS, HOUR_SECONDS, MINUTE_SECONDS, ceil_to, floor_to, read_state
+from .settings import ArchiveSettings
 from .settings import RetentionSettings as RetentionSettings  # defined with the other settings
 from .store import OwnerLock, Store
 
@@ -29,11 +39,14 @@ if TYPE_CHECKING:
 
 SQL = "retention.sql"
 DAY_SECONDS = 86_400
-RAW_BLOCKS = ("retention-requests", "retention-queries", "retention-process-samples", "retention-points",
-              "retention-ingested-segments")
-MINUTE_BLOCKS = ("retention-rollups-1m", "retention-rollup-bins-1m")
-HOUR_BLOCKS = ("retention-rollups-1h", "retention-rollup-bins-1h", "retention-alert-events",
-               "retention-expired-silences")
+# Tables that are not archived, expired by time alone (the archived ones are archive.TABLES).
+OTHER_RAW_BLOCKS = ("retention-ingested-segments",)
+HOUR_BLOCKS = ("retention-alert-events", "retention-expired-silences")
+# Why rows were deleted without reaching the history (the reasons of expired_rows and RetentionSummary.expired).
+BEFORE_1970 = "stamped before 1970"
+FUTURE = "stamped further ahead than raw_days"
+OLDER_THAN_HISTORY = "older than the history keeps"
+EXPIRED = (BEFORE_1970, FUTURE, OLDER_THAN_HISTORY)
 
 
 @dataclass(frozen=True)
@@ -43,8 +56,10 @@ class RetentionSummary:
     raw_cutoff: float
     rollups_1m_cutoff: float
     rollups_1h_cutoff: float
-    deleted: dict[str, int] = field(default_factory=dict)  # block name -> rows
+    deleted: dict[str, int] = field(default_factory=dict)  # table (with - for _) or block name -> rows
     checkpointed: bool = False
+    # Rows deleted without reaching the history: reason (EXPIRED) -> table -> rows.
+    expired: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def cutoff(now: float, keep_seconds: float) -> float:
@@ -54,40 +69,128 @@ def cutoff(now: float, keep_seconds: float) -> float:
     return now - keep_seconds
 
 
-def run(store: Store, now: float, settings: RetentionSettings | None = None) -> RetentionSummary:
-    """Delete every expired row of every tier in one transaction, then CHECKPOINT."""
+def expired_totals(store: Store) -> dict[str, dict[str, int]]:
+    """Rows deleted without reaching the history since the database was created: reason -> table -> rows."""
+    totals: dict[str, dict[str, int]] = {}
+    for table, reason, rows in store.fetchall(sqlfiles.query(SQL, "retention-expired-totals")):
+        totals.setdefault(reason, {})[table] = int(rows)
+    return totals
+
+
+def _ranges(hours: list[float]) -> list[tuple[float, float]]:
+    """Runs of consecutive hours as [start, end) ranges."""
+    ranges: list[tuple[float, float]] = []
+    for hour in hours:
+        if ranges and ranges[-1][1] == hour:
+            ranges[-1] = (ranges[-1][0], hour + HOUR_SECONDS)
+        else:
+            ranges.append((hour, hour + HOUR_SECONDS))
+    return ranges
+
+
+class _Expiry:
+    """One run's deletions of archived tables, in the caller's transaction: counts them in ``deleted`` and what
+    never reached the history in ``expired`` (reason -> table -> rows) and in the expired_rows table."""
+
+    def __init__(self, store: Store, deleted: dict[str, int], expired: dict[str, dict[str, int]]) -> None:
+        self.store = store
+        self.deleted = deleted
+        self.expired = expired
+
+    def execute(self, block: str, table: str, params: dict[str, object]) -> int:
+        row = self.store.con.execute(archive.compose(sqlfiles.query(SQL, block), table), params).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def delete(self, table: str, start: float, end: float) -> int:
+        """Delete the rows of [start, end) (either may be infinite); returns how many."""
+        rows = self.execute("retention-delete-range", table, {
+            "start": utc_datetime(start) if math.isfinite(start) else None,
+            "end": utc_datetime(end) if math.isfinite(end) else None})
+        key = table.replace("_", "-")
+        self.deleted[key] = self.deleted.get(key, 0) + rows
+        return rows
+
+    def count(self, table: str, reason: str, rows: int) -> None:
+        if rows > 0 and table not in archive.ROLLUP_TABLES:  # rollup rows count raw rows, counted themselves
+            self.expired.setdefault(reason, {})[table] = self.expired.get(reason, {}).get(table, 0) + rows
+            self.store.con.execute(sqlfiles.query(SQL, "retention-expired-add"),
+                                   {"table_name": table, "reason": reason, "rows": rows})
+
+    def impossible(self, table: str, future_from: float) -> None:
+        """Rows no working clock stamps: before 1970, or further ahead than the raw tier keeps rows."""
+        if table in archive.ROLLUP_TABLES:
+            return  # built from closed minutes since 1970 only
+        self.count(table, BEFORE_1970, self.delete(table, -math.inf, EARLIEST_SECONDS))
+        self.count(table, FUTURE, self.delete(table, future_from, math.inf))
+
+    def archived_hours(self, table: str, cut: float, history_start: float) -> None:
+        """Delete the whole hours before ``cut`` whose rows the history holds, or that are older than it keeps."""
+        rows = self.store.con.execute(archive.compose(sqlfiles.query(SQL, "retention-hours"), table), {
+            "table_name": table, "earliest": utc_datetime(EARLIEST_SECONDS),
+            "cutoff": utc_datetime(floor_to(cut, HOUR_SECONDS))}).fetchall()
+        held = [(float(h), int(n), int(measure), int(done)) for h, n, measure, done in rows]
+        for start, end in _ranges([h for h, _, measure, done in held if measure == done or h < history_start]):
+            self.delete(table, start, end)
+            self.execute("retention-hours-deleted", table,
+                         {"table_name": table, "start": utc_datetime(start), "end": utc_datetime(end)})
+        self.count(table, OLDER_THAN_HISTORY,
+                   sum(n - done for h, n, measure, done in held if h < history_start and measure != done))
+        self.execute("retention-hours-forget", table,
+                     {"table_name": table, "before": utc_datetime(min(history_start, floor_to(cut, HOUR_SECONDS)))})
+
+
+def run(store: Store, now: float, settings: RetentionSettings | None = None,
+        archive_settings: ArchiveSettings | None = None) -> RetentionSummary:
+    """Delete every expired row of every tier, then CHECKPOINT. With ``archive_settings`` (the owner's archive, when
+    it has a history), archived tables lose only hours the history holds, and whatever never reaches it is counted.
+
+    Each table is its own transaction, so the writer's lock is held for one table's deletions at a time.
+    """
     settings = settings or RetentionSettings()
     raw_cut = cutoff(now, settings.raw_days * DAY_SECONDS)
     minute_cut = cutoff(now, settings.rollups_1m_days * DAY_SECONDS)
     hour_cut = cutoff(now, settings.rollups_1h_days * DAY_SECONDS)
+    state = read_state(store)
+    if "1m" in state:
+        raw_cut = min(raw_cut, state["1m"].rolled_until)
+    if "1h" in state:
+        minute_cut = min(minute_cut, state["1h"].rolled_until)
+    history = archive_settings is not None and archive.history_dir_of(store, archive_settings) is not None
+    history_start = archive.history_start(now, archive_settings) if archive_settings is not None else 0.0
     deleted: dict[str, int] = {}
-    with store.lock:
-        state = read_state(store)
-        if "1m" in state:
-            raw_cut = min(raw_cut, state["1m"].rolled_until)
-        if "1h" in state:
-            minute_cut = min(minute_cut, state["1h"].rolled_until)
+    expired: dict[str, dict[str, int]] = {}
+    tier_cut = {"1m": minute_cut, "1h": hour_cut}
+    for table in archive.TABLES:
+        cut = tier_cut.get(table[-2:], raw_cut) if table in archive.ROLLUP_TABLES else raw_cut
+        expiry = _Expiry(store, deleted, expired)
         with store.transaction():
-            for blocks, cut in ((RAW_BLOCKS, raw_cut), (MINUTE_BLOCKS, minute_cut), (HOUR_BLOCKS, hour_cut)):
-                for block in blocks:
-                    row = store.con.execute(sqlfiles.query(SQL, block), {"cutoff": utc_datetime(cut)}).fetchone()
-                    deleted[block.removeprefix("retention-")] = int(row[0]) if row else 0
-            for tier, cut, step in (("1m", minute_cut, MINUTE_SECONDS), ("1h", hour_cut, HOUR_SECONDS)):
-                store.con.execute(sqlfiles.query(SQL, "retention-advance-tier"), {
-                    "tier": tier, "first_kept": utc_datetime(ceil_to(cut, step)), "now": utc_datetime(now)})
+            expiry.impossible(table, now + settings.raw_days * DAY_SECONDS)
+            if history:
+                expiry.archived_hours(table, cut, history_start)
+            else:
+                expiry.delete(table, EARLIEST_SECONDS, cut)
+    with store.transaction():
+        for blocks, cut in ((OTHER_RAW_BLOCKS, raw_cut), (HOUR_BLOCKS, hour_cut)):
+            for block in blocks:
+                row = store.con.execute(sqlfiles.query(SQL, block), {"cutoff": utc_datetime(cut)}).fetchone()
+                deleted[block.removeprefix("retention-")] = int(row[0]) if row else 0
+        for tier, cut, step in (("1m", minute_cut, MINUTE_SECONDS), ("1h", hour_cut, HOUR_SECONDS)):
+            store.con.execute(sqlfiles.query(SQL, "retention-advance-tier"), {
+                "tier": tier, "first_kept": utc_datetime(ceil_to(cut, step)), "now": utc_datetime(now)})
+    with store.lock:
         try:
             store.con.execute(sqlfiles.query(SQL, "retention-checkpoint"))
             checkpointed = True
         except duckdb.Error:  # another connection's open transaction: the next run checkpoints instead
             checkpointed = False
-    return RetentionSummary(raw_cut, minute_cut, hour_cut, deleted, checkpointed)
+    return RetentionSummary(raw_cut, minute_cut, hour_cut, deleted, checkpointed, expired)
 
 
-def job(store: Store, settings: RetentionSettings) -> Job:
-    """The owner's "retention" job."""
+def job(store: Store, settings: RetentionSettings, archive_settings: ArchiveSettings) -> Job:
+    """The owner's "retention" job (it deletes archived rows only once the owner's archive holds them)."""
     from .jobs import Job
 
-    return Job("retention", settings.interval_seconds, lambda now: run(store, now, settings))
+    return Job("retention", settings.interval_seconds, lambda now: run(store, now, settings, archive_settings))
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,9 @@ SQL = "rollup.sql"
 MINUTE_SECONDS = 60
 HOUR_SECONDS = 3600
 SOURCES = ("requests", "queries", "histograms")
-CHUNK_SECONDS = 86_400  # the most one rollup transaction covers
+# Rows stamped before this (1970-01-01) are impossible: a clock that was never set, or a unit mistake. The jobs
+# never roll or archive them (a timestamp of year -290309 is not even a Python datetime); retention expires them.
+EARLIEST_SECONDS = 0.0
 
 
 def floor_to(epoch_seconds: float, step_seconds: int) -> float:
@@ -77,98 +79,109 @@ def read_state(con: Any) -> dict[str, TierState]:
 
     sql = sqlfiles.query(SQL, "rollup-state")
     rows = con.fetchall(sql) if isinstance(con, Store) else con.execute(sql).fetchall()
-    return {tier: TierState(epoch_of(start), epoch_of(until)) for tier, start, until in rows}
+    return {tier: TierState(float(start), float(until)) for tier, start, until in rows}
 
 
-def _write_state(store: Store, tier: str, state: TierState, now: float) -> None:
-    store.con.execute(sqlfiles.query(SQL, "rollup-state-upsert"), {
-        "tier": tier, "rolled_from": utc_datetime(state.rolled_from),
-        "rolled_until": utc_datetime(state.rolled_until), "updated_at": utc_datetime(now)})
+def _extend_state(store: Store, tier: str, rolled_from: float, rolled_until: float, now: float) -> None:
+    """Widen a tier's range to cover [rolled_from, rolled_until) (never narrow it: runs may overlap, and the
+    wall clock may have gone back), inside the caller's transaction."""
+    store.con.execute(sqlfiles.query(SQL, "rollup-state-extend"), {
+        "tier": tier, "rolled_from": utc_datetime(rolled_from), "rolled_until": utc_datetime(rolled_until),
+        "updated_at": utc_datetime(now)})
 
 
 def _late_minute(store: Store, start: float, end: float) -> float | None:
     """The first minute in [start, end) whose raw rows differ in number from its rollup."""
-    found = store.scalar(sqlfiles.query(SQL, "rollup-late-minute"),
-                         {"start": utc_datetime(start), "end": utc_datetime(end)})
-    return None if found is None else epoch_of(found)
+    with store.reading() as cursor:
+        row = cursor.execute(sqlfiles.query(SQL, "rollup-late-minute"),
+                             {"start": utc_datetime(start), "end": utc_datetime(end)}).fetchone()
+    return None if row is None or row[0] is None else float(row[0])
 
 
-def _roll(store: Store, minutes_start: float, minutes_end: float, now: float,
-          state: dict[str, TierState], rolled_from: float) -> RollupSummary:
-    """Rebuild minutes [minutes_start, minutes_end) and every hour they touch, a day per transaction.
+def hours_with_rows(store: Store, start: float, end: float) -> list[float]:
+    """The hours of [start, end) that hold raw rows the rollups read (epoch seconds, in order)."""
+    with store.reading() as cursor:
+        rows = cursor.execute(sqlfiles.query(SQL, "rollup-hours-with-rows"),
+                              {"start": utc_datetime(start), "end": utc_datetime(end)}).fetchall()
+    return [float(hour) for (hour,) in rows]
 
-    A catch-up over a long backlog (a first run over weeks of rows) then holds the store's lock for one day's
-    worth at a time, sorts a day at a time, and keeps its progress if it is interrupted.
+
+def _roll(store: Store, minutes_start: float, minutes_end: float, now: float) -> RollupSummary:
+    """Rebuild minutes [minutes_start, minutes_end) and every hour they complete, one hour per transaction.
+
+    Only the hours that hold raw rows are rolled (found by a read, without the writer's lock): a row stamped
+    years ago costs one hour's work, not a walk through every empty minute since (issue 13, item 2: a row 6 years
+    old stopped every flush for 47 s). Each hour is its own transaction, so the writer's lock is held for one
+    hour's rows at a time and flushes go in between; the watermarks move with each hour, so an interrupted
+    catch-up keeps its progress.
     """
-    hours: list[float] = []
-    start = minutes_start
-    while start < minutes_end:
-        end = min(floor_to(start, CHUNK_SECONDS) + CHUNK_SECONDS, minutes_end)
-        hours_start, hours_end = _roll_chunk(store, start, end, now, state, rolled_from)
-        if hours_end > hours_start:
-            hours += [hours_start, hours_end]
-        start = end
-    return RollupSummary(minutes_start, minutes_end, min(hours) if hours else None, max(hours) if hours else None)
+    hours = hours_with_rows(store, minutes_start, minutes_end)
+    first = max(hours[0], minutes_start) if hours else minutes_start
+    built: list[float] = []
+    for hour in hours:
+        if _roll_hour(store, max(hour, minutes_start), min(hour + HOUR_SECONDS, minutes_end), now, first):
+            built.append(hour)
+    with store.transaction():  # the empty stretch after the last hour with rows is rolled too: it has nothing
+        _extend_state(store, "1m", first, minutes_end, now)
+        _extend_state(store, "1h", floor_to(first, HOUR_SECONDS),
+                      max(floor_to(minutes_end, HOUR_SECONDS), floor_to(first, HOUR_SECONDS)), now)
+    return RollupSummary(minutes_start, minutes_end, min(built) if built else None,
+                         max(built) + HOUR_SECONDS if built else None)
 
 
-def _roll_chunk(store: Store, minutes_start: float, minutes_end: float, now: float,
-                state: dict[str, TierState], rolled_from: float) -> tuple[float, float]:
-    """Rebuild minutes [minutes_start, minutes_end) and the hours they touch in one transaction."""
-    hours_start = floor_to(minutes_start, HOUR_SECONDS)
-    hours_end = floor_to(minutes_end, HOUR_SECONDS)
+def _roll_hour(store: Store, minutes_start: float, minutes_end: float, now: float, first: float) -> bool:
+    """Rebuild minutes [minutes_start, minutes_end), all in one hour, and that hour if they complete it, in one
+    transaction; ``first`` is the run's first minute with rows. Returns whether the hour was rebuilt."""
+    hour = floor_to(minutes_start, HOUR_SECONDS)
+    complete = minutes_end >= hour + HOUR_SECONDS
     minute_params = {"start": utc_datetime(minutes_start), "end": utc_datetime(minutes_end)}
-    hour_params = {"start": utc_datetime(hours_start), "end": utc_datetime(hours_end)}
+    hour_params = {"start": utc_datetime(hour), "end": utc_datetime(hour + HOUR_SECONDS)}
     with store.transaction():
         for block in ("rollup-1m-delete", "rollup-1m-delete-bins"):
             store.con.execute(sqlfiles.query(SQL, block), minute_params)
         for source in SOURCES:
             store.con.execute(sqlfiles.query(SQL, f"rollup-1m-{source}"), minute_params)
             store.con.execute(sqlfiles.query(SQL, f"rollup-1m-{source}-bins"), minute_params)
-        if hours_end > hours_start:
+        if complete:
             for block in ("rollup-1h-delete", "rollup-1h-delete-bins", "rollup-1h-build", "rollup-1h-build-bins"):
                 store.con.execute(sqlfiles.query(SQL, block), hour_params)
-        minute = state.get("1m")
-        until = max(minutes_end, minute.rolled_until) if minute else minutes_end
-        _write_state(store, "1m", TierState(min(rolled_from, minute.rolled_from) if minute else rolled_from,
-                                            until), now)
-        hour = state.get("1h")
-        hour_from = floor_to(rolled_from, HOUR_SECONDS)
-        _write_state(store, "1h", TierState(
-            min(hour_from, hour.rolled_from) if hour else hour_from,
-            max(hours_end, hour.rolled_until) if hour else max(hours_end, hour_from)), now)
-    return hours_start, hours_end
+        _extend_state(store, "1m", first, minutes_end, now)
+        first_hour = floor_to(first, HOUR_SECONDS)
+        _extend_state(store, "1h", first_hour, max(first_hour, floor_to(minutes_end, HOUR_SECONDS)), now)
+    return complete
 
 
 def run(store: Store, now: float, settings: RollupSettings | None = None) -> RollupSummary:
-    """Roll every closed minute up to ``now`` (and the hours they close); safe to run any number of times."""
+    """Roll every closed minute up to ``now`` (and the hours they close); safe to run any number of times.
+
+    Rows stamped before 1970 (EARLIEST_SECONDS) are never rolled: no clock that works stamps them (retention
+    expires them, counted). Rows stamped after ``now`` wait for their minute to close.
+    """
     settings = settings or RollupSettings()
     end = floor_to(now, MINUTE_SECONDS)
-    with store.lock:  # the state read and the rebuild must see the same watermark
-        state = read_state(store)
-        minute = state.get("1m")
-        if minute is None:
-            earliest = store.scalar(sqlfiles.query(SQL, "rollup-raw-earliest"))
-            start = end if earliest is None else min(floor_to(epoch_of(earliest), MINUTE_SECONDS), end)
-            rolled_from = start
-        else:
-            rolled_from = minute.rolled_from
-            start = max(rolled_from, floor_to(minute.rolled_until - settings.grace_seconds, MINUTE_SECONDS))
-        late = None
-        if minute is not None and settings.late_lookback_seconds > 0:
-            # Not clamped to rolled_from: rows stamped before the first rolled minute (the wall clock jumped
-            # back, a backlog older than the first run) are late rows too.
-            lookback = floor_to(start - settings.late_lookback_seconds, MINUTE_SECONDS)
-            late = _late_minute(store, lookback, start)
-            if late is not None:
-                start = late
-        if end <= start:
-            if minute is None:  # nothing recorded yet: start the watermark here
-                with store.transaction():
-                    _write_state(store, "1m", TierState(end, end), now)
-                    hour = floor_to(end, HOUR_SECONDS)
-                    _write_state(store, "1h", TierState(hour, hour), now)
-            return RollupSummary()
-        summary = _roll(store, start, end, now, state, min(rolled_from, start))
+    minute = read_state(store).get("1m")
+    if minute is None:  # a first run: from the earliest row (the hours with rows are found, however far apart)
+        with store.reading() as cursor:
+            row = cursor.execute(sqlfiles.query(SQL, "rollup-raw-earliest"),
+                                 {"earliest": utc_datetime(EARLIEST_SECONDS)}).fetchone()
+        start = end if row is None or row[0] is None else min(floor_to(float(row[0]), MINUTE_SECONDS), end)
+    else:
+        start = max(minute.rolled_from, floor_to(minute.rolled_until - settings.grace_seconds, MINUTE_SECONDS))
+    late = None
+    if minute is not None and settings.late_lookback_seconds > 0:
+        # Not clamped to rolled_from: rows stamped before the first rolled minute (the wall clock jumped
+        # back, a backlog older than the first run) are late rows too.
+        lookback = max(EARLIEST_SECONDS, floor_to(start - settings.late_lookback_seconds, MINUTE_SECONDS))
+        late = _late_minute(store, lookback, start)
+        if late is not None:
+            start = late
+    if end <= start:
+        if minute is None:  # nothing recorded yet: start the watermark here
+            with store.transaction():
+                _extend_state(store, "1m", end, end, now)
+                _extend_state(store, "1h", floor_to(end, HOUR_SECONDS), floor_to(end, HOUR_SECONDS), now)
+        return RollupSummary()
+    summary = _roll(store, start, end, now)
     if late is not None:
         return RollupSummary(summary.minutes_start, summary.minutes_end, summary.hours_start, summary.hours_end,
                              late)
@@ -179,15 +192,11 @@ def rebuild(store: Store, start: float, end: float, now: float) -> RollupSummary
     """Re-roll every closed minute in [start, end) and the hours they touch, e.g. after a late backfill."""
     if not end > start:
         raise ConfigError(f"rebuild(start={start!r}, end={end!r}): expected start < end")
-    minutes_start = floor_to(start, MINUTE_SECONDS)
+    minutes_start = max(EARLIEST_SECONDS, floor_to(start, MINUTE_SECONDS))
     minutes_end = min(ceil_to(end, MINUTE_SECONDS), floor_to(now, MINUTE_SECONDS))
     if minutes_end <= minutes_start:
         return RollupSummary()
-    with store.lock:
-        state = read_state(store)
-        minute = state.get("1m")
-        rolled_from = min(minutes_start, minute.rolled_from) if minute else minutes_start
-        return _roll(store, minutes_start, minutes_end, now, state, rolled_from)
+    return _roll(store, minutes_start, minutes_end, now)
 
 
 def job(store: Store, settings: RollupSettings) -> Job:

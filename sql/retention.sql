@@ -1,41 +1,47 @@
 -- Tiered retention (pipeline/retention.py) and `duckpulse compact`. Values are always parameters.
 
--- name: retention-requests
--- Deletes raw requests older than the raw cutoff.
-DELETE FROM requests WHERE ts < $cutoff;
+-- name: retention-delete-range
+-- Deletes the rows of an archived table stamped in [$start, $end) (NULL: unbounded); returns how many.
+-- /* table */ and /* column */ come from the archive's allow-list (pipeline/archive.py).
+DELETE FROM /* table */
+WHERE /* column */ >= coalesce($start, '-infinity'::TIMESTAMP) AND /* column */ < coalesce($end, 'infinity'::TIMESTAMP);
 
--- name: retention-queries
--- Deletes raw queries older than the raw cutoff.
-DELETE FROM queries WHERE ts < $cutoff;
+-- name: retention-hours
+-- The hours before $cutoff of an archived table (from 1970 on, epoch seconds): their rows, their measure (rows, or
+-- the raw rows rollup rows count) and how much of it the archive's ledger says the history holds.
+WITH held AS (
+    SELECT date_trunc('hour', /* column */) AS hour, count(*) AS n, /* measure */ AS measure
+    FROM /* table */
+    WHERE /* column */ >= $earliest AND /* column */ < $cutoff
+    GROUP BY 1
+)
+SELECT epoch(held.hour), held.n, held.measure, coalesce(a.archived, 0)
+FROM held LEFT JOIN archive_hours a ON a.table_name = $table_name AND a.hour = held.hour
+ORDER BY 1;
 
--- name: retention-process-samples
--- Deletes process samples older than the raw cutoff.
-DELETE FROM process_samples WHERE ts < $cutoff;
+-- name: retention-hours-deleted
+-- After the rows of [$start, $end) were deleted: the history holds none of what the database holds of those hours
+-- now, and rows that arrive for them later go to a new part (file) of their partition.
+UPDATE archive_hours SET part = part + CAST(archived > 0 AS INTEGER), archived = 0
+WHERE table_name = $table_name AND hour >= $start AND hour < $end;
 
--- name: retention-points
--- Deletes custom-metric points older than the raw cutoff.
-DELETE FROM points WHERE ts < $cutoff;
+-- name: retention-hours-forget
+-- Forgets the ledger of hours older than the history keeps once their rows are gone (late rows of them expire).
+DELETE FROM archive_hours WHERE table_name = $table_name AND hour < $before;
+
+-- name: retention-expired-add
+-- Counts rows deleted without reaching the history.
+INSERT INTO expired_rows VALUES ($table_name, $reason, $rows)
+ON CONFLICT (table_name, reason) DO UPDATE SET rows = rows + excluded.rows;
+
+-- name: retention-expired-totals
+-- Every row deleted without reaching the history, by table and reason.
+SELECT table_name, reason, rows FROM expired_rows ORDER BY reason, table_name;
 
 -- name: retention-ingested-segments
 -- Prunes the ingest ledger: a segment that old was unlinked long ago (the ledger only guards a crash between
 -- commit and unlink).
 DELETE FROM ingested_segments WHERE ingested_at < $cutoff;
-
--- name: retention-rollups-1m
--- Deletes minute statistics older than the minute-tier cutoff.
-DELETE FROM rollups_1m WHERE bucket_start < $cutoff;
-
--- name: retention-rollup-bins-1m
--- Deletes minute bins older than the minute-tier cutoff.
-DELETE FROM rollup_bins_1m WHERE bucket_start < $cutoff;
-
--- name: retention-rollups-1h
--- Deletes hour statistics older than the hour-tier cutoff.
-DELETE FROM rollups_1h WHERE bucket_start < $cutoff;
-
--- name: retention-rollup-bins-1h
--- Deletes hour bins older than the hour-tier cutoff.
-DELETE FROM rollup_bins_1h WHERE bucket_start < $cutoff;
 
 -- name: retention-alert-events
 -- Deletes alert history older than the hour-tier cutoff (alert history is kept as long as hourly statistics).

@@ -79,12 +79,16 @@ CREATE OR REPLACE MACRO duckpulse_sketch_value(b) AS
          ELSE 2.0 * pow(1.02, b) / (1.02 + 1.0) END;
 
 -- name: rollup-state
--- The watermarks of the rollup tiers.
-SELECT tier, rolled_from, rolled_until FROM rollup_state;
+-- The watermarks of the rollup tiers, as epoch seconds.
+SELECT tier, epoch(rolled_from), epoch(rolled_until) FROM rollup_state;
 
--- name: rollup-state-upsert
--- Records how far a tier is rolled up.
-INSERT OR REPLACE INTO rollup_state VALUES ($tier, $rolled_from, $rolled_until, $updated_at);
+-- name: rollup-state-extend
+-- Widens a tier's range to cover [$rolled_from, $rolled_until), never narrowing it (runs may overlap; the wall
+-- clock may have gone back).
+INSERT INTO rollup_state VALUES ($tier, $rolled_from, $rolled_until, $updated_at)
+ON CONFLICT (tier) DO UPDATE SET rolled_from = least(rolled_from, excluded.rolled_from),
+                                 rolled_until = greatest(rolled_until, excluded.rolled_until),
+                                 updated_at = excluded.updated_at;
 
 -- name: rollup-tables-present
 -- Whether this database has the rollup tables (a file from before migration-2 has not).
@@ -92,12 +96,24 @@ SELECT count(*) FROM duckdb_tables()
 WHERE database_name = current_database() AND schema_name = current_schema() AND table_name = 'rollup_state';
 
 -- name: rollup-raw-earliest
--- The earliest raw row the rollups read: where a first run starts.
-SELECT min(ts) FROM (
-    SELECT min(ts) AS ts FROM requests
-    UNION ALL SELECT min(ts) FROM queries
-    UNION ALL SELECT min(ts) FROM points
+-- The earliest raw row the rollups read, as epoch seconds (before 1970: impossible rows, never rolled): where a
+-- first run starts.
+SELECT epoch(min(ts)) FROM (
+    SELECT min(ts) AS ts FROM requests WHERE ts >= $earliest
+    UNION ALL SELECT min(ts) FROM queries WHERE ts >= $earliest
+    UNION ALL SELECT min(ts) FROM points WHERE ts >= $earliest
 );
+
+-- name: rollup-hours-with-rows
+-- The hours of [$start, $end) that hold raw rows the rollups read, as epoch seconds: a run rolls those and skips
+-- the rest (zone maps let DuckDB skip the row groups outside the range).
+SELECT DISTINCT epoch(date_trunc('hour', ts)) AS hour FROM (
+    SELECT ts FROM requests WHERE ts >= $start AND ts < $end
+    UNION ALL SELECT ts FROM queries WHERE ts >= $start AND ts < $end
+    UNION ALL SELECT ts FROM points
+    WHERE ts >= $start AND ts < $end AND series_id IN (SELECT series_id FROM series WHERE kind = 'histogram')
+)
+ORDER BY hour;
 
 -- name: rollup-1m-delete
 -- Forgets the minute statistics of a range about to be rolled again.
@@ -198,7 +214,8 @@ GROUP BY ALL
 ORDER BY 1;
 
 -- name: rollup-late-minute
--- The first minute of a range whose raw row count differs from its rollup's: rows that arrived after it rolled.
+-- The first minute of a range whose raw row count differs from its rollup's (epoch seconds): rows that arrived
+-- after it rolled.
 WITH raw AS (
     SELECT date_trunc('minute', ts) AS minute, count(*) AS n
     FROM requests WHERE ts >= $start AND ts < $end GROUP BY 1
@@ -216,6 +233,6 @@ rolled AS (
     SELECT bucket_start AS minute, sum(count) AS n
     FROM rollups_1m WHERE bucket_start >= $start AND bucket_start < $end GROUP BY 1
 )
-SELECT min(minute)
+SELECT epoch(min(minute))
 FROM raw_minutes FULL OUTER JOIN rolled USING (minute)
 WHERE raw_minutes.n IS DISTINCT FROM rolled.n;
