@@ -35,6 +35,7 @@ from .config import load as load_settings
 from .context import UNMATCHED, end_returned_request
 from .context import active_request as _active_request
 from .errors import ConfigError, InvalidMetricError, OwnershipError
+from .faults import RecentFaults
 from .fingerprint import DIALECTS, resolve_dialect
 from .instruments import Counter, Gauge, Histogram, QueryTimer, Registry, RejectedInstrument
 from .jobs import Jobs
@@ -260,6 +261,7 @@ class Monitor(_HotState):
         self._sampled_out = 0
         self._unclosed: _Counter[str] = _Counter()  # requests recorded without their response's end, by why
         self.flush_failures = 0
+        self._faults = RecentFaults(self.clock)  # which of the fault counts grew lately (health judges by those)
         self.last_flush_at: float | None = None
         self.last_flush_error: str | None = None
         self._next_flush = self.clock.monotonic() + self.flush_interval_seconds
@@ -471,6 +473,7 @@ class Monitor(_HotState):
                 self._buffer.restore(tables)
                 self.flush_failures += 1
                 self.last_flush_error = f"{type(exc).__name__}: {exc}"
+                self._faults.observe(self._fault_totals())
                 self._note_failure("flush", f"flush failed, {tables.rows} rows kept "
                                    f"in the buffer for the next attempt: {self.last_flush_error}", exc)
                 if self.strict:
@@ -478,6 +481,7 @@ class Monitor(_HotState):
                 return False
             self._buffer.committed(tables)
             self.last_flush_at = self.clock.now()
+            self._faults.observe(self._fault_totals())  # a fault is dated by the flush that first sees it
             return True
 
     # -- alerts (pipeline/alerts): kept by the role, applied by whichever ownership this process holds -------
@@ -578,7 +582,20 @@ class Monitor(_HotState):
         )
         if ownership is not None:
             counts.update(ownership.stats())
+        # The counts above are since the start; these say which of them grew lately: name -> seconds since.
+        counts["recent_faults"] = self._faults.observe(self._fault_totals(counts))
+        counts["fault_window_seconds"] = self._faults.window_seconds
         return counts
+
+    def _fault_totals(self, counts: Mapping[str, Any] | None = None) -> dict[str, int]:
+        """Every fault count since the start, by name (see pipeline/faults.py)."""
+        dropped = (counts or self._buffer.counts())["dropped"]
+        totals = {"dropped": int(sum(dropped.values())), "flush_failures": self.flush_failures}
+        if self.ingestor is not None:
+            totals.update(ingest_failures=self.ingestor.stats.failures, quarantined=self.ingestor.stats.quarantined)
+        if self.store is not None:
+            totals["database_file_lost"] = self.store.file_lost.count
+        return totals
 
     def close(self) -> None:
         """Flush what is buffered, stop the flusher and (owner) ingest a last time, close the file and release it.

@@ -150,11 +150,14 @@ class Ownership:
             return 0
 
     def stats(self) -> dict[str, Any]:
-        """The owner's part of ``Monitor.stats()``: the ingest's counts (when there is a spool)."""
+        """The owner's part of ``Monitor.stats()``: the database file's losses, the ingest's counts (with a spool)."""
+        lost = self.store.file_lost
+        counts: dict[str, Any] = {"store": {"file_lost": lost.count, "rows_lost": lost.rows_lost,
+                                            "last_file_lost_at": lost.last_at, "last_error": lost.last_message}}
         if self.ingestor is None:
-            return {}
+            return counts
         st = self.ingestor.stats
-        return {"ingest": {
+        return {**counts, "ingest": {
             "segments": st.segments, "rows": st.rows, "quarantined": st.quarantined, "failures": st.failures,
             "debris_removed": st.debris_removed,
             "last_ingest_at": st.last_ingest_at, "last_error": st.last_error, "backlog": self.ingestor.backlog(),

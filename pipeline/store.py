@@ -15,6 +15,7 @@ import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ import duckdb
 
 from . import malloc, parquet, sqlfiles
 from .clock import Clock, utc_datetime
-from .errors import OwnershipError, SpoolError, SqlFileError
+from .errors import OwnershipError, SpoolError, SqlFileError, StoreError
+from .logs import logger
 from .malloc import DEFAULT_MEMORY_LIMIT as DEFAULT_MEMORY_LIMIT  # how it was chosen: pipeline/settings.py
 from .owner_lock import OwnerLock as OwnerLock  # the lock Store takes (or is given) before it opens the file
 from .sqlfiles import quote_identifier as quote_identifier
@@ -141,6 +143,19 @@ class ReadGate:
                     self._cond.notify_all()
 
 
+@dataclass
+class FileLoss:
+    """The database file deleted (or replaced) under its owner: how often, and what was only in it."""
+
+    # Times the owner found another file (or none) at its path and recreated the database there.
+    count: int = 0
+    # Rows of requests, queries, points and process samples that were in the lost file (counted when it was left).
+    rows_lost: int = 0
+    # When it last happened (epoch seconds), and what was said.
+    last_at: float | None = None
+    last_message: str | None = None
+
+
 class Store:
     """The owner's connection to the DuckDB file (or an in-memory database for tests)."""
 
@@ -173,6 +188,9 @@ class Store:
         self._invalidated = False  # DuckDB invalidated the instance after a fatal error: reopen before writing
         self._generation = 0  # bumped at each reopen, so per-thread read cursors of the old instance are dropped
         self._recycled_at = clock.now()
+        # The file DuckDB opened, to notice when the path no longer names it (deleted, or replaced by another).
+        self._file_id = self._identity()
+        self.file_lost = FileLoss()
         self.migrate()
 
     def _config(self) -> dict[str, str | bool | int | float | list[str]]:
@@ -206,6 +224,7 @@ class Store:
     # -- writing -----------------------------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        self.check_file()
         with self.lock:
             if self._invalidated:
                 self._reopen()
@@ -228,13 +247,71 @@ class Store:
 
     def _reopen(self) -> None:
         """Replace the connection with a new one (which replays the WAL): after DuckDB invalidated it, or to free
-        what a long-lived instance keeps (recycle); raises while the cause lasts, and the next transaction retries."""
+        what a long-lived instance keeps (recycle); raises while the cause lasts, and the next transaction retries.
+
+        When the path no longer names the file that was open (deleted, or replaced), the database is made anew there
+        with the schema (connecting alone would give a file without tables, and every flush would fail), and what
+        only the old file held is counted as lost.
+        """
         self._invalidated = True  # until it is open again
         self._generation += 1  # per-thread read cursors of the old instance are dropped, even if the connect fails
+        lost = self._identity() != self._file_id
+        rows = self._rows_held() if lost else 0
         with contextlib.suppress(duckdb.Error):
-            self.con.close()
+            self.con.close()  # checkpoints into the file that was open, deleted or not
+        wal = self.path.with_name(self.path.name + ".wal") if self.path is not None else None
+        if lost and wal is not None and self._identity() is None:
+            wal.unlink(missing_ok=True)  # the deleted file's log: a new file would replay it (and fail)
         self.con = duckdb.connect(str(self.path), config=self._config())
+        self._file_id = self._identity()
         self._invalidated = False
+        if lost:
+            self.migrate()
+            self._note_lost_file(rows)
+
+    def _identity(self) -> tuple[int, int] | None:
+        """The device and inode of the file at the path (None: no file there, or an in-memory database)."""
+        if self.path is None:
+            return None
+        try:
+            found = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def _rows_held(self) -> int:
+        """The rows of the data tables in the open database (those of a file about to be left), 0 if unreadable."""
+        try:
+            row = self.con.execute(sqlfiles.query(STORE_FILE, "rows-held")).fetchone()
+        except duckdb.Error:
+            return 0
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def _note_lost_file(self, rows: int) -> None:
+        lost = self.file_lost
+        lost.count += 1
+        lost.rows_lost += rows
+        lost.last_at = self.clock.now()
+        lost.last_message = (f"{self.path} was deleted or replaced while this process owned it: the database was "
+                             f"made anew there with its schema, and the {rows} rows only the lost file held are "
+                             "lost (the history keeps the hours archived before). Find what removes the file "
+                             "(a cleanup job, a deploy that replaces the directory) and keep it away from it")
+        logger.error("duckpulse: %s", lost.last_message)
+
+    def check_file(self) -> bool:
+        """Whether the path still names the open file; if not (deleted, replaced), make the database anew there
+        (see _reopen) with no read or write running, and return False. StoreError while reads keep running: the
+        caller's rows stay where they are (a flush keeps them buffered) for the next attempt."""
+        if self.path is None or self._identity() == self._file_id:
+            return True
+        with self._alone() as alone:
+            if not alone:
+                raise StoreError(f"{self.path} was deleted or replaced under its owner; the database is made anew "
+                                 "there as soon as the reads running now finish")
+            if self._identity() != self._file_id:  # not done by another thread meanwhile
+                self._close_cursors()
+                self._reopen()
+        return False
 
     def _insert_relation(self, table: str, data: object) -> None:
         if table not in TABLES:
@@ -266,6 +343,7 @@ class Store:
                 self._load_locked(table, [str(path)], None)
 
     def already_ingested(self, names: Sequence[str]) -> set[str]:
+        self.check_file()
         with self.lock:
             if self._invalidated:  # an owner that only ingests must recover too, not only one that flushes
                 self._reopen()
@@ -370,6 +448,8 @@ class Store:
     def release_memory(self, now: float) -> dict[str, int | bool | None]:
         """What the owner's release-cache job runs: evict the cache, or reopen the database every
         RECYCLE_INTERVAL_SECONDS, then give freed pages back to the OS. Returns what it did."""
+        if not self.check_file():  # an idle owner notices a lost file too, not only one that writes
+            self._recycled_at = now
         if now < self._recycled_at:  # the clock went backwards: count the interval from now
             self._recycled_at = now
         recycled = now - self._recycled_at >= RECYCLE_INTERVAL_SECONDS and self.recycle()
@@ -390,12 +470,16 @@ class Store:
         with self._alone() as alone:
             if not alone:
                 return False
-            for cursor in list(self._cursors):
-                with contextlib.suppress(duckdb.Error):
-                    cursor.close()
-            self._cursors.clear()
+            self._close_cursors()
             self._reopen()
             return True
+
+    def _close_cursors(self) -> None:
+        """Close every read cursor (each holds the instance open); threads get a new one at their next read."""
+        for cursor in list(self._cursors):
+            with contextlib.suppress(duckdb.Error):
+                cursor.close()
+        self._cursors.clear()
 
     def release_cache(self) -> int | None:
         """Evict DuckDB's cached table blocks down to CACHE_KEPT_BYTES; returns the bytes DuckDB held before minus

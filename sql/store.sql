@@ -34,3 +34,8 @@ SELECT (SELECT value FROM duckdb_settings() WHERE name = 'memory_limit'),
        sum(memory_usage_bytes),
        sum(memory_usage_bytes) FILTER (WHERE tag <> 'BASE_TABLE')
 FROM duckdb_memory();
+
+-- name: rows-held
+-- The rows of the data tables (counted as lost when the file holding them is deleted under its owner).
+SELECT (SELECT count(*) FROM requests) + (SELECT count(*) FROM queries) + (SELECT count(*) FROM points)
+       + (SELECT count(*) FROM process_samples);

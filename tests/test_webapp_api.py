@@ -362,18 +362,28 @@ def test_health_reports_the_monitors_stats(client: FlaskClient, mon: Monitor) ->
 
 
 def test_health_is_degraded_when_metrics_were_lost() -> None:
-    """Drops, failed flushes, failed or quarantined ingests and failing jobs make the status degraded."""
+    """Recent drops, failed flushes, failed or quarantined ingests, a lost database file and failing jobs make the
+    status degraded; the same counts with no recent fault (it recovered) leave only the failing job."""
     from webapp.api import health_body
 
-    stats = {"recorded": 10, "flushed": 5, "pending": 0, "dropped": {"buffer_full": 5}, "rejected": {},
-             "flush_failures": 2, "last_flush_at": None, "role": "owner", "pid": 1,
-             "ingest": {"backlog": 3, "segments": 1, "rows": 5, "quarantined": 1, "failures": 1,
-                        "last_ingest_at": 1_767_225_600.0, "last_error": "boom"},
-             "jobs": {"rollup": {"runs": 2, "failures": 1, "last_run_at": 1_767_225_600.0,
-                                 "last_duration_seconds": 0.1, "last_error": "ValueError: x"}}}
+    stats: dict[str, object] = {
+        "recorded": 10, "flushed": 5, "pending": 0, "dropped": {"buffer_full": 5}, "rejected": {},
+        "flush_failures": 2, "last_flush_at": None, "role": "owner", "pid": 1,
+        "ingest": {"backlog": 3, "segments": 1, "rows": 5, "quarantined": 1, "failures": 1,
+                   "last_ingest_at": 1_767_225_600.0, "last_error": "boom"},
+        "store": {"file_lost": 1, "rows_lost": 7, "last_file_lost_at": 1_767_225_600.0, "last_error": "gone"},
+        "jobs": {"rollup": {"runs": 2, "failures": 1, "last_run_at": 1_767_225_600.0,
+                            "last_duration_seconds": 0.1, "last_error": "ValueError: x"}},
+        "recent_faults": {"dropped": 1.0, "flush_failures": 2.0, "ingest_failures": 3.0, "quarantined": 4.0,
+                          "database_file_lost": 5.0},
+        "fault_window_seconds": 300.0}
     body = health_body(stats, detailed=False)
     assert body["status"] == "degraded"
-    assert len(body["problems"]) == 5
+    assert len(body["problems"]) == 6
+    assert body["database"] == {"fileLost": 1, "rowsLost": 7, "lastFileLostAt": "2026-01-01T00:00:00.000Z"}
+    recovered = health_body({**stats, "recent_faults": {}}, detailed=False)
+    assert recovered["problems"] == ["the last run of job 'rollup' failed"]
+    assert recovered["flushFailures"] == 2 and recovered["spool"]["quarantined"] == 1
     assert "lastError" not in body["spool"] and "lastError" not in body["jobs"]["rollup"]
     assert "lastFlushError" not in body
     assert body["spool"]["lastIngestAt"] == "2026-01-01T00:00:00.000Z"

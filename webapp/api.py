@@ -237,14 +237,26 @@ def _total(counts: Any) -> int:
 
 
 def health_body(stats: Mapping[str, Any], detailed: bool) -> dict[str, Any]:
-    """``/api/health`` from ``Monitor.stats()``; ``detailed`` adds the error messages."""
+    """``/api/health`` from ``Monitor.stats()``; ``detailed`` adds the error messages.
+
+    The status says whether something went wrong lately (``stats()["recent_faults"]``: within the last
+    ``fault_window_seconds``) or the last run of a job failed; the counts since the start are in the body, so a
+    fault that recovered stops making the status "degraded" once the window has passed.
+    """
     problems: list[str] = []
+    recent: Mapping[str, float] = stats.get("recent_faults") or {}
+    window = f"in the last {float(stats.get('fault_window_seconds') or 0):g} s"
     dropped = dict(stats.get("dropped") or {})
-    if _total(dropped):
-        problems.append(f"{_total(dropped)} metrics were dropped (see dropped): the buffer filled faster than "
-                        "flushes emptied it")
-    if stats.get("flush_failures"):
-        problems.append(f"{stats['flush_failures']} flushes failed")
+    if "dropped" in recent:
+        problems.append(f"metrics were dropped {window} ({_total(dropped)} since the start, see dropped): the buffer "
+                        "filled faster than flushes emptied it")
+    if "flush_failures" in recent:
+        problems.append(f"flushes failed {window} ({stats['flush_failures']} since the start)")
+    store = stats.get("store")
+    if isinstance(store, Mapping) and "database_file_lost" in recent:
+        problems.append(f"the database file was deleted or replaced under its owner {window} and made anew "
+                        f"({store.get('file_lost')} time(s) since the start; {store.get('rows_lost')} rows that only "
+                        "the lost file held are lost)")
     ingest = stats.get("ingest")
     spool: dict[str, Any] | None = None
     if isinstance(ingest, Mapping):
@@ -253,10 +265,11 @@ def health_body(stats: Mapping[str, Any], detailed: bool) -> dict[str, Any]:
                  "failures": int(ingest.get("failures", 0)), "lastIngestAt": iso_epoch(ingest.get("last_ingest_at"))}
         if detailed:
             spool["lastError"] = ingest.get("last_error")
-        if spool["failures"]:
-            problems.append(f"{spool['failures']} ingest runs failed")
-        if spool["quarantined"]:
-            problems.append(f"{spool['quarantined']} spool segments were unreadable and set aside")
+        if "ingest_failures" in recent:
+            problems.append(f"ingest runs failed {window} ({spool['failures']} since the start)")
+        if "quarantined" in recent:
+            problems.append(f"spool segments were unreadable and set aside {window} ({spool['quarantined']} since "
+                            "the start)")
     jobs: dict[str, dict[str, Any]] = {}
     for job_name, job in dict(stats.get("jobs") or {}).items():
         jobs[job_name] = {"runs": int(job.get("runs", 0)), "failures": int(job.get("failures", 0)),
@@ -280,7 +293,12 @@ def health_body(stats: Mapping[str, Any], detailed: bool) -> dict[str, Any]:
         "lastFlushAt": iso_epoch(stats.get("last_flush_at")),
         "spool": spool,
         "jobs": jobs,
+        "recentFaults": {name: round(float(ago), 3) for name, ago in recent.items()},
+        "faultWindowSeconds": float(stats.get("fault_window_seconds") or 0),
     }
+    if isinstance(store, Mapping):
+        body["database"] = {"fileLost": int(store.get("file_lost") or 0), "rowsLost": int(store.get("rows_lost") or 0),
+                            "lastFileLostAt": iso_epoch(store.get("last_file_lost_at"))}
     if detailed:
         body["lastFlushError"] = stats.get("last_flush_error")
     return body

@@ -256,9 +256,20 @@ SCHEMAS: dict[str, Schema] = {
             "lastError": _str("The latest ingest error (shown with the token only).", True),
         }, required=["backlog", "segments", "rows", "quarantined", "failures", "lastIngestAt"]), "nullable": True},
         "jobs": {"type": "object", "additionalProperties": _ref("JobHealth")},
+        "recentFaults": {"type": "object", "additionalProperties": {"type": "number"},
+                         "description": "Faults seen within faultWindowSeconds, by name (dropped, flush_failures, "
+                                        "ingest_failures, quarantined, database_file_lost): seconds since last seen. "
+                                        "The status is degraded while any is here; the counts are since the start."},
+        "faultWindowSeconds": _num("How long a fault keeps the status degraded after it was last seen."),
+        "database": _obj({
+            "fileLost": _int("Times the database file was deleted or replaced under its owner and made anew."),
+            "rowsLost": _int("Rows that only the lost files held."),
+            "lastFileLostAt": _time("When it last happened.", True),
+        }, description="The owner's database file (owner only)."),
         "timestamp": _time("When this answer was computed."),
     }, required=["status", "problems", "role", "pid", "recorded", "flushed", "pending", "dropped", "rejected",
-                 "flushFailures", "lastFlushAt", "spool", "jobs", "timestamp"]),
+                 "flushFailures", "lastFlushAt", "spool", "jobs", "recentFaults", "faultWindowSeconds",
+                 "timestamp"]),
 }
 
 _WINDOW = {"name": "window", "in": "query", "required": False,
