@@ -161,7 +161,8 @@ def _alerts_backtest(args: argparse.Namespace) -> int:
 
     if not args.db:
         raise DuckPulseError("which database? Pass --db PATH (or set DUCKPULSE_DB_PATH)")
-    print(backtest_file(args.db, args.rules, since=args.since, step=args.step, until=args.until), flush=True)
+    print(backtest_file(args.db, args.rules, since=args.since, step=args.step, until=args.until,
+                        history_dir=args.history), flush=True)
     return 0
 
 
@@ -326,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the DuckDB file (default $DUCKPULSE_DB_PATH); no owner may hold it")
     backtest.add_argument("--step", default="60s", help="time between evaluations (default 60s)")
     backtest.add_argument("--until", default=None, help="end of the replay, ISO 8601 UTC (default now)")
+    backtest.add_argument("--history", default=os.environ.get("DUCKPULSE_HISTORY_DIR"),
+                          help="the Parquet history read while an owner runs (its file is never opened then; "
+                               "default $DUCKPULSE_HISTORY_DIR, else <db>.history)")
     backtest.set_defaults(func=_alerts_backtest)
 
     config = sub.add_parser("config", help="the configuration file").add_subparsers(dest="config_command",

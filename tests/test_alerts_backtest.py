@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
@@ -196,6 +200,84 @@ def test_cli_backtest_errors(history: Path, tmp_path: Path, capsys: pytest.Captu
     owner = Monitor(db_path=history, jobs=False, memory_interval_seconds=None, default_rules=False)
     try:
         assert main(["alerts", "backtest", str(rules), "--db", str(history)]) == 2
-        assert "back-test a copy" in capsys.readouterr().err
+        err = capsys.readouterr().err  # an owner runs and nothing is archived yet: its file is not opened
+        assert "is already owned by process" in err and "nothing of it is published" in err
+        assert "back-test a copy" in err
     finally:
+        owner.close()
+
+
+# A back-test in a process of its own that stops inside the replay (its file or history open) until told to go on.
+PAUSED_BACKTEST = """
+import sys
+from pipeline.alerts import backtest as bt
+from pipeline.cli import main
+replay = bt.backtest
+def paused(*args, **kwargs):
+    print("replaying", flush=True)
+    sys.stdin.readline()
+    return replay(*args, **kwargs)
+bt.backtest = paused
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+class HookedDuckDB:
+    """pipeline.store's view of the duckdb module: runs ``hook`` once just before the next connect (in a reopen:
+    after the old connection closed, before the new one opens), then connects as DuckDB does."""
+
+    def __init__(self, hook: Callable[[], None]) -> None:
+        self.hook: Callable[[], None] | None = hook
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(duckdb, name)
+
+    def connect(self, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+        return duckdb.connect(*args, **kwargs)
+
+
+def test_a_backtest_during_the_owners_reopen_never_locks_it_out(
+        db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13, item 10: `duckpulse alerts backtest` opened the file without checking the owner lock, and when it
+    did so in the gap of the owner's periodic reopen it held the file, so the owner could not open it again
+    (flush, ingest and sweep failures followed). Here a back-test in another process starts exactly in that gap and
+    stays inside its replay while the owner reopens: the owner reopens and flushes, and the back-test, which never
+    opened the file (an owner runs), replays the history the owner published."""
+    import pipeline.store
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES)
+    clock = FakeClock(T0)
+    owner = Monitor(db_path=db_path, jobs=False, clock=clock, memory_interval_seconds=None, default_rules=False)
+    replaying: list[subprocess.Popen[str]] = []
+
+    def start_backtest() -> None:  # in the gap: the owner's DuckDB is closed, its owner lock still held
+        proc = subprocess.Popen([sys.executable, "-c", PAUSED_BACKTEST, "alerts", "backtest", str(rules),
+                                 "--since", "1h", "--db", str(db_path), "--until", "2026-01-01T01:00:00Z"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        replaying.append(proc)
+        assert proc.stdout is not None and proc.stdout.readline() == "replaying\n", proc.communicate()
+
+    try:
+        for minute in range(60):
+            owner.track_request("/slow" if minute in (0, 10) else "/fast", "GET", 200,
+                                900.0 if minute in (0, 10) else 10.0, ts=T0 + minute * 60 + 30)
+        clock.advance(HOUR + 900)
+        owner.run_jobs_now()  # the archive publishes the closed hour for readers
+        monkeypatch.setattr(pipeline.store, "duckdb", HookedDuckDB(start_backtest))
+        assert owner.store is not None and owner.store.recycle()
+        owner.track_request("/after", "GET", 200, 1.0)
+        assert owner.flush()
+        out, err = replaying[0].communicate("go\n", timeout=120)
+        assert replaying[0].returncode == 0, err
+        assert "(the history the owner of" in out.splitlines()[0]
+        assert out.splitlines()[1].startswith("slow: fired 2 times")
+    finally:
+        for proc in replaying:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
         owner.close()

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,12 +26,14 @@ from typing import Any
 import duckdb
 
 from .. import sqlfiles
-from ..errors import ConfigError
+from ..errors import ConfigError, OwnershipError
 from ..relations import temp_table
 from . import windows
 from .rules import Rule, load_rules_file
 from .state import SQL
 
+# The tables a replay reads (sql/alerts.sql, backtest-runs).
+_SOURCES = ("requests", "queries", "process_samples", "points", "series")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -173,23 +176,82 @@ def parse_time(text: str) -> float:
 
 
 def backtest_file(db_path: str | Path, rules_path: str | Path, *, since: str, step: str = "60s",
-                  until: str | None = None) -> str:
-    """``duckpulse alerts backtest``: replay a TOML rules file over a DuckDB file (opened read-only)."""
+                  until: str | None = None, history_dir: str | Path | None = None) -> str:
+    """``duckpulse alerts backtest``: replay a TOML rules file over a database, never locking its owner out.
+
+    With no owner running, the file is read (read-only) while this process holds the owner lock, so an owner that
+    starts meanwhile waits as a producer or says who holds the file, instead of finding DuckDB's lock taken. While
+    an owner runs, its file is never opened (a read-only open could slip into the owner's periodic reopen and take
+    the file from it, issue 13 item 10): the back-test reads what the owner publishes for readers, the Parquet
+    history (``history_dir``, default ``<db>.history``).
+    """
     rules = load_rules_file(rules_path)
     now = time.time() if until is None else parse_time(until)
     if not Path(db_path).exists():
         raise ConfigError(f"{db_path}: no such DuckDB file; pass the owner's database with --db PATH")
+    with _read_without_locking_out(Path(db_path), history_dir) as (con, source):
+        results = backtest(con, rules, since_seconds=parse_duration(since), now=now,
+                           step_seconds=parse_duration(step))
+    header = (f"back-test of {len(rules)} rule{'s' if len(rules) != 1 else ''} from {rules_path} over {since} "
+              f"of {source}, until {datetime.fromtimestamp(now, UTC).isoformat(timespec='seconds')}")
+    return header + "\n" + report(results)
+
+
+@contextmanager
+def _read_without_locking_out(db_path: Path,
+                              history_dir: str | Path | None) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+    """A connection to back-test over, and what it reads: the file while this process holds its owner lock, or,
+    while an owner runs, the history it publishes."""
+    from .. import history
+    from ..archive import default_history_dir
+    from ..store import OwnerLock
+
+    try:
+        lock = OwnerLock(db_path)
+    except OwnershipError as exc:
+        owner = str(exc).split(" (lock file", 1)[0]  # "<db> is already owned by process N"
+        published = Path(history_dir) if history_dir is not None else default_history_dir(db_path)
+        con = history.connect(published, attach_live=False)
+        if not _with_every_source(con):
+            con.close()
+            raise ConfigError(f"{owner}, and nothing of it is published in {published} yet: the back-test reads "
+                              "what a running owner publishes, never its file (opening it could lock the owner out). "
+                              "Wait for its archive job (hours are archived 10 minutes after they end), pass "
+                              "--history DIR if its history is elsewhere, or back-test a copy of the file") from None
+        try:
+            yield con, f"{published} (the history the owner of {db_path} publishes; it runs)"
+        finally:
+            con.close()
+        return
     try:
         con = duckdb.connect(str(db_path), read_only=True)
     except duckdb.Error as exc:
-        raise ConfigError(f"cannot open {db_path} to read it: {exc}. A running owner (`duckpulse serve`, or the "
-                          "app with Monitor(db_path=...)) holds the file: back-test a copy of it, or stop the "
-                          "owner first") from exc
+        lock.release()
+        raise ConfigError(f"cannot open {db_path} to read it: {exc}. Another program (a notebook, the duckdb CLI) "
+                          "has it open: close it, or back-test a copy of the file") from exc
     try:
-        results = backtest(con, rules, since_seconds=parse_duration(since), now=now,
-                           step_seconds=parse_duration(step))
+        yield con, str(db_path)
     finally:
         con.close()
-    header = (f"back-test of {len(rules)} rule{'s' if len(rules) != 1 else ''} from {rules_path} over {since} "
-              f"of {db_path}, until {datetime.fromtimestamp(now, UTC).isoformat(timespec='seconds')}")
-    return header + "\n" + report(results)
+        lock.release()
+
+
+def _with_every_source(con: duckdb.DuckDBPyConnection) -> bool:
+    """Give a history connection an empty table for each source table nothing of which is archived (the replay
+    reads them all), built by the schema's own migrations in a scratch database; False if none had anything."""
+    from ..store import migrations, quote_identifier
+
+    present = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+    if not present:
+        return False
+    con.execute("ATTACH ':memory:' AS duckpulse_schema")
+    con.execute("USE duckpulse_schema")
+    try:
+        for _, sql in migrations():
+            con.execute(sql)
+    finally:
+        con.execute("USE memory")
+    for table in sorted(set(_SOURCES) - present):
+        name = quote_identifier(table)  # from the fixed _SOURCES, quoted
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM duckpulse_schema.main.{name}")
+    return True
