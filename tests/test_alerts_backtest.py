@@ -275,6 +275,8 @@ def test_a_backtest_during_the_owners_reopen_never_locks_it_out(
         assert replaying[0].returncode == 0, err
         assert "(the history the owner of" in out.splitlines()[0]
         assert out.splitlines()[1].startswith("slow: fired 2 times")
+        print("\nFIGURE back-test started in the owner's reopen: the owner reopened and flushed, the back-test "
+              f"replayed its history: {out.splitlines()[1]}")
     finally:
         for proc in replaying:
             if proc.poll() is None:

@@ -63,6 +63,8 @@ def test_a_first_rollup_over_an_old_row_steps_hour_by_hour_with_the_lock_free_be
     free = probe_steps(file_store, monkeypatch)
     summary = rollup.run(file_store, now)
     assert free == [True] * 4  # three hours with rows, then the watermark: never a walk through empty days
+    print(f"\nFIGURE first rollup over a row {'ts=1.0' if old is None else f'{old / 86_400:.0f} days old'}: "
+          f"{len(free)} write transactions, the writer lock free before each of them")
     assert summary.minutes_start == rollup.floor_to(stamp, 60) and summary.minutes_end == now
     assert file_store.scalar("SELECT sum(count) FROM rollups_1m") == 4
     assert file_store.scalar("SELECT sum(count) FROM rollups_1h") == 4

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,8 +65,10 @@ def test_late_very_old_clock_jumped_and_impossible_rows_are_each_in_the_history_
     assert mon.store is not None
     ids = itertools.count(1)
     recorded: list[float] = []
+    kinds: Counter[str] = Counter()
 
-    def record(ts: float, rows: int = 3) -> None:
+    def record(ts: float, kind: str, rows: int = 3) -> None:
+        kinds[kind] += rows
         for _ in range(rows):
             n = float(next(ids))
             mon.track_request("/r", "GET", 200, n, ts=ts)
@@ -76,22 +79,22 @@ def test_late_very_old_clock_jumped_and_impossible_rows_are_each_in_the_history_
         mon.flush()
         return {job: mon.jobs_runner.run(job) for job in ("rollup", "archive", "retention")}
 
-    record(T0 - 15 * YEAR)
+    record(T0 - 15 * YEAR, "15 years old")
     plant(mon.store, "requests", [-5.0 * YEAR, 1_700_000_000_000.0], first_id=1_000_000)
     first = tick()["archive"]
     assert isinstance(first, archive.ArchiveSummary)
     assert first.hours["requests"] == 1  # the 15-year-old hour at once: no crawl from it through empty hours
     for step in range(3 * 12):
-        record(clock.now() - 60)
+        record(clock.now() - 60, "on time")
         if step % 3 == 1:
-            record(clock.now() - 2 * HOUR)
+            record(clock.now() - 2 * HOUR, "2 h late")
         if step % 5 == 2:
-            record(clock.now() - 26 * HOUR)
+            record(clock.now() - 26 * HOUR, "26 h late")
         if step == 15:  # the wall clock jumps a day ahead for four hours, then is put right
             real = clock.now()
             clock.set_wall(real + DAY)
             for _ in range(2):
-                record(clock.now() - 60)
+                record(clock.now() - 60, "a day ahead")
                 tick()
             clock.set_wall(real + 2 * STEP)
         tick()
@@ -104,6 +107,9 @@ def test_late_very_old_clock_jumped_and_impossible_rows_are_each_in_the_history_
     assert len(got) == len(set(got))  # no row twice
     assert got == sorted(recorded)  # and every one of them
     assert retention.expired_totals(mon.store) == {BEFORE_1970: {"requests": 1}, FUTURE: {"requests": 1}}
+    print(f"\nFIGURE late rows: {len(got)} of {len(recorded)} committed requests in the history, once each "
+          f"({', '.join(f'{n} {kind}' for kind, n in kinds.items())}); 2 impossible ones expired, counted by rule; "
+          "0 job failures; raw table empty at the end")
 
 
 def test_a_late_row_of_an_hour_retention_already_deleted_goes_to_a_second_file(

@@ -111,6 +111,9 @@ def test_the_database_file_deleted_under_its_owner_is_made_anew_said_and_counted
         health = health_body(owner.stats(), detailed=True)
         assert health["status"] == "degraded"
         assert any("deleted or replaced" in problem and "5 rows" in problem for problem in health["problems"])
+        print(f"\nFIGURE database file deleted under its owner: made anew at the next write, {store['rows_lost']} rows "
+              f"of the deleted file counted lost, the 3 flushed and 3 ingested after stored, "
+              f"{owner.stats()['ingest']['quarantined']} segments quarantined, health degraded")
         clock.advance(61)
         assert owner.store is not None
         assert owner.store.release_memory(clock.now())["recycled"]  # the periodic reopen opens the new file
@@ -147,6 +150,7 @@ def test_health_reflects_recent_faults_and_keeps_the_counts(tmp_path: Path) -> N
         clock.advance(1)
         health = health_body(mon.stats(), detailed=False)
         assert (health["status"], health["problems"], health["dropped"]) == ("ok", [], {"buffer_full": 2})
+        print(f"\nFIGURE health after 2 drops: degraded for {RECENT_FAULT_SECONDS:.0f} s, then ok with the counts kept")
         for i in range(5):
             mon.track_request("/", "GET", 200, float(i))
         mon.flush()

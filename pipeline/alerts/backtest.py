@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 
 from .. import sqlfiles
-from ..errors import ConfigError, OwnershipError
+from ..errors import ConfigError
 from ..relations import temp_table
 from . import windows
 from .rules import Rule, load_rules_file
@@ -204,12 +204,11 @@ def _read_without_locking_out(db_path: Path,
     while an owner runs, the history it publishes."""
     from .. import history
     from ..archive import default_history_dir
-    from ..store import OwnerLock
+    from ..owner_lock import OwnerLock, holder
 
-    try:
-        lock = OwnerLock(db_path)
-    except OwnershipError as exc:
-        owner = str(exc).split(" (lock file", 1)[0]  # "<db> is already owned by process N"
+    lock = OwnerLock.try_acquire(db_path)
+    if lock is None:
+        owner = f"{db_path} is already owned by process {holder(db_path)}"
         published = Path(history_dir) if history_dir is not None else default_history_dir(db_path)
         con = history.connect(published, attach_live=False)
         if not _with_every_source(con):
@@ -217,7 +216,7 @@ def _read_without_locking_out(db_path: Path,
             raise ConfigError(f"{owner}, and nothing of it is published in {published} yet: the back-test reads "
                               "what a running owner publishes, never its file (opening it could lock the owner out). "
                               "Wait for its archive job (hours are archived 10 minutes after they end), pass "
-                              "--history DIR if its history is elsewhere, or back-test a copy of the file") from None
+                              "--history DIR if its history is elsewhere, or back-test a copy of the file")
         try:
             yield con, f"{published} (the history the owner of {db_path} publishes; it runs)"
         finally:
