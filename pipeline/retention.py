@@ -77,17 +77,6 @@ def expired_totals(store: Store) -> dict[str, dict[str, int]]:
     return totals
 
 
-def _ranges(hours: list[float]) -> list[tuple[float, float]]:
-    """Runs of consecutive hours as [start, end) ranges."""
-    ranges: list[tuple[float, float]] = []
-    for hour in hours:
-        if ranges and ranges[-1][1] == hour:
-            ranges[-1] = (ranges[-1][0], hour + HOUR_SECONDS)
-        else:
-            ranges.append((hour, hour + HOUR_SECONDS))
-    return ranges
-
-
 class _Expiry:
     """One run's deletions of archived tables, in the caller's transaction: counts them in ``deleted`` and what
     never reached the history in ``expired`` (reason -> table -> rows) and in the expired_rows table."""
@@ -123,20 +112,30 @@ class _Expiry:
         self.count(table, BEFORE_1970, self.delete(table, -math.inf, EARLIEST_SECONDS))
         self.count(table, FUTURE, self.delete(table, future_from, math.inf))
 
-    def archived_hours(self, table: str, cut: float, history_start: float) -> None:
-        """Delete the whole hours before ``cut`` whose rows the history holds, or that are older than it keeps."""
-        rows = self.store.con.execute(archive.compose(sqlfiles.query(SQL, "retention-hours"), table), {
-            "table_name": table, "earliest": utc_datetime(EARLIEST_SECONDS),
-            "cutoff": utc_datetime(floor_to(cut, HOUR_SECONDS))}).fetchall()
-        held = [(float(h), int(n), int(measure), int(done)) for h, n, measure, done in rows]
-        for start, end in _ranges([h for h, _, measure, done in held if measure == done or h < history_start]):
-            self.delete(table, start, end)
-            self.execute("retention-hours-deleted", table,
-                         {"table_name": table, "start": utc_datetime(start), "end": utc_datetime(end)})
-        self.count(table, OLDER_THAN_HISTORY,
-                   sum(n - done for h, n, measure, done in held if h < history_start and measure != done))
-        self.execute("retention-hours-forget", table,
-                     {"table_name": table, "before": utc_datetime(min(history_start, floor_to(cut, HOUR_SECONDS)))})
+    def hours_with_rows(self, table: str, end: float) -> list[float]:
+        """The hours that hold rows stamped in [1970, end) (epoch seconds, in order), read without the writer's
+        lock: each is then deleted in a transaction of its own."""
+        with self.store.reading() as cursor:
+            rows = cursor.execute(archive.compose(sqlfiles.query(SQL, "retention-hours-with-rows"), table), {
+                "earliest": utc_datetime(EARLIEST_SECONDS), "end": utc_datetime(end)}).fetchall()
+        return [float(hour) for (hour,) in rows]
+
+    def archived_hour(self, table: str, hour: float, history_start: float) -> None:
+        """Delete the rows of ``hour`` if the history holds all of them, or if the hour is older than it keeps (those
+        it lacks are counted as expired); checked in the caller's transaction, so a row arriving meanwhile keeps it."""
+        span = {"start": utc_datetime(hour), "end": utc_datetime(hour + HOUR_SECONDS)}
+        rows = self.store.con.execute(archive.compose(sqlfiles.query(SQL, "retention-hours"), table),
+                                      {"table_name": table, **span}).fetchall()
+        for _, n, measure, done in rows:
+            if measure != done and hour >= history_start:
+                continue  # late rows the archive has not exported yet: they wait for it
+            self.delete(table, hour, hour + HOUR_SECONDS)
+            self.execute("retention-hours-deleted", table, {"table_name": table, **span})
+            if measure != done:
+                self.count(table, OLDER_THAN_HISTORY, int(n) - int(done))
+
+    def forget(self, table: str, before: float) -> None:
+        self.execute("retention-hours-forget", table, {"table_name": table, "before": utc_datetime(before)})
 
 
 def run(store: Store, now: float, settings: RetentionSettings | None = None,
@@ -144,7 +143,7 @@ def run(store: Store, now: float, settings: RetentionSettings | None = None,
     """Delete every expired row of every tier, then CHECKPOINT. With ``archive_settings`` (the owner's archive, when
     it has a history), archived tables lose only hours the history holds, and whatever never reaches it is counted.
 
-    Each table is its own transaction, so the writer's lock is held for one table's deletions at a time.
+    Each hour of each table is its own transaction, so the writer's lock is held for one hour's deletions at a time.
     """
     settings = settings or RetentionSettings()
     raw_cut = cutoff(now, settings.raw_days * DAY_SECONDS)
@@ -165,10 +164,18 @@ def run(store: Store, now: float, settings: RetentionSettings | None = None,
         expiry = _Expiry(store, deleted, expired)
         with store.transaction():
             expiry.impossible(table, now + settings.raw_days * DAY_SECONDS)
-            if history:
-                expiry.archived_hours(table, cut, history_start)
-            else:
-                expiry.delete(table, EARLIEST_SECONDS, cut)
+        # Hour by hour, each its own transaction: a backlog (an archive that failed for days, a first run over an
+        # old file) never holds the writer's lock for more than one hour's rows of one table.
+        end = floor_to(cut, HOUR_SECONDS) if history else cut  # with a history, whole hours only
+        for hour in expiry.hours_with_rows(table, end):
+            with store.transaction():
+                if history:
+                    expiry.archived_hour(table, hour, history_start)
+                else:
+                    expiry.delete(table, hour, min(hour + HOUR_SECONDS, end))
+        if history:
+            with store.transaction():
+                expiry.forget(table, min(history_start, end))
     with store.transaction():
         for blocks, cut in ((OTHER_RAW_BLOCKS, raw_cut), (HOUR_BLOCKS, hour_cut)):
             for block in blocks:

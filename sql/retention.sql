@@ -6,13 +6,19 @@
 DELETE FROM /* table */
 WHERE /* column */ >= coalesce($start, '-infinity'::TIMESTAMP) AND /* column */ < coalesce($end, 'infinity'::TIMESTAMP);
 
+-- name: retention-hours-with-rows
+-- The hours of an archived table that hold rows stamped in [$earliest, $end), as epoch seconds.
+SELECT DISTINCT epoch(date_trunc('hour', /* column */)) AS hour FROM /* table */
+WHERE /* column */ >= $earliest AND /* column */ < $end
+ORDER BY hour;
+
 -- name: retention-hours
--- The hours before $cutoff of an archived table (from 1970 on, epoch seconds): their rows, their measure (rows, or
--- the raw rows rollup rows count) and how much of it the archive's ledger says the history holds.
+-- The hours of [$start, $end) of an archived table (epoch seconds): their rows, their measure (rows, or the raw
+-- rows rollup rows count) and how much of it the archive's ledger says the history holds.
 WITH held AS (
     SELECT date_trunc('hour', /* column */) AS hour, count(*) AS n, /* measure */ AS measure
     FROM /* table */
-    WHERE /* column */ >= $earliest AND /* column */ < $cutoff
+    WHERE /* column */ >= $start AND /* column */ < $end
     GROUP BY 1
 )
 SELECT epoch(held.hour), held.n, held.measure, coalesce(a.archived, 0)

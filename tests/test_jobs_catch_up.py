@@ -73,6 +73,31 @@ def test_a_first_rollup_over_an_old_row_steps_hour_by_hour_with_the_lock_free_be
     assert state["1h"] == rollup.TierState(rollup.floor_to(stamp, HOUR), now)
 
 
+def test_retention_over_a_backlog_deletes_hour_by_hour_with_the_lock_free_between(
+        file_store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retention run over days of archived raw rows (the archive failed for days, or a first run over an old file)
+    deleted everything of a table in one transaction, holding the writer's lock throughout. Now each hour that holds
+    rows is its own transaction, checked there against the archive's ledger, and another thread can take the writer
+    lock before every one of them."""
+    from pipeline import archive, retention
+
+    now = clock.now()
+    stamps = [now - 9 * 86_400 + 10, now - 9 * 86_400 + 20, now - 8.5 * 86_400, now - 8 * 86_400, now - HOUR]
+    add_requests(file_store, [(ts, "/", "GET", 200, float(n)) for n, ts in enumerate(stamps)])
+    rollup.run(file_store, now)
+    archive.run(file_store, now)
+    hours = {rollup.floor_to(ts, HOUR) for ts in stamps[:-1]}  # the ones older than raw_days (7)
+
+    free = probe_steps(file_store, monkeypatch)
+    summary = retention.run(file_store, now, retention.RetentionSettings(), archive.ArchiveSettings())
+    # Per table: the impossible rows, then each hour with rows on its own, then the ledger; at the end the tables
+    # that are not archived.
+    assert all(free) and len(free) == len(archive.TABLES) * 2 + len(hours) + 1
+    assert summary.deleted["requests"] == 4 and file_store.scalar("SELECT count(*) FROM requests") == 1
+    print(f"\nFIGURE retention over 3 days of archived rows: {len(hours)} hours deleted in {len(hours)} transactions "
+          f"of their own, the writer lock free before each of the {len(free)} transactions")
+
+
 def test_rows_with_impossible_timestamps_fail_no_job_and_expire_counted(monitor: Monitor, clock: FakeClock) -> None:
     """Issue 13, item 6 (the jobs' side): an older duckpulse stored ts=NaN/inf as DuckDB's first timestamp (year
     290309 BC) and milliseconds as year 55840; the rollup and archive jobs then failed every run ("'str' object has
