@@ -94,8 +94,8 @@ def test_retention_over_a_backlog_deletes_hour_by_hour_with_the_lock_free_betwee
     # that are not archived.
     assert all(free) and len(free) == len(archive.TABLES) * 2 + len(hours) + 1
     assert summary.deleted["requests"] == 4 and file_store.scalar("SELECT count(*) FROM requests") == 1
-    print(f"\nFIGURE retention over 3 days of archived rows: {len(hours)} hours deleted in {len(hours)} transactions "
-          f"of their own, the writer lock free before each of the {len(free)} transactions")
+    print(f"\nFIGURE retention over archived rows 8-9 days old: {len(hours)} hours deleted in {len(hours)} "
+          f"transactions of their own, the writer lock free before each of the {len(free)} transactions")
 
 
 def test_rows_with_impossible_timestamps_fail_no_job_and_expire_counted(monitor: Monitor, clock: FakeClock) -> None:
