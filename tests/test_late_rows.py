@@ -14,7 +14,7 @@ from test_rollup import add_requests
 from pipeline import Monitor, archive, history, retention, rollup
 from pipeline.archive import ArchiveSettings
 from pipeline.retention import BEFORE_1970, FUTURE, OLDER_THAN_HISTORY, RetentionSettings
-from pipeline.store import Store
+from pipeline.store import Store, migrations
 from pipeline.testing import FakeClock
 
 T0 = FakeClock().now()  # 2026-01-01T00:00:00Z
@@ -194,7 +194,8 @@ def test_a_database_archived_before_the_ledger_keeps_its_archived_hours(db_path:
         store.con.execute("INSERT INTO archive_state VALUES ('requests', $until, $until)",
                           {"until": archive.utc_datetime(T0 + HOUR)})
         store.con.execute("DELETE FROM archive_hours")
-        store.con.execute("DELETE FROM schema_version WHERE version >= 5")
+        ledger = next(version for version, sql in migrations() if "CREATE TABLE IF NOT EXISTS archive_hours" in sql)
+        store.con.execute("DELETE FROM schema_version WHERE version >= $v", {"v": ledger})
     store.close()
     store = Store(db_path, clock)
     try:
