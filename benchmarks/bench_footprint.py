@@ -7,6 +7,9 @@ again. The added RSS is the difference: imports, threads, buffers, caches, and D
 
 - bare Flask (what serving alone adds, for scale);
 - duckpulse producer: ``Monitor(spool_dir=...)`` with its defaults, as each gunicorn worker runs it;
+- duckpulse S3 producer: ``Monitor(spool_url="s3://...")``, a fleet's host: the same, plus the outbox, its uploader
+  thread and the MinIO SDK, uploading to moto's S3 server (tests/s3_server.py, a process of its own); RSS is read
+  once the outbox is empty;
 - duckpulse embedded owner: ``Monitor(db_path=...)`` with its defaults (jobs scheduled, DuckDB capped);
 - prometheus_flask_exporter's ``PrometheusMetrics(app)``;
 - OpenTelemetry's ``FlaskInstrumentor`` with the SDK's tracer and meter providers (a batch span processor
@@ -25,16 +28,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
-HEAVY = ("pandas", "pyarrow", "numpy", "duckdb", "apscheduler", "webapp", "psutil")
-VARIANTS = ("bare Flask", "duckpulse producer", "duckpulse embedded owner", "prometheus_flask_exporter",
-            "OpenTelemetry FlaskInstrumentor")
+HEAVY = ("pandas", "pyarrow", "numpy", "duckdb", "apscheduler", "webapp", "psutil", "minio")
+VARIANTS = ("bare Flask", "duckpulse producer", "duckpulse S3 producer", "duckpulse embedded owner",
+            "prometheus_flask_exporter", "OpenTelemetry FlaskInstrumentor")
+S3_ENDPOINT = "DUCKPULSE_BENCH_S3_ENDPOINT"  # the S3 server the parent started, for the S3 producer's children
 BUDGETS_MB = {"duckpulse producer": 20.0, "duckpulse embedded owner": 80.0}
 
 
@@ -64,10 +70,20 @@ def child(variant: str, requests: int, tmp: str) -> dict[str, Any]:
         from pipeline import Monitor
         from pipeline.integrations.flask import DuckPulse
 
-        where = {"spool_dir": Path(tmp) / "spool"} if "producer" in variant else {"db_path": Path(tmp) / "m.duckdb"}
-        monitor = Monitor(**where)  # type: ignore[arg-type]
+        local = variant == "duckpulse producer"
+        where: dict[str, Any] = {"spool_dir": Path(tmp) / "spool"} if local else {"db_path": Path(tmp) / "m.duckdb"}
+        if variant == "duckpulse S3 producer":
+            from pipeline.settings import ObjectStoreSettings, OutboxSettings
+
+            where = {"spool_url": "s3://footprint/fleet", "outbox": OutboxSettings(outbox_dir=Path(tmp) / "outbox"),
+                     "object_store": ObjectStoreSettings(endpoint_url=os.environ[S3_ENDPOINT])}
+        monitor = Monitor(**where)
         DuckPulse(app, monitor=monitor)
-        final_flush = monitor.flush
+
+        def final_flush() -> None:
+            monitor.flush()
+            while monitor.stats().get("outbox", {}).get("waiting_segments"):  # an S3 producer: uploaded too
+                time.sleep(0.05)
     elif variant == "prometheus_flask_exporter":
         from prometheus_flask_exporter import PrometheusMetrics
 
@@ -122,6 +138,22 @@ def run_child(variant: str, requests: int) -> dict[str, Any]:
     return result
 
 
+def start_s3_server() -> subprocess.Popen[str]:
+    """moto's S3 server for the S3 producer (its address in the environment the children inherit), bucket made."""
+    os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1")
+    server = Path(__file__).resolve().parent.parent / "tests" / "s3_server.py"
+    proc = subprocess.Popen([sys.executable, str(server)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True)
+    assert proc.stdout is not None
+    os.environ[S3_ENDPOINT] = f"http://127.0.0.1:{int(proc.stdout.readline())}"
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from pipeline.objectstore import ObjectStore, ObjectStoreSettings
+
+    ObjectStore("s3://footprint", ObjectStoreSettings(endpoint_url=os.environ[S3_ENDPOINT])).client.make_bucket(
+        "footprint")
+    return proc
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=100_000)
@@ -142,10 +174,15 @@ def main() -> int:
     results: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     order = list(VARIANTS)
     rng = random.Random(args.seed)
-    for _ in range(args.rounds):
-        rng.shuffle(order)
-        for variant in order:
-            results[variant].append(run_child(variant, args.requests))
+    server = start_s3_server()
+    try:
+        for _ in range(args.rounds):
+            rng.shuffle(order)
+            for variant in order:
+                results[variant].append(run_child(variant, args.requests))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
     added: dict[str, float] = {}
     rows = []
     for variant, runs in results.items():
@@ -166,6 +203,11 @@ def main() -> int:
                 "shared libraries and files, shared with every process that maps them"))
     verdicts = []
     producer = added.get("duckpulse producer")
+    if producer and "duckpulse S3 producer" in added:
+        fleet = added["duckpulse S3 producer"]
+        print(f"duckpulse S3 producer: {fleet:+.1f} MB, {fleet - producer:+.1f} MB over a local producer (the outbox, "
+              f"its uploader thread and the MinIO SDK); the producer budget (<= 20 MB) is "
+              f"{'met' if fleet <= 20 else 'not met'} by it too")
     if producer:
         for peer in ("prometheus_flask_exporter", "OpenTelemetry FlaskInstrumentor"):
             if peer in added:

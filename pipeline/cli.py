@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 from .errors import DuckPulseError
+from .objectstore import is_object_url
 from .settings import MIN_FLUSH_INTERVAL_SECONDS
 
 # Starts the dashboard beside the owner: (monitor, host, port) -> a running server with ``url`` and ``stop()``.
@@ -39,12 +40,16 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     options: dict[str, Any] = {"role": "owner"}  # a dedicated owner: another owner is an error, not a handover
     if args.spool is not None:
-        options["ingest_dir"] = args.spool
+        # A directory (producers on this machine), or a fleet's object storage (producers on any host).
+        options["spool_url" if is_object_url(args.spool) else "ingest_dir"] = args.spool
     if args.interval is not None:
         options["flush_interval_seconds"] = args.interval
     monitor = Monitor(db_path=args.db, config=args.config, **options)
     rules = len(monitor.alerts.rules) if monitor.alerts is not None else 0
-    print(f"duckpulse: owning {args.db}, ingesting segments from {monitor.ingest_dir} (pid {monitor.pid}), "
+    sources = monitor.stats().get("ingest", {}).get("sources") or [monitor.ingest_dir]
+    _check_object_store(monitor)
+    print(f"duckpulse: owning {args.db}, ingesting segments from {' and '.join(map(str, sources))} "
+          f"(pid {monitor.pid}), "
           f"configuration {monitor.settings.config_file or 'none'}, {rules} alert rules; stop with Ctrl-C or "
           "SIGTERM", flush=True)
     dashboard = None
@@ -62,6 +67,21 @@ def _serve(args: argparse.Namespace) -> int:
         monitor.close()  # a last flush and ingest
     print(f"duckpulse: stopped; {monitor.stats().get('ingest', {}).get('rows', 0)} rows ingested", flush=True)
     return 0
+
+
+def _check_object_store(monitor: Any) -> None:
+    """Say at start-up, not only in the ingest's counts, when the fleet's bucket cannot be used (the owner runs on:
+    the store may come back)."""
+    from .errors import ObjectStoreError
+    from .objectstore import ObjectStore
+
+    url = monitor.settings.owner.storage.spool_url
+    if url is None:
+        return
+    try:
+        ObjectStore(url, monitor.settings.object_store).check_bucket()
+    except ObjectStoreError as exc:
+        print(f"duckpulse: warning: {exc}; ingesting as soon as it answers", file=sys.stderr, flush=True)
 
 
 def _config_check(args: argparse.Namespace) -> int:
@@ -283,7 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="own a DuckDB file and ingest the segments producers spool")
     serve.add_argument("--db", required=True, help="the DuckDB file to own")
     serve.add_argument("--spool", default=None,
-                       help="the spool directory producers write to (default $DUCKPULSE_SPOOL_DIR, else <db>.spool)")
+                       help="the spool directory producers write to (default $DUCKPULSE_SPOOL_DIR, else <db>.spool), "
+                            "or a fleet's spool in object storage, s3://bucket/prefix, which hosts upload to "
+                            "(Monitor(spool_url=...)); the endpoint and region come from [object_store] or the AWS "
+                            "variables, the credentials from the AWS environment and files")
     serve.add_argument("--config", default=None, metavar="FILE",
                        help="duckpulse.toml: alert rules, notifiers, retention, archive, DuckDB memory (default "
                             "$DUCKPULSE_CONFIG, else duckpulse.toml beside the database)")

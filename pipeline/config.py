@@ -20,10 +20,13 @@ from typing import Any
 from . import tomldoc
 from .alerts.rules import Rule, RuleError, field_line, rules_from_document
 from .errors import ConfigError
+from .objectstore import is_object_url
 from .settings import (
     AlertSettings,
     ArchiveSettings,
     NotifierSettings,
+    ObjectStoreSettings,
+    OutboxSettings,
     OwnerSettings,
     RecordingSettings,
     RetentionSettings,
@@ -42,21 +45,24 @@ CONFIG_VARIABLE = "DUCKPULSE_CONFIG"
 SECTIONS: dict[str, type[Any]] = {
     "recording": RecordingSettings, "storage": StorageSettings, "alerts": AlertSettings,
     "rollup": RollupSettings, "retention": RetentionSettings, "archive": ArchiveSettings,
+    "object_store": ObjectStoreSettings, "outbox": OutboxSettings,
 }
 _NOT_IN_FILE = {("alerts", "rules"), ("alerts", "notifiers"), ("recording", "host")}
-_PATHS = {"spool_dir", "history_dir"}
-_TEXTS = {"duckdb_memory_limit", "host"}
-_OPTIONAL = {"memory_interval_seconds", "host", "duckdb_memory_limit", "spool_dir", "history_dir", "history_days"}
+_PATHS = {"spool_dir", "history_dir", "outbox_dir"}
+_TEXTS = {"duckdb_memory_limit", "host", "spool_url", "endpoint_url", "region", "profile"}
+_OPTIONAL = {"memory_interval_seconds", "host", "duckdb_memory_limit", "spool_dir", "history_dir", "history_days",
+             "spool_url", "endpoint_url", "region", "profile", "outbox_dir"}
 # Monitor's keyword arguments that name a field differently from the file.
 KEYWORDS: dict[str, tuple[str, str]] = {
     "ingest_dir": ("storage", "spool_dir"),
+    "spool_url": ("storage", "spool_url"),
     "alert_interval_seconds": ("alerts", "interval_seconds"),
     **{name: ("recording", name) for name in (f.name for f in dataclasses.fields(RecordingSettings))},
     **{name: ("storage", name) for name in ("duckdb_memory_limit", "jobs")},
     "default_rules": ("alerts", "default_rules"),
 }
 # Keyword arguments that give a whole section (a RollupSettings, ...): they replace the file's and variables'.
-SECTION_KEYWORDS = ("rollup", "retention", "archive")
+SECTION_KEYWORDS = ("rollup", "retention", "archive", "object_store", "outbox")
 
 
 def _environment() -> dict[str, tuple[str, str]]:
@@ -107,7 +113,14 @@ def _from_text(section: str, name: str, text: str) -> Any:
             return float(text)
     except ValueError:
         raise ValueError(f"expected {'an integer' if kind == 'integer' else 'a number'}") from None
-    return Path(text) if kind == "path" else text
+    return _path(text) if kind == "path" else text
+
+
+def _path(value: str | os.PathLike[str], base: Path | None = None) -> str | Path:
+    """A path setting: an object storage URL stays as it is (history_dir = "s3://..."), a path becomes a Path."""
+    if is_object_url(value):
+        return str(value)
+    return base / value if base is not None else Path(value)
 
 
 def _from_toml(section: str, name: str, value: Any, base: Path) -> Any:
@@ -123,7 +136,7 @@ def _from_toml(section: str, name: str, value: Any, base: Path) -> Any:
         raise ValueError(f"expected {'a' if kind != 'integer' else 'an'} {kind}{off}, got {value!r}")
     if kind == "number":
         return float(value)
-    return base / value if kind == "path" else value
+    return _path(value, base) if kind == "path" else value
 
 
 def _expected(exc: ConfigError) -> str:
@@ -308,7 +321,7 @@ def load(options: Mapping[str, Any] | None = None, *, db_path: str | os.PathLike
         elif key in KEYWORDS:
             section, name = KEYWORDS[key]
             if name in _PATHS and isinstance(value, str | os.PathLike):
-                value = Path(value)
+                value = _path(value)
             merged[section][name] = _Value(value, f"{key}={value!r}")
         elif key not in SECTION_KEYWORDS:
             raise ConfigError(f"unknown setting {key!r}; the settings are {', '.join(sorted(KEYWORDS))}, "
@@ -323,7 +336,8 @@ def load(options: Mapping[str, Any] | None = None, *, db_path: str | os.PathLike
         sections["alerts"] = dataclasses.replace(sections["alerts"], rules=parsed.rules, notifiers=parsed.notifiers)
     owner = OwnerSettings(storage=sections["storage"], alerts=sections["alerts"], rollup=sections["rollup"],
                           retention=sections["retention"], archive=sections["archive"])
-    return Settings(role=role, recording=sections["recording"], owner=owner, config_file=file)
+    return Settings(role=role, recording=sections["recording"], owner=owner, object_store=sections["object_store"],
+                    outbox=sections["outbox"], config_file=file)
 
 
 def _build(cls: type[Any], values: Mapping[str, _Value]) -> Any:
@@ -370,11 +384,11 @@ def differences(current: Settings, options: Mapping[str, Any]) -> list[str]:
                 continue
             have, value = current.config_file, Path(value)
         elif key in SECTION_KEYWORDS:
-            have = getattr(current.owner, key)
+            have = getattr(current if key in ("object_store", "outbox") else current.owner, key)
         elif key in KEYWORDS:
             section, name = KEYWORDS[key]
             have = getattr(sections[section], name)
-            value = Path(value) if name in _PATHS and isinstance(value, str | os.PathLike) else value
+            value = _path(value) if name in _PATHS and isinstance(value, str | os.PathLike) else value
         else:
             continue
         if (value != have and value is not None) or (value is None and have is not None and key in KEYWORDS):
@@ -401,4 +415,21 @@ def describe(settings: Settings) -> list[str]:
         f"1-hour rollups {owner.retention.rollups_1h_days:g} d",
         f"archive: {owner.archive.history_dir or '<db>.history'}, kept "
         f"{'forever' if owner.archive.history_days is None else f'{owner.archive.history_days:g} d'}",
+        *_describe_fleet(settings),
     ]
+
+
+def _describe_fleet(settings: Settings) -> list[str]:
+    """The object storage lines of ``describe`` (none when nothing is in object storage)."""
+    spool_url, history = settings.owner.storage.spool_url, settings.owner.archive.history_dir
+    if spool_url is None and not is_object_url(history):
+        return []
+    store, outbox = settings.object_store, settings.outbox
+    region = f", region {store.region}" if store.region else ""
+    profile = f", profile {store.profile}" if store.profile else ""
+    return [f"fleet: spool {spool_url or 'local'}, history {history if is_object_url(history) else 'local'}; "
+            f"object store {store.endpoint_url or 'AWS S3 (or AWS_ENDPOINT_URL)'}{region}{profile}; credentials "
+            "from the AWS environment and files",
+            f"outbox: {outbox.outbox_dir or '<cache>/duckpulse/outbox/<bucket>/<prefix>'}, at most "
+            f"{outbox.max_bytes:,} bytes, retries from {outbox.retry_initial_seconds:g} s to "
+            f"{outbox.retry_max_seconds:g} s"]

@@ -40,6 +40,7 @@ from .fingerprint import DIALECTS, resolve_dialect
 from .instruments import Counter, Gauge, Histogram, QueryTimer, Registry, RejectedInstrument
 from .jobs import Jobs
 from .logs import ThrottledLog
+from .outbox import OutboxFull
 from .owner_lock import holder
 from .process import ProcessSampler
 from .role import CLAIM_INTERVAL_SECONDS, Role
@@ -74,10 +75,10 @@ else:
         """
 
         def __call__(cls, db_path=None, spool_dir=None, **kwargs):
-            if db_path is None and spool_dir is None:
+            if db_path is None and spool_dir is None and kwargs.get("spool_url") is None:
                 db_path = os.environ.get("DUCKPULSE_DB_PATH") or None
             return open_monitors.get_or_create(
-                open_monitors.key(db_path, spool_dir), kwargs,
+                open_monitors.key(db_path, spool_dir, kwargs.get("spool_url")), kwargs,
                 lambda: super(_OnePerFile, cls).__call__(db_path, spool_dir, **kwargs))
 
 
@@ -128,6 +129,8 @@ class Monitor(_HotState):
     ``Monitor(db_path=X)``: this process owns X if no other process does (``role="auto"``, the default), else it
     records as a producer into X's spool and takes ownership over when the owner ends. ``role="owner"`` must own
     (OwnershipError otherwise), ``role="producer"`` never does. ``Monitor(spool_dir=S)`` is a pure producer into S.
+    ``Monitor(spool_url="s3://bucket/prefix")`` is a fleet's producer on any host: its segments wait in a local
+    outbox and are uploaded there (pipeline/outbox.py), for a central owner (``duckpulse serve --spool s3://...``).
     A second ``Monitor(db_path=X)`` in the same process returns the first (see pipeline/open_monitors.py).
 
     Settings (``pipeline.settings.MonitorOptions``) come from these keyword arguments, then ``DUCKPULSE_*``
@@ -137,10 +140,13 @@ class Monitor(_HotState):
     def __init__(self, db_path: str | os.PathLike[str] | None = None,
                  spool_dir: str | os.PathLike[str] | None = None, *, clock: Clock | None = None,
                  config: str | os.PathLike[str] | None = None, **options: Unpack[MonitorOptions]) -> None:
-        if (db_path is None) == (spool_dir is None):
-            raise ConfigError("Monitor needs exactly one of db_path (the DuckDB file: this process owns it, or records "
-                              "into its spool while another process does) and spool_dir (a producer only)")
         self.settings: Settings = load_settings(options, db_path=db_path, config=config)
+        spool_url = self.settings.owner.storage.spool_url if db_path is None and spool_dir is None else None
+        given_url = options.get("spool_url") is not None and spool_dir is not None  # both given: which one?
+        if (db_path is not None) + (spool_dir is not None) + (spool_url is not None) != 1 or given_url:
+            raise ConfigError("Monitor needs exactly one of db_path (the DuckDB file: this process owns it, or records "
+                              "into its spool while another process does), spool_dir (a producer only) and spool_url "
+                              "(a producer of a fleet, uploading to object storage: s3://bucket/prefix)")
         recording = self.settings.recording
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.flush_interval_seconds = float(recording.flush_interval_seconds)
@@ -164,7 +170,7 @@ class Monitor(_HotState):
         self._create_process_state()
         if self._role.ownership is not None and self.jobs:
             self._role.ownership.start_jobs()
-        open_monitors.register(self, open_monitors.key(db_path, spool_dir))
+        open_monitors.register(self, open_monitors.key(db_path, spool_dir, spool_url))
 
     def _differences(self, options: Mapping[str, Any]) -> list[str]:
         """What a new Monitor(...) call of this file asked for differently (it gets this monitor as it is); raises
@@ -458,7 +464,9 @@ class Monitor(_HotState):
         """Make everything recorded before this call durable (in DuckDB, or in the spool).
 
         Returns False if writing failed; the data then stays buffered (up to ``max_buffered``) for the next
-        attempt, and the failure is counted in ``stats()["flush_failures"]``.
+        attempt, and the failure is counted in ``stats()["flush_failures"]``. A fleet producer whose outbox is full
+        (the object store unreachable for long) drops the flush instead, counted in ``stats()["dropped"]
+        ["outbox_full"]``, and returns False too.
         """
         if self._closed:
             return True
@@ -469,6 +477,12 @@ class Monitor(_HotState):
                 return True
             try:
                 self._role.sink.write(tables)  # the owner's also checks single-event alert thresholds
+            except OutboxFull as exc:  # what cannot be kept is dropped, and counted
+                self._buffer.discard(tables, "outbox_full")
+                self.last_flush_error = f"{type(exc).__name__}: {exc}"
+                self._note_failure("outbox_full", f"{exc} ({tables.rows} rows, counted in "
+                                   "stats()['dropped']['outbox_full'])")
+                return False
             except Exception as exc:
                 self._buffer.restore(tables)
                 self.flush_failures += 1
@@ -582,6 +596,7 @@ class Monitor(_HotState):
         )
         if ownership is not None:
             counts.update(ownership.stats())
+        counts.update(self._role.sink_stats())
         # The counts above are since the start; these say which of them grew lately: name -> seconds since.
         counts["recent_faults"] = self._faults.observe(self._fault_totals(counts))
         counts["fault_window_seconds"] = self._faults.window_seconds
@@ -618,6 +633,7 @@ class Monitor(_HotState):
         try:
             self._role.claim_now(start_jobs=False)
             self.flush()
+            self._role.close_sink()
         finally:
             self._closed = True
             open_monitors.unregister(self)

@@ -26,12 +26,16 @@ _lock = threading.RLock()  # held while a monitor is created, so two threads nev
 _exiting = False
 
 
-def key(db_path: str | os.PathLike[str] | None, spool_dir: str | os.PathLike[str] | None) -> str | None:
-    """What makes two monitors the same: the database file, or a producer's spool directory (None: in memory)."""
+def key(db_path: str | os.PathLike[str] | None, spool_dir: str | os.PathLike[str] | None,
+        spool_url: str | None = None) -> str | None:
+    """What makes two monitors the same: the database file, a producer's spool directory, or a fleet producer's
+    object storage URL (None: in memory)."""
     if db_path is not None:
         return None if os.fspath(db_path) == ":memory:" else "db:" + os.path.realpath(db_path)
     if spool_dir is not None:
         return "spool:" + os.path.realpath(spool_dir)
+    if spool_url is not None:
+        return "url:" + spool_url.rstrip("/")
     return None
 
 

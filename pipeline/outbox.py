@@ -20,7 +20,7 @@ import fcntl
 import math
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,10 +54,10 @@ class OutboxSettings:
     retry_max_seconds: float = 15.0
     # At close, how long the last uploads may take; what is left waits for the next process using this outbox.
     close_timeout_seconds: float = 10.0
-    # How to reach the store (endpoint, region, profile, timeouts; credentials come from the AWS environment).
-    store: ObjectStoreSettings = field(default_factory=ObjectStoreSettings)
 
     def __post_init__(self) -> None:
+        if self.outbox_dir is not None and not isinstance(self.outbox_dir, str | os.PathLike):
+            raise ConfigError(f"outbox_dir={self.outbox_dir!r}: expected a directory path, or None for the default")
         if not isinstance(self.max_bytes, int) or isinstance(self.max_bytes, bool) or self.max_bytes < 1:
             raise ConfigError(f"max_bytes={self.max_bytes!r}: expected a number of bytes >= 1 (the outbox's bound)")
         for name in ("retry_initial_seconds", "retry_max_seconds", "close_timeout_seconds"):
@@ -110,12 +110,13 @@ class Outbox:
     """The sink of a fleet producer: writes segments into the outbox, and uploads them from a thread."""
 
     def __init__(self, url: str | ObjectUrl, host: str, clock: Clock, log: ThrottledLog,
-                 settings: OutboxSettings | None = None, *, start: bool = True) -> None:
+                 settings: OutboxSettings | None = None, store: ObjectStoreSettings | None = None, *,
+                 start: bool = True) -> None:
         self.url = parse_url(url, "spool_url")
         self.settings = settings or OutboxSettings()
         self.clock = clock
         self.log = log
-        self.store = ObjectStore(self.url, self.settings.store)
+        self.store = ObjectStore(self.url, store)
         self.root = Path(self.settings.outbox_dir) if self.settings.outbox_dir else default_outbox_dir(self.url)
         self.writer = SpoolWriter(self.root, host)
         self.ready = self.root / "ready"
@@ -252,7 +253,7 @@ class Outbox:
         self._stop.set()
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=self.settings.store.timeout_seconds * 3)
+            self._thread.join(timeout=self.store.settings.timeout_seconds * 3)
         deadline = self.clock.monotonic() + self.settings.close_timeout_seconds
         if self.settings.close_timeout_seconds > 0 and self._hold_lock():
             try:

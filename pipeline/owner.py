@@ -4,10 +4,15 @@ A process owns a database while it holds ``<db>.owner.lock`` (``store.OwnerLock`
 that comes with it, built when the lock is taken and closed when it is released: a ``Monitor`` gains it at
 creation or later, when the previous owner ends (pipeline/monitor.py), and gives it up at close. Nothing here
 knows the recording API: the parts take the store and their settings (``settings.OwnerSettings``).
+
+A fleet's central owner ingests the segments every host uploads to ``storage.spool_url`` (``objectspool``) beside
+its local spool, and with ``archive.history_dir = "s3://..."`` archives into ``<db>.history`` as always and mirrors
+it there after each archive run (the "history-upload" job, ``objecthistory.push``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
@@ -16,18 +21,20 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from . import archive, retention, rollup
+from . import archive, objecthistory, retention, rollup
 from .alerts.engine import Alerts
 from .alerts.notify import LoggingNotifier, Notifier, WebhookNotifier
 from .alerts.rules import Rule
 from .buffer import Flush
 from .clock import Clock
-from .ingest import Ingestor
+from .ingest import Ingestor, Source
 from .jobs import Job, Jobs
 from .logs import ThrottledLog
+from .objectspool import ObjectSpool
+from .objectstore import ObjectStore, ObjectStoreSettings, is_object_url
 from .owner_lock import OwnerLock
 from .settings import NotifierSettings, OwnerSettings
-from .spool import flush_tables, spool_of, write_segment
+from .spool import LocalSpool, flush_tables, spool_of, write_segment
 from .store import CACHE_RELEASE_INTERVAL_SECONDS, Store
 
 
@@ -53,17 +60,25 @@ class Ownership:
 
     def __init__(self, db_path: Path | None, settings: OwnerSettings, clock: Clock, log: ThrottledLog, *,
                  lock: OwnerLock | None = None, ingest_interval_seconds: float = 1.0, strict: bool = False,
-                 rules: Iterable[Rule] = (), notifiers: Iterable[Notifier] = ()) -> None:
+                 rules: Iterable[Rule] = (), notifiers: Iterable[Notifier] = (),
+                 object_store: ObjectStoreSettings | None = None) -> None:
         self.db_path = db_path
         self.settings = settings
         self.clock = clock
         self.log = log
         self.strict = strict
+        self.object_store = object_store or ObjectStoreSettings()
         self.spool_dir = spool_of(db_path, settings.storage.spool_dir)
+        self.spool_url = settings.storage.spool_url
         self._seq = itertools.count()  # names of this owner's flush files
         self.store = Store(db_path, clock, memory_limit=settings.storage.duckdb_memory_limit, owner_lock=lock)
+        self._object_spool: ObjectSpool | None = None
         try:
-            self.ingestor = Ingestor(self.store, self.spool_dir, clock, log) if self.spool_dir else None
+            sources: list[Source] = [LocalSpool(self.spool_dir)] if self.spool_dir else []
+            if self.spool_url is not None:
+                self._object_spool = ObjectSpool(ObjectStore(self.spool_url, self.object_store))
+                sources.append(self._object_spool)
+            self.ingestor = Ingestor(self.store, sources, clock, log) if sources else None
             alerting = settings.alerts
             self.alerts = Alerts(self.store, clock, log, default_rules=alerting.default_rules,
                                  interval_seconds=alerting.interval_seconds, log_alerts=alerting.log)
@@ -77,6 +92,8 @@ class Ownership:
             for job in self._jobs(ingest_interval_seconds):
                 self.jobs.add(job)
         except BaseException:
+            if self._object_spool is not None:
+                self._object_spool.close()
             self.store.close()
             raise
 
@@ -95,11 +112,25 @@ class Ownership:
             # The alert sweep: every rule over its window; single-event thresholds are also checked per flush.
             Job("alerts", self.alerts.interval_seconds, self.alerts.sweep),
             # Archive before retention, so that an hour reaches the history before its raw rows expire.
-            archive.job(store, settings.archive),
+            *self._archive_jobs(),
             retention.job(store, settings.retention, settings.archive),
             # Last: evict the table blocks DuckDB cached meanwhile, so the host app's memory stays flat.
             Job("release-cache", CACHE_RELEASE_INTERVAL_SECONDS, store.release_memory),
         ]
+
+    def _archive_jobs(self) -> list[Job]:
+        """The archive job; with a history in object storage, into the local working copy, then mirrored."""
+        settings = self.settings.archive
+        target = settings.history_dir
+        if not is_object_url(target):
+            return [archive.job(self.store, settings)]
+        assert isinstance(target, str)  # an object URL is text
+        local = dataclasses.replace(settings, history_dir=None)  # <db>.history (an in-memory store: none)
+        local_dir = archive.default_history_dir(self.store.path) if self.store.path is not None else None
+        history = ObjectStore(target, self.object_store)
+        return [archive.job(self.store, local),
+                Job("history-upload", settings.interval_seconds,
+                    lambda now: objecthistory.push(local_dir, history) if local_dir is not None else None)]
 
     # -- the sink the flusher writes to ---------------------------------------------------------------------
     def write(self, flush: Flush) -> None:
@@ -161,6 +192,7 @@ class Ownership:
             "segments": st.segments, "rows": st.rows, "quarantined": st.quarantined, "failures": st.failures,
             "debris_removed": st.debris_removed,
             "last_ingest_at": st.last_ingest_at, "last_error": st.last_error, "backlog": self.ingestor.backlog(),
+            "sources": [str(source) for source in self.ingestor.sources],
         }}
 
     # -- the end ---------------------------------------------------------------------------------------------
@@ -176,6 +208,8 @@ class Ownership:
         try:
             self.ingest_now()
         finally:
+            if self._object_spool is not None:
+                self._object_spool.close()
             self.alerts.close()  # webhooks deliver what they hold, within a timeout
             try:
                 self.store.close()

@@ -2,10 +2,11 @@
 
 A monitor that owns its database holds an ``owner.Ownership`` (the DuckDB file, ingest, jobs, alerts) and flushes
 into it; any other flushes Parquet segments into the database's spool (``spool.SpoolWriter``) for the owner to
-ingest. In role "auto" (the default) a monitor that found the file owned by another process retries the owner
-lock from its flusher thread (``claim``, every ``CLAIM_INTERVAL_SECONDS``: one non-blocking flock) and, once it
-holds it, opens the file and switches the sink under the flush lock, so a batch goes wholly to the spool or
-wholly to the store. The hot path never sees any of this.
+ingest, or, for a fleet's producer (``spool_url``, no database here), into a local outbox that an uploader sends
+to object storage (``outbox.Outbox``). In role "auto" (the default) a monitor that found the file owned by another
+process retries the owner lock from its flusher thread (``claim``, every ``CLAIM_INTERVAL_SECONDS``: one
+non-blocking flock) and, once it holds it, opens the file and switches the sink under the flush lock, so a batch
+goes wholly to the spool or wholly to the store. The hot path never sees any of this.
 
 Alert rules and callbacks given in Python are kept here whatever the role, and applied to the ownership whenever
 this process holds one (the configuration file is how every process gets the same rules).
@@ -26,6 +27,7 @@ from .buffer import Flush
 from .clock import Clock
 from .errors import ConfigError
 from .logs import ThrottledLog, logger
+from .outbox import Outbox
 from .owner_lock import OwnerLock
 from .settings import Settings
 from .spool import SpoolWriter, spool_of
@@ -44,7 +46,8 @@ class Sink(Protocol):
 
 
 class Role:
-    """Owner or producer of one database (``db_path``; None in memory), or a pure producer (``spool_dir``)."""
+    """Owner or producer of one database (``db_path``; None in memory), or a pure producer (``spool_dir``, or with
+    neither, ``storage.spool_url``: a fleet's host)."""
 
     def __init__(self, db_path: str | os.PathLike[str] | None, spool_dir: str | os.PathLike[str] | None,
                  settings: Settings, clock: Clock, log: ThrottledLog, host: str) -> None:
@@ -56,9 +59,9 @@ class Role:
         if spool_dir is not None and self.name == "owner":
             raise ConfigError("role='owner' needs db_path (the file to own); spool_dir=... makes a producer")
         self.db_path = Path(db_path) if db_path is not None and os.fspath(db_path) != ":memory:" else None
+        self.ownership: Ownership | None = None
         # A pure producer's spool; a database's is spool_of(db_path, settings.owner.storage.spool_dir).
         self.spool_dir = Path(spool_dir) if spool_dir is not None else self.database_spool
-        self.ownership: Ownership | None = None
         # The file this monitor may still take ownership of (role "auto" while another process owns it).
         self.claim: Path | None = None
         self.takeovers = 0
@@ -77,8 +80,17 @@ class Role:
             else:
                 self.claim = self.db_path
         if self.ownership is None:
-            assert self.spool_dir is not None
-            self.sink = SpoolWriter(self.spool_dir, host)
+            self.sink = self._producer_sink()
+
+    def _producer_sink(self) -> Sink:
+        """A producer's sink: the database's (or the given) spool directory, else the fleet's outbox."""
+        if self.spool_dir is not None:
+            return SpoolWriter(self.spool_dir, self.host)
+        url = self.settings.owner.storage.spool_url
+        if url is None:
+            raise ConfigError("a producer needs somewhere to write: db_path (its spool), spool_dir, or spool_url "
+                              "(a fleet's object storage, s3://bucket/prefix)")
+        return Outbox(url, self.host, self.clock, self.log, self.settings.outbox, self.settings.object_store)
 
     @property
     def database_spool(self) -> Path | None:
@@ -99,7 +111,8 @@ class Role:
         open_monitors.close_before_modules_exit()  # DuckDB is imported now: our last flush must come first
         return Ownership(self.db_path, self.settings.owner, self.clock, self.log, lock=lock,
                          ingest_interval_seconds=ingest_interval_seconds, strict=self.settings.recording.strict,
-                         rules=list(self.rules.values()), notifiers=list(self.notifiers))
+                         rules=list(self.rules.values()), notifiers=list(self.notifiers),
+                         object_store=self.settings.object_store)
 
     def _own(self, lock: OwnerLock | None) -> None:
         self.ownership = self._new_ownership(lock, self.settings.recording.flush_interval_seconds)
@@ -142,6 +155,8 @@ class Role:
         open (its threads did not survive the fork, and a new database in the child hung in tests). A child of a
         producer keeps its claim: no DuckDB was open in the parent."""
         self.lock, self._claiming = threading.Lock(), threading.Lock()
+        if isinstance(self.sink, Outbox):
+            self.sink.after_fork()  # the parent's uploader thread and lock stay the parent's
         if self.ownership is None:
             return
         spool = self.ownership.spool_dir or Path(f"duckpulse-{os.getpid()}.spool")
@@ -150,11 +165,21 @@ class Role:
         self.sink = SpoolWriter(spool, self.host)
         self.claim = None
 
+    def close_sink(self) -> None:
+        """After the last flush: a fleet producer uploads what waits in its outbox (for a while, then leaves it)."""
+        if isinstance(self.sink, Outbox):
+            self.sink.close()
+
+    def sink_stats(self) -> dict[str, Any]:
+        """A fleet producer's outbox and uploads, for ``Monitor.stats()`` (nothing for other sinks)."""
+        return {"outbox": self.sink.stats_dict()} if isinstance(self.sink, Outbox) else {}
+
     # -- alert rules and callbacks given in Python -------------------------------------------------------------
     def _keep_for_owner(self, what: str) -> None:
         if not self.can_own:
             raise ConfigError(
-                f"this Monitor never owns its database ({'role=producer' if self.db_path else 'spool_dir=...'}), "
+                f"this Monitor never owns its database "
+                f"({'role=producer' if self.db_path else 'spool_dir or spool_url'}), "
                 f"so {what} given to it would never be evaluated. Put alert rules and notifiers in duckpulse.toml "
                 "([[rule]] and [[notifier]] tables): whichever process owns the file applies them, `duckpulse serve "
                 "--config FILE` included")

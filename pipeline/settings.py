@@ -20,6 +20,9 @@ from typing import TypedDict
 from .alerts.rules import Rule
 from .errors import ConfigError
 from .malloc import DEFAULT_MEMORY_LIMIT
+from .objectstore import ObjectStoreSettings as ObjectStoreSettings
+from .objectstore import is_object_url, parse_url
+from .outbox import OutboxSettings as OutboxSettings
 
 ROLES = ("auto", "owner", "producer")
 # DuckDB's memory cap inside the owner process (None: DuckDB's default, 80% of RAM). Measured in the soak
@@ -121,6 +124,9 @@ class StorageSettings:
     duckdb_memory_limit: str | None = DEFAULT_MEMORY_LIMIT
     # The spool producers write to and the owner ingests; None: <db>.spool beside the database.
     spool_dir: Path | None = None
+    # A fleet's spool in object storage, "s3://bucket/prefix": producers on any host upload their segments there
+    # (Monitor(spool_url=...)), and the owner ingests every host's from there, beside its local spool.
+    spool_url: str | None = None
     # Whether the owner runs its jobs on a scheduler (False: only run_jobs_now() runs them, for tests).
     jobs: bool = True
 
@@ -129,8 +135,13 @@ class StorageSettings:
         if limit is not None and (not isinstance(limit, str) or not _MEMORY_LIMIT.match(limit)):
             raise ConfigError(f"duckdb_memory_limit={limit!r}: expected a size such as \"256MB\" or \"1GB\", or "
                               "None for DuckDB's default (80% of RAM)")
+        if is_object_url(self.spool_dir):
+            raise ConfigError(f"spool_dir={self.spool_dir!r} is in object storage: give it as spool_url (spool_dir "
+                              "is a local directory)")
         if self.spool_dir is not None and not isinstance(self.spool_dir, str | os.PathLike):
             raise ConfigError(f"spool_dir={self.spool_dir!r}: expected a directory path")
+        if self.spool_url is not None:
+            parse_url(self.spool_url, "spool_url")
         _flag("jobs", self.jobs)
 
 
@@ -175,7 +186,8 @@ class RetentionSettings:
 class ArchiveSettings:
     """Where and when closed hours are exported."""
 
-    # The history root; None means <db>.history beside the DuckDB file (an in-memory store has none).
+    # The history root: a directory, or "s3://bucket/history" (the archive writes <db>.history, and the
+    # history-upload job mirrors it there); None means <db>.history beside the DuckDB file.
     history_dir: str | os.PathLike[str] | None = None
     # An hour is exported this long after it ends: later than rows arrive and than the rollups re-roll it.
     grace_seconds: float = 600.0
@@ -191,6 +203,8 @@ class ArchiveSettings:
         _seconds("interval_seconds", self.interval_seconds)
         _count("max_hours_per_run", self.max_hours_per_run)
         _days("history_days", self.history_days, allow_none=True)
+        if is_object_url(self.history_dir):
+            parse_url(str(self.history_dir), "history_dir")
 
 
 @dataclass(frozen=True)
@@ -268,6 +282,10 @@ class Settings:
     role: str = "auto"
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     owner: OwnerSettings = field(default_factory=OwnerSettings)
+    # How to reach the object store of a fleet (storage.spool_url, archive.history_dir = "s3://..."), and where a
+    # fleet producer's segments wait for it; whichever process needs them reads them.
+    object_store: ObjectStoreSettings = field(default_factory=ObjectStoreSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
     # The configuration file these settings were read from, if any.
     config_file: Path | None = None
 
@@ -291,11 +309,14 @@ class MonitorOptions(TypedDict, total=False):
     memory_interval_seconds: float | None
     log_interval_seconds: float
     ingest_dir: str | os.PathLike[str] | None
+    spool_url: str | None
     host: str | None
     default_rules: bool
     alert_interval_seconds: float
     rollup: RollupSettings | None
     retention: RetentionSettings | None
     archive: ArchiveSettings | None
+    object_store: ObjectStoreSettings | None
+    outbox: OutboxSettings | None
     duckdb_memory_limit: str | None
     timestamp_resolution_seconds: float

@@ -60,3 +60,24 @@ def test_an_owner_runs_its_jobs_without_pandas_or_pyarrow(tmp_path: Path) -> Non
         "m.close()", tmp_path)
     assert {"duckdb", "apscheduler"} <= loaded
     assert loaded.isdisjoint(OWNER_MUST_NOT_LOAD), loaded & set(OWNER_MUST_NOT_LOAD)
+
+
+def test_a_fleet_producer_adds_only_its_s3_client(tmp_path: Path) -> None:
+    """A producer spooling to object storage (its uploader tried, against a store that refuses connections) loads
+    the MinIO SDK and urllib3, and still none of the heavy packages."""
+    loaded = loaded_after(
+        "import os, socket\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()\n"
+        "os.environ.update(AWS_ACCESS_KEY_ID='k', AWS_SECRET_ACCESS_KEY='s', AWS_REGION='us-east-1')\n"
+        "from pipeline import Monitor\n"
+        "from pipeline.settings import ObjectStoreSettings, OutboxSettings\n"
+        "m = Monitor(spool_url='s3://fleet-bucket/p', memory_interval_seconds=None, flush_interval_seconds=3600,\n"
+        "            outbox=OutboxSettings(outbox_dir='outbox', close_timeout_seconds=1),\n"
+        "            object_store=ObjectStoreSettings(endpoint_url=f'http://127.0.0.1:{port}', retries=0))\n"
+        "m.track_request('/a', 'GET', 200, 1.0)\n"
+        "assert m.flush()\n"
+        "m.close()\n"
+        "assert m.stats()['outbox']['waiting_segments'] == 1 and m.stats()['outbox']['upload_failures'] >= 1",
+        tmp_path)
+    assert {"minio", "urllib3"} <= loaded
+    assert loaded.isdisjoint(PRODUCER_MUST_NOT_LOAD), loaded & set(PRODUCER_MUST_NOT_LOAD)

@@ -85,3 +85,26 @@ def test_a_reader_never_pulls_into_an_owners_history(s3: S3Server, file_store: S
     push(root, s3.store(url))
     with pytest.raises(ConfigError, match="owner's local history"):
         pull(s3.store(url), root)
+
+
+def test_an_owner_with_an_s3_history_archives_locally_then_uploads(s3: S3Server, tmp_path: Path,
+                                                                   clock: FakeClock) -> None:
+    """archive.history_dir = "s3://...": the owner's jobs write <db>.history as always, then the history-upload
+    job mirrors it; the central owner's stats name its sources, the local spool and the fleet's."""
+    from pipeline import Monitor
+    from pipeline.settings import ArchiveSettings as Archive
+
+    url = s3.new_bucket()
+    db = tmp_path / "central.duckdb"
+    with Monitor(db_path=db, jobs=False, clock=clock, memory_interval_seconds=None, spool_url=url + "/fleet",
+                 archive=Archive(history_dir=url + "/history"), object_store=s3.settings()) as mon:
+        for i in range(30):
+            mon.track_request("/r", "GET", 200, float(i))
+        mon.flush()
+        clock.advance(2 * HOUR)
+        results = mon.run_jobs_now()
+        assert results["history-upload"].uploaded >= 2
+        assert mon.stats()["ingest"]["sources"] == [f"{db}.spool", f"{url}/fleet/ready"]
+    keys = [o.key for o in s3.store(url).list("history/")]
+    assert "history/requests/date=2026-01-01/hour=00/data.parquet" in keys and "history/series/data.parquet" in keys
+    assert (tmp_path / "central.duckdb.history" / "requests").is_dir()

@@ -45,8 +45,8 @@ def flush_of(tmp: Path, requests: int, start_id: int = 0, host: str = "web-1") -
 
 
 def outbox(s3: S3Server, url: str, tmp: Path, clock: FakeClock, **options: object) -> Outbox:
-    settings = OutboxSettings(outbox_dir=tmp / "outbox", store=s3.settings(), **options)  # type: ignore[arg-type]
-    return Outbox(url, "web-1", clock, ThrottledLog(clock, 0.0), settings, start=False)
+    settings = OutboxSettings(outbox_dir=tmp / "outbox", **options)  # type: ignore[arg-type]
+    return Outbox(url, "web-1", clock, ThrottledLog(clock, 0.0), settings, s3.settings(), start=False)
 
 
 # -- the store's calls -------------------------------------------------------------------------------------------------
@@ -140,10 +140,9 @@ def test_while_the_store_is_unreachable_segments_wait_and_retries_back_off(s3: S
     attempted before it is due; once the store answers, everything waiting goes, oldest first."""
     url = s3.new_bucket() + "/fleet"
     clock = FakeClock()
-    settings = OutboxSettings(outbox_dir=tmp_path / "outbox", retry_initial_seconds=1, retry_max_seconds=4,
-                              store=ObjectStoreSettings(endpoint_url=f"http://127.0.0.1:{closed_port()}",
-                                                        timeout_seconds=2, retries=0))
-    box = Outbox(url, "web-1", clock, ThrottledLog(clock, 0.0), settings, start=False)
+    settings = OutboxSettings(outbox_dir=tmp_path / "outbox", retry_initial_seconds=1, retry_max_seconds=4)
+    down = ObjectStoreSettings(endpoint_url=f"http://127.0.0.1:{closed_port()}", timeout_seconds=2, retries=0)
+    box = Outbox(url, "web-1", clock, ThrottledLog(clock, 0.0), settings, down, start=False)
     try:
         for i in range(3):
             box.write(flush_of(tmp_path, 4, 4 * i))
@@ -166,9 +165,9 @@ def test_while_the_store_is_unreachable_segments_wait_and_retries_back_off(s3: S
 
 def test_a_full_outbox_drops_new_flushes_and_counts_them(tmp_path: Path) -> None:
     clock = FakeClock()
-    settings = OutboxSettings(outbox_dir=tmp_path / "outbox", max_bytes=1,
-                              store=ObjectStoreSettings(endpoint_url=f"http://127.0.0.1:{closed_port()}"))
-    box = Outbox("s3://fleet-bucket/p", "web-1", clock, ThrottledLog(clock, 0.0), settings, start=False)
+    settings = OutboxSettings(outbox_dir=tmp_path / "outbox", max_bytes=1)
+    down = ObjectStoreSettings(endpoint_url=f"http://127.0.0.1:{closed_port()}")
+    box = Outbox("s3://fleet-bucket/p", "web-1", clock, ThrottledLog(clock, 0.0), settings, down, start=False)
     box.write(flush_of(tmp_path, 3))  # the first fits: the bound is checked before writing
     with pytest.raises(OutboxFull, match="max_bytes=1"):
         box.write(flush_of(tmp_path, 3, 3))
@@ -254,10 +253,9 @@ def test_no_secret_reaches_a_log_or_a_file(s3: S3Server, tmp_path: Path, caplog:
     caplog.set_level(logging.DEBUG)
     url = s3.new_bucket() + "/fleet"
     clock = FakeClock()
-    settings = OutboxSettings(outbox_dir=tmp_path / "outbox",
-                              store=ObjectStoreSettings(endpoint_url=f"http://127.0.0.1:{closed_port()}",
-                                                        timeout_seconds=1, retries=0))
-    box = Outbox(url, "web-1", clock, ThrottledLog(clock, 0.0), settings, start=False)
+    down = ObjectStoreSettings(endpoint_url=f"http://127.0.0.1:{closed_port()}", timeout_seconds=1, retries=0)
+    box = Outbox(url, "web-1", clock, ThrottledLog(clock, 0.0), OutboxSettings(outbox_dir=tmp_path / "outbox"), down,
+                 start=False)
     box.write(flush_of(tmp_path, 3))
     box.step()
     box.store = s3.store(url)
