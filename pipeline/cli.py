@@ -249,7 +249,10 @@ def _sql(args: argparse.Namespace) -> int:
     if not args.query.strip():
         raise DuckPulseError(f"no query given; for example: {SQL_EXAMPLE}")
     db_path = Path(args.db)
-    history_dir = Path(args.history) if args.history else db_path.with_name(db_path.name + ".history")
+    from . import history
+
+    # A history in object storage (s3://...) is read through a local cache brought up to date first.
+    history_dir = history.local_history(args.history) if args.history else db_path.with_name(db_path.name + ".history")
     con, notes = _history_and_live(db_path, history_dir)
     try:
         # Views and the live file are in place: from here the connection reads them and changes nothing anywhere.
@@ -372,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--db", default=os.environ.get("DUCKPULSE_DB_PATH") or "duckpulse-demo.duckdb",
                      help="the DuckDB file (default $DUCKPULSE_DB_PATH, else duckpulse-demo.duckdb)")
     sql.add_argument("--history", default=os.environ.get("DUCKPULSE_HISTORY_DIR"),
-                     help="the Parquet history directory (default $DUCKPULSE_HISTORY_DIR, else <db>.history)")
+                     help="the Parquet history directory, or s3://bucket/history (default $DUCKPULSE_HISTORY_DIR, "
+                          "else <db>.history)")
     sql.add_argument("--format", choices=SQL_FORMATS, default="table", help="output format (default table)")
     sql.add_argument("--max-rows", type=_non_negative(int, "a number of rows >= 0"), default=1000, metavar="N",
                      help="rows printed by the table format (default 1000; csv and json print every row)")

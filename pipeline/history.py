@@ -65,9 +65,7 @@ def connect(history_dir: str | os.PathLike[str] | None = None,
         if db_path is None:
             raise ConfigError("history.connect() needs history_dir=..., or db_path=... to use <db>.history")
         history_dir = default_history_dir(db_path)
-    if isinstance(history_dir, str) and history_dir.startswith("s3://"):
-        history_dir = _pull(history_dir, since, cache_dir, store)
-    root = Path(history_dir).resolve()
+    root = local_history(history_dir, since=since, cache_dir=cache_dir, store=store).resolve()
     con = duckdb.connect(":memory:")
     try:
         # Relative paths in the views resolve here first, then in the working directory (the user's own files).
@@ -86,13 +84,21 @@ def connect(history_dir: str | os.PathLike[str] | None = None,
     return con
 
 
-def _pull(url: str, since: date | None, cache_dir: str | os.PathLike[str] | None,
-          settings: ObjectStoreSettings | None) -> Path:
-    """A history in object storage, brought into a local cache (what changed since the last call only)."""
+def local_history(history_dir: str | os.PathLike[str], *, since: date | None = None,
+                  cache_dir: str | os.PathLike[str] | None = None, store: ObjectStoreSettings | None = None) -> Path:
+    """The directory to read a history from: ``history_dir`` itself, or for ``s3://...`` a local cache brought up
+    to date (what changed since the last call only; see ``connect``). ``store`` defaults to the configuration's
+    [object_store] ($DUCKPULSE_CONFIG, DUCKPULSE_OBJECT_STORE_* variables), else the AWS variables."""
+    from .objectstore import is_object_url
+
+    if not is_object_url(history_dir):
+        return Path(history_dir)
+    from .config import load
     from .objecthistory import default_cache_dir, pull
     from .objectstore import ObjectStore, parse_url
 
-    location = parse_url(url, "history_dir")
+    location = parse_url(str(history_dir), "history_dir")
+    settings = store or load().object_store
     return pull(ObjectStore(location, settings), cache_dir or default_cache_dir(location), since)
 
 

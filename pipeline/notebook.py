@@ -135,12 +135,15 @@ def open_data(db_path: str | os.PathLike[str] | None = None,
     """The notebook's data: ``db_path`` (default ``$DUCKPULSE_DB_PATH``, else the demo's file) and its history
     (default ``$DUCKPULSE_HISTORY_DIR``, else ``<db>.history``). Prints what it reads and the range it covers."""
     db = Path(db_path or os.environ.get("DUCKPULSE_DB_PATH") or DEFAULT_DB)
-    hist = Path(history_dir or os.environ.get("DUCKPULSE_HISTORY_DIR") or f"{db}.history")
+    # A history in object storage (s3://..., a fleet's) is read through a local cache brought up to date first.
+    named = history_dir or os.environ.get("DUCKPULSE_HISTORY_DIR") or f"{db}.history"
+    hist = history.local_history(named)
     con = history.connect(hist, db)
     views = {name for (name,) in con.execute(sqlfiles.query(SQL, "history-own-views")).fetchall()}
     live = history.LIVE in {name for (name,) in con.execute(sqlfiles.query(SQL, "history-databases")).fetchall()}
     if "requests" in views:
-        source = f"the archived history in {hist}"
+        copy = f" (its local copy: {hist})" if os.fspath(named) != os.fspath(hist) else ""
+        source = f"the archived history in {os.fspath(named)}{copy}"
     elif live:
         con.execute(f"USE {history.LIVE}")  # no closed hour archived yet (a new app, a fresh demo)
         source = f"the live file {db} (no history in {hist} yet: reading the live file)"

@@ -108,3 +108,24 @@ def test_an_owner_with_an_s3_history_archives_locally_then_uploads(s3: S3Server,
     keys = [o.key for o in s3.store(url).list("history/")]
     assert "history/requests/date=2026-01-01/hour=00/data.parquet" in keys and "history/series/data.parquet" in keys
     assert (tmp_path / "central.duckdb.history" / "requests").is_dir()
+
+
+def test_a_notebook_reads_a_history_in_object_storage(s3: S3Server, file_store: Store, clock: FakeClock,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """DUCKPULSE_HISTORY_DIR=s3://... and the store's address in DUCKPULSE_OBJECT_STORE_ENDPOINT_URL: the
+    notebooks' open_data() reads the fleet's history (through a cache under XDG_CACHE_HOME) and says so."""
+    from pipeline import notebook
+
+    root = tmp_path / "history"
+    archived(file_store, clock, root, 3)
+    url = s3.new_bucket() + "/history"
+    push(root, s3.store(url))
+    monkeypatch.setenv("DUCKPULSE_HISTORY_DIR", url)
+    monkeypatch.setenv("DUCKPULSE_OBJECT_STORE_ENDPOINT_URL", s3.endpoint_url)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DUCKPULSE_CONFIG", raising=False)
+    data = notebook.open_data(db_path=tmp_path / "elsewhere.duckdb")
+    assert data.counts["requests"] == 18
+    assert f"Reading the archived history in {url} (its local copy: {tmp_path / 'cache'}" in capsys.readouterr().out
+    data.con.close()
