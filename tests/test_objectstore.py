@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -266,3 +267,31 @@ def test_no_secret_reaches_a_log_or_a_file(s3: S3Server, tmp_path: Path, caplog:
     assert "unreachable" in text and SECRET_KEY not in text
     for path in tmp_path.rglob("*"):
         assert not path.is_file() or SECRET_KEY.encode() not in path.read_bytes(), path
+
+
+def test_a_forked_worker_of_a_fleet_producer_uploads_through_the_shared_outbox(s3: S3Server, tmp_path: Path) -> None:
+    """gunicorn --preload: a child forked from a fleet producer starts its own uploader and never unlocks the
+    parent's outbox; its segments, written into the shared outbox, reach the store."""
+    url = s3.new_bucket() + "/fleet"
+    mon = Monitor(spool_url=url, host="web-1", memory_interval_seconds=None, flush_interval_seconds=3600,
+                  object_store=s3.settings(), outbox=OutboxSettings(outbox_dir=tmp_path / "outbox"))
+    try:
+        mon.track_request("/parent", "GET", 200, 1.0)
+        assert mon.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                alive = [t.name for t in threading.enumerate() if t.is_alive()]
+                mon.track_request("/child", "GET", 200, 1.0)
+                code = 0 if mon.flush() and "duckpulse-uploader" in alive else 2
+                mon.close()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        mon.close()
+    keys = [o.key for o in s3.store(url).list("fleet/ready/")]
+    assert len(keys) == 2 and {k.split("-")[3] for k in keys} == {str(os.getpid()), str(pid)}
+    assert mon.stats()["outbox"]["waiting_segments"] == 0
