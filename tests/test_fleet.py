@@ -20,6 +20,9 @@ from s3_helpers import SECRET_KEY, S3Server
 
 from pipeline import ConfigError, Monitor
 from pipeline.objectstore import ObjectStore
+from pipeline.outbox import OutboxSettings
+from pipeline.testing import FakeClock
+from webapp import create_app
 
 s3 = s3_helpers.s3  # the module's S3 server (a fixture)
 HOST = str(Path(__file__).with_name("fleet_host.py"))
@@ -205,3 +208,65 @@ def test_the_fleet_is_configured_in_duckpulse_toml_or_the_environment(tmp_path: 
     monkeypatch.delenv("DUCKPULSE_DB_PATH", raising=False)
     with pytest.raises(ConfigError, match="exactly one of db_path"):
         Monitor(spool_dir=tmp_path / "s", spool_url="s3://b-2/p")
+
+
+def test_host_is_a_label_to_group_filter_and_alert_by(s3: S3Server, tmp_path: Path, clock: FakeClock) -> None:
+    """Two hosts upload; the central owner ingests them. Alert rules grouped by host fire for the slow host only,
+    a rule filtered to one host sees only its rows; /api/hosts gives each host's figures (equal to SQL over the
+    owner's rows) and, with host=, one host and its routes, with route=, one route on every host."""
+    url = s3.new_bucket() + "/fleet"
+    for name, slow_ms, fail_every in (("web-1", 0.0, 0), ("web-2", 400.0, 4)):
+        with Monitor(spool_url=url, host=name, clock=clock, memory_interval_seconds=None,
+                     flush_interval_seconds=3600, object_store=s3.settings(),
+                     outbox=OutboxSettings(outbox_dir=tmp_path / name)) as producer:
+            for i in range(40):
+                status = 500 if fail_every and i % fail_every == 0 else 200
+                producer.track_request(("/books/<id>", "/search")[i % 2], "GET", status, 5.0 + i + slow_ms,
+                                       request_id=i)
+                producer.track_query("SELECT * FROM books WHERE id = ?", 1.0 + i % 3, route="/search",
+                                     request_id=i)
+            assert producer.flush()
+        # close() uploaded what the flush left in the outbox
+        assert producer.stats()["outbox"]["waiting_segments"] == 0
+    with Monitor(db_path=tmp_path / "central.duckdb", spool_url=url, jobs=False, clock=clock,
+                 memory_interval_seconds=None, object_store=s3.settings()) as owner:
+        assert owner.ingest_now() == 2 * (40 + 40)
+        owner.add_threshold("request_duration", "gt", 200, "warning", aggregation="p95", by=("host",),
+                            name="slow-host")
+        owner.add_threshold("error_rate", "gt", 0.0, "critical", aggregation="count", by=("route",),
+                            where={"host": "web-1"}, name="web-1-errors")
+        owner.add_threshold("error_rate", "gt", 0.0, "critical", aggregation="count", by=("route", "host"),
+                            where={"host": "web-2", "route": "/books/<id>"}, name="web-2-book-errors")
+        owner.run_jobs_now()
+        assert owner.alerts is not None
+        states = {(s.rule, s.labels): s.state for s in owner.alerts.states()
+                  if s.rule in ("slow-host", "web-1-errors", "web-2-book-errors")}
+        assert states == {("slow-host", (("host", "web-1"),)): "inactive",
+                          ("slow-host", (("host", "web-2"),)): "firing",
+                          ("web-1-errors", (("route", "/books/<id>"),)): "inactive",
+                          ("web-1-errors", (("route", "/search"),)): "inactive",
+                          ("web-2-book-errors", (("host", "web-2"), ("route", "/books/<id>"))): "firing"}
+
+        client = create_app({"TESTING": True}, monitor=owner).test_client()
+        body = client.get("/api/hosts?window=1h").get_json()
+        assert owner.store is not None
+        expected = owner.store.fetchall(
+            "SELECT host, count(*), count(*) FILTER (status >= 500), quantile_disc(duration_ms, 0.95), "
+            "max(ts) FROM requests GROUP BY host ORDER BY host")
+        assert [(h["host"], h["requests"], h["errors"], h["p95"]) for h in body["hosts"]] == [
+            (h, c, e, p95) for h, c, e, p95, _ in expected]
+        assert [h["queries"] for h in body["hosts"]] == [40, 40] and [h["processes"] for h in body["hosts"]] == [1, 1]
+        assert body["method"] == "exact" and "routes" not in body
+
+        one = client.get("/api/hosts?window=1h&host=web-2").get_json()
+        assert [h["host"] for h in one["hosts"]] == ["web-2"]
+        routes = owner.store.fetchall("SELECT route, count(*), count(*) FILTER (status >= 500), "
+                                      "quantile_disc(duration_ms, 0.99) FROM requests WHERE host = 'web-2' "
+                                      "GROUP BY route ORDER BY route")
+        assert [(r["route"], r["requests"], r["errors"], r["p99"]) for r in one["routes"]] == routes
+
+        search = client.get("/api/hosts?window=1h&route=/search").get_json()
+        assert [(h["host"], h["requests"], h["errors"]) for h in search["hosts"]] == [("web-1", 20, 0),
+                                                                                     ("web-2", 20, 0)]
+        assert client.get("/api/hosts?host=").status_code == 400
+        assert client.get("/api/hosts?hosts=web-1").get_json()["error"]["message"].startswith("unknown parameter")

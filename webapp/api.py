@@ -16,7 +16,7 @@ from pipeline import Monitor
 from pipeline.clock import utc_datetime
 from pipeline.errors import ConfigError, LimitError
 
-from . import exposition, openapi, params, reads
+from . import exposition, hosts, openapi, params, reads
 from .cache import ResponseCache, cache_key
 from .config import Settings
 from .params import ApiError, iso, iso_epoch
@@ -24,7 +24,7 @@ from .params import ApiError, iso, iso_epoch
 RANGE = ("window", "start", "end")
 QUERIES_LIMIT = 50
 # Reads shared by every client for cache_seconds; health, /metrics, silences and the page are always fresh.
-CACHED = ("performance", "routes", "series", "queries", "memory", "alerts", "alert_history")
+CACHED = ("performance", "routes", "series", "queries", "memory", "hosts", "alerts", "alert_history")
 HISTORY_LIMIT = 200
 SILENCE_FIELDS = ("matchers", "duration", "endsAt", "comment")
 MAX_MATCHERS = 16
@@ -50,6 +50,7 @@ class Api:
             ("/api/series", "series", self.series, ("GET",)),
             ("/api/queries", "queries", self.queries, ("GET",)),
             ("/api/memory", "memory", self.memory, ("GET",)),
+            ("/api/hosts", "hosts", self.hosts, ("GET",)),
             ("/api/alerts", "alerts", self.alerts, ("GET",)),
             ("/api/alerts/history", "alert_history", self.alert_history, ("GET",)),
             ("/api/silences", "silences", self.silences, ("GET",)),
@@ -162,6 +163,13 @@ class Api:
         step = params.step(args, span)
         return self._json({"start": iso(span.start), "end": iso(span.end), "stepSeconds": step.total_seconds(),
                            "processes": reads.memory(self._cursor(), span, step)})
+
+    def hosts(self) -> Response:
+        """Per host of a fleet: requests, errors, p50/p95/p99, queries, processes, last seen; filtered by route or
+        host (one host: its routes too)."""
+        args = self._args((*RANGE, "route", "host"))
+        span = params.time_range(args, self._now())
+        return self._json(hosts.hosts(self._cursor(), span, params.text(args, "route"), params.text(args, "host")))
 
     def alerts(self) -> Response:
         """Alerts pending or firing now."""
