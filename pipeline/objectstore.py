@@ -9,7 +9,10 @@ Why that SDK: it is pure Python over urllib3 and starts no thread of its own, so
 RSS added to a process that PUTs 50 objects, measured here (2026-12-03, one process per client, after
 ``import flask``): minio 8.0 MB, obstore 9.2 MB (7 MB of them its shared library; it also runs a tokio runtime),
 botocore 23.8 MB, boto3 26.1 MB, pyarrow's S3FileSystem 54.0 MB (benchmarks/bench_footprint.py has the
-"S3 producer" row). Readers of the history use pyarrow's S3FileSystem (pipeline/history.py), already a dependency.
+"S3 producer" row). Issue 17 suggested pyarrow's S3FileSystem, pyarrow being a dependency already; but since
+issue 14 a producer never imports pyarrow (its segments are written by pipeline/parquet.py), and loading it with
+its bundled AWS C++ SDK only to PUT files would cost every host ~54 MB. Readers of the history use this same class
+(pipeline/objecthistory.py pulls into a local cache), so one library does every S3 call duckpulse makes.
 
 Credentials come from the standard AWS places, in this order (the SDK's providers): the variables
 ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``/``AWS_SESSION_TOKEN``; the shared credentials file
