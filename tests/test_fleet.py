@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -27,23 +28,43 @@ from webapp import create_app
 s3 = s3_helpers.s3  # the module's S3 server (a fixture)
 HOST = str(Path(__file__).with_name("fleet_host.py"))
 RATE = 150.0  # requests per second per host
+# A flush every half second: 6 objects a second from three hosts, which moto (one Python process on the shared
+# cores) keeps up with even at load ~25; at 0.2 s the hosts' outboxes still held ~120 segments each after two
+# minutes of draining at that load.
+FLUSH_SECONDS = 0.5
+
+
+STARTED: list[subprocess.Popen[str]] = []  # the hosts and owners a test started
+
+
+@pytest.fixture(autouse=True)
+def _no_process_outlives_its_test() -> Iterator[None]:
+    """A failing test leaves no host or owner behind (it would poll a store that is gone, on shared cores)."""
+    yield
+    for proc in STARTED:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=60)
+    STARTED.clear()
 
 
 def host_config(tmp: Path, name: str, url: str, s3: S3Server) -> Path:
     """A host's duckpulse.toml: the fleet's spool, the store's address, a quick outbox (the test's only tuning)."""
     config = tmp / name / "duckpulse.toml"
     config.parent.mkdir(parents=True)
-    config.write_text(f'[recording]\nflush_interval_seconds = 0.2\n\n[storage]\nspool_url = "{url}"\n\n'
-                      f'[object_store]\nendpoint_url = "{s3.endpoint_url}"\ntimeout_seconds = 2\nretries = 0\n\n'
+    config.write_text(f'[recording]\nflush_interval_seconds = {FLUSH_SECONDS}\n\n[storage]\nspool_url = "{url}"\n\n'
+                      f'[object_store]\nendpoint_url = "{s3.endpoint_url}"\ntimeout_seconds = 10\nretries = 0\n\n'
                       f'[outbox]\noutbox_dir = "{tmp / name / "outbox"}"\nretry_initial_seconds = 0.5\n'
                       "retry_max_seconds = 2\n")
     return config
 
 
 def start_hosts(tmp: Path, url: str, s3: S3Server, stop: Path) -> list[subprocess.Popen[str]]:
-    return [subprocess.Popen([sys.executable, HOST, str(host_config(tmp, name, url, s3)), name, str(stop), str(RATE)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp / name)
-            for name in ("web-1", "web-2", "worker-1")]
+    hosts = [subprocess.Popen([sys.executable, HOST, str(host_config(tmp, name, url, s3)), name, str(stop),
+                               str(RATE)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp / name)
+             for name in ("web-1", "web-2", "worker-1")]
+    STARTED.extend(hosts)
+    return hosts
 
 
 def finish_hosts(hosts: list[subprocess.Popen[str]], stop: Path) -> tuple[list[dict[str, object]], str]:
@@ -51,7 +72,7 @@ def finish_hosts(hosts: list[subprocess.Popen[str]], stop: Path) -> tuple[list[d
     stop.touch()
     reports, logs = [], ""
     for proc in hosts:
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=900)
         assert proc.returncode == 0, err
         reports.append(json.loads(out.strip().splitlines()[-1]))
         logs += err
@@ -64,6 +85,7 @@ def serve(db: Path, url: str, s3: S3Server, log: Path) -> subprocess.Popen[str]:
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--db", str(db), "--spool", url,
                              "--interval", "0.2", "--port", "0"], stdout=subprocess.PIPE,
                             stderr=open(log, "a"), text=True, env=env)  # noqa: SIM115  (closed with the process)
+    STARTED.append(proc)
     assert proc.stdout is not None
     assert "owning" in proc.stdout.readline()  # printed once the owner holds the file
     return proc
@@ -160,7 +182,9 @@ def test_nothing_is_lost_while_the_store_is_down_for_30_seconds(s3: S3Server, tm
         held = sum(len(list(d.glob("*.parquet"))) for d in waiting)
         s3.start()
         assert time.monotonic() - down_since >= 30
-        assert held > 3 * 30 * 2  # every flush of 30 s (5 a second, per table) waited on each host's disk
+        # Every flush of those 30 s waited on its host's disk (at least 40% of them as a floor: a loaded machine
+        # delays flushes).
+        assert held > 0.4 * 3 * 30 / FLUSH_SECONDS
     finally:
         reports, host_logs = finish_hosts(hosts, stop)
     out = stop_owner(owner)
