@@ -129,3 +129,30 @@ def test_a_notebook_reads_a_history_in_object_storage(s3: S3Server, file_store: 
     assert data.counts["requests"] == 18
     assert f"Reading the archived history in {url} (its local copy: {tmp_path / 'cache'}" in capsys.readouterr().out
     data.con.close()
+
+
+def test_duckpulse_sql_reads_a_history_in_object_storage(s3: S3Server, file_store: Store, clock: FakeClock,
+                                                         tmp_path: Path) -> None:
+    """`duckpulse sql --history s3://...` (the store's address in AWS_ENDPOINT_URL) brings the history into its
+    cache and reads it, with the read-only lock on that cache: a query that writes is still refused."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "history"
+    archived(file_store, clock, root, 3)
+    url = s3.new_bucket() + "/history"
+    push(root, s3.store(url))
+    env = {**os.environ, "AWS_ENDPOINT_URL": s3.endpoint_url, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("DUCKPULSE_CONFIG", None)
+
+    def sql(query: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pipeline.cli", "sql", "--db", str(tmp_path / "none.duckdb"),
+                               "--history", url, query], capture_output=True, text=True, env=env, timeout=300)
+
+    done = sql("SELECT count(*) AS n FROM requests")
+    assert done.returncode == 0, done.stderr
+    assert "18" in done.stdout.split()
+    assert any((tmp_path / "cache").rglob("data.parquet"))
+    refused = sql(f"COPY (SELECT 1) TO '{tmp_path / 'cache' / 'x.csv'}'")
+    assert refused.returncode != 0 and not (tmp_path / "cache" / "x.csv").exists()
