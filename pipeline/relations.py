@@ -10,6 +10,7 @@ put into the statement's text; the file's path is a parameter.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import tempfile
 from array import array
@@ -48,18 +49,28 @@ def _column(name: str, sql_type: str, values: Sequence[Any]) -> parquet.Column:
     return parquet.Column(name, physical, data, defined=defined, nullable=True)
 
 
-@contextmanager
-def temp_table(con: Connection, name: str, columns: Columns) -> Iterator[None]:
-    """Hold ``columns`` as the temporary table ``name`` of ``con`` while the block runs."""
+def encode(columns: Columns) -> bytes:
+    """``columns`` as the bytes of a Parquet file, for ``temp_table`` (a caller that passes the same table again
+    and again, such as a sweep's folded rules, encodes it once)."""
     for column, (sql_type, _) in columns.items():
         if sql_type not in SQL_TYPES:
             raise ValueError(f"column {column!r}: type {sql_type!r} is not one of {SQL_TYPES}")
     rows = len(next(iter(columns.values()))[1]) if columns else 0
+    out = io.BytesIO()
+    parquet.write(out, [_column(c, t, v) for c, (t, v) in columns.items()], rows, {})
+    return out.getvalue()
+
+
+@contextmanager
+def temp_table(con: Connection, name: str, columns: Columns | bytes) -> Iterator[None]:
+    """Hold ``columns`` (or their ``encode``-d bytes) as the temporary table ``name`` of ``con`` while the block
+    runs."""
+    data = columns if isinstance(columns, bytes) else encode(columns)
     fd, path = tempfile.mkstemp(prefix="duckpulse-relation-", suffix=".parquet")
     table = quote_identifier(name)
     try:
         with os.fdopen(fd, "wb") as f:
-            parquet.write(f, [_column(c, t, v) for c, (t, v) in columns.items()], rows, {})
+            f.write(data)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_parquet($path)", {"path": path})
     finally:
         os.unlink(path)

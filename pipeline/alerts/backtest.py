@@ -112,7 +112,7 @@ def backtest(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule], *, since_sec
         # rows are read from the start of the earliest window (start - longest) to now
         params: dict[str, Any] = {**folded.params(start), "now_us": round(now * 1_000_000), "start": start,
                                   "start_us": round(start * 1_000_000)}
-        with temp_table(con, "__alert_combos", combos), temp_table(con, "__alert_rules", folded.rules):
+        with temp_table(con, "__alert_combos", combos), temp_table(con, "__alert_rules", folded.encoded[1]):
             rows = con.execute(sqlfiles.query(SQL, "backtest-runs"), params).fetchall()
     else:
         rows = []
