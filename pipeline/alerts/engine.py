@@ -211,9 +211,10 @@ class Alerts:
             merged = {**states, **evaluation.states}
             for key in evaluation.forgotten:
                 merged.pop(key, None)
-            delivery = notify.plan(evaluation, merged, by_name, self.silences(now), now)
+            silences = self.silences(now)  # one query per sweep: the full sweep's two plans share it
+            delivery = notify.plan(evaluation, merged, by_name, silences, now)
             if ended is not None:
-                delivery.deliver += notify.removed_rule_notifications(ended, states, self.silences(now), now)
+                delivery.deliver += notify.removed_rule_notifications(ended, states, silences, now)
             changed = {s.key: s for s in evaluation.changed}
             for st in delivery.updated:
                 changed[st.key] = merged[st.key] = st
