@@ -7,19 +7,24 @@ fingerprints, read as PostgreSQL (one row as MySQL): the shapes users stored kee
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from fingerprint_corpus import corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.fingerprint import FingerprintCache, fingerprint, fingerprint_id
 
+# The module, not the function pipeline.fingerprint re-exports under the same name.
+normalise_module = importlib.import_module("pipeline.fingerprint.normalise")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # (id, statement, exact fingerprint). Each row pins one decision of the normalizer.
@@ -284,6 +289,64 @@ def test_subtraction_and_negative_literal_differ() -> None:
     assert fingerprint("SELECT a - 1 FROM t") == "SELECT a - ? FROM t"
     assert fingerprint("SELECT a FROM t WHERE a = -1") == "SELECT a FROM t WHERE a = ?"
     assert fingerprint("SELECT a FROM t WHERE a = -1") == fingerprint("SELECT a FROM t WHERE a = 1")
+
+
+# --- runs: the skeleton between literals, read once and remembered ------------------------------------------
+
+
+@pytest.fixture
+def no_runs_remembered() -> Iterator[dict[str, object]]:
+    """The normaliser's remembered runs, emptied for the test and given back after it."""
+    runs: dict[str, object] = normalise_module._RUNS
+    saved = dict(runs)
+    runs.clear()
+    yield runs
+    runs.clear()
+    runs.update(saved)
+
+
+def test_corpus_gives_the_same_fingerprint_read_afresh_and_remembered(
+        no_runs_remembered: dict[str, object]) -> None:
+    """Every corpus statement gives its fingerprint when its runs are new, being remembered, and remembered."""
+    remembered_before = 0
+    for dialect, _, sql, expected in corpus():
+        no_runs_remembered.clear()
+        first, second = fingerprint(sql, dialect), fingerprint(sql, dialect)  # the second remembers the runs
+        remembered_before += bool(no_runs_remembered)
+        assert (first, second, fingerprint(sql, dialect)) == (expected, expected, expected), sql
+    assert remembered_before > 500  # most statements hold a run worth remembering
+
+
+def test_a_run_holding_a_decision_is_decided_every_time(no_runs_remembered: dict[str, object]) -> None:
+    """TRUE is a value after ``=`` and a keyword after ``IS``: a run holding it is never remembered whole."""
+    sql = "UPDATE t SET flag = TRUE WHERE a IS TRUE"
+    assert {fingerprint(sql) for _ in range(3)} == {"UPDATE t SET flag = ? WHERE a IS TRUE"}
+    assert sql not in no_runs_remembered
+    assert fingerprint("SELECT a, b FROM t WHERE c = 1") == "SELECT a, b FROM t WHERE c = ?"
+    assert fingerprint("SELECT a, b FROM t WHERE c = 1") == "SELECT a, b FROM t WHERE c = ?"
+    assert "SELECT a, b FROM t WHERE c =" in no_runs_remembered
+
+
+def test_a_remembered_run_marks_where_its_list_items_end(no_runs_remembered: dict[str, object]) -> None:
+    """A run with commas inside brackets still lets equal tuples collapse and unequal ones stay."""
+    for _ in range(3):  # new, being remembered, remembered
+        assert fingerprint("SELECT * FROM t WHERE (a, b) IN ((a, b), (a, b))") == \
+            "SELECT * FROM t WHERE (a, b) IN ((a, b))"
+        assert fingerprint("INSERT INTO t (a, b) VALUES (x, y), (x, y), (y, x)") == \
+            "INSERT INTO t(a, b) VALUES (x, y), (y, x)"
+        assert fingerprint("SELECT * FROM t WHERE x IN (a, b, a, b)") == "SELECT * FROM t WHERE x IN (a, b, a, b)"
+
+
+def test_remembered_runs_stay_bounded(no_runs_remembered: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bound new runs are read afresh every time, and still give their fingerprint."""
+    monkeypatch.setattr(normalise_module, "_RUNS_MAX", 40)
+    for _ in range(2):
+        for i in range(100):
+            assert fingerprint(f"SELECT c{i}, d FROM t{i} WHERE e = {i}") == f"SELECT c{i}, d FROM t{i} WHERE e = ?"
+    assert len(no_runs_remembered) == 40
+    long_run = "SELECT " + ", ".join(f"c{i}" for i in range(100)) + " FROM t"
+    assert fingerprint(long_run) == fingerprint(long_run) == long_run
+    assert long_run not in no_runs_remembered  # longer than _RUN_CHARS_MAX: never remembered
 
 
 # --- fingerprint_id ---------------------------------------------------------------------------------------

@@ -25,9 +25,12 @@ Tokens are joined with one space, then a few ``str.replace`` remove the spaces t
 (inside brackets, before commas, around ``.`` and ``::``, between a name and its ``(``), so ``a=1`` and
 ``a = 1`` agree and ``fingerprint(fingerprint(sql)) == fingerprint(sql)``.
 
-Speed (benchmarks/bench_fingerprint.py): the lexer is one ``findall`` in C; in the Python loop most tokens
-(keywords, operators, and identifiers met before, which are remembered in the same map up to a bound) cost
-one dict lookup and an append; only commas, brackets, literals and new words take a branch.
+Speed (benchmarks/bench_fingerprint.py): the lexer is one ``findall`` in C, and it reads a run of ASCII words
+and ``, = .`` (``SELECT id, name FROM users WHERE id =``) as one token; a run met before whose elements needed
+no decision is remembered (``_RUNS``, bounded) with its output tokens, so the skeleton an ORM repeats between
+its literals costs one dict lookup and an extend. In the Python loop the other tokens (keywords, operators,
+and identifiers met before, remembered in one map up to a bound) cost one dict lookup and an append; only
+commas, brackets, literals and new words take a branch.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from .dialects import DOLLAR_OPENER, DQ_AMBIGUOUS, DQ_IDENT, Dialect
+from .dialects import DOLLAR_OPENER, DQ_AMBIGUOUS, DQ_IDENT, RUN_ELEMENTS, Dialect
 
 __all__ = ["normalise"]
 
@@ -86,6 +89,14 @@ del _kw
 # comment, a quote or a literal in any dialect) are learned; a type after "::" or "AS" is upper-cased after the
 # loop, so a word's entry never depends on where it stands.
 _LEARNED_MAX: Final = 10_000 + len(_CANON)
+# Runs (``SELECT id, name FROM users WHERE id =``: ASCII words and , = . read as one token, see dialects.py) whose
+# every element is a _CANON entry or a comma, so their output never depends on where they stand: run -> (output
+# tokens, index of the first comma in them or -1). Bounded like the learned words: at most this many runs of at
+# most this many characters (~2 MB at worst, the statements' skeletons in practice).
+_RUNS: Final[dict[str, tuple[tuple[str, ...], int]]] = {}
+_RUNS_MAX: Final = 8_192
+_RUN_CHARS_MAX: Final = 160
+_RUN_SEPARATOR: Final = re.compile(r"[\s,=.]")
 
 # Token classes, by first character (a letter or anything else not listed: a word).
 _WORD, _PREFIXABLE, _STRING, _NUMBER, _DQ, _BACKTICK, _BRACKET, _DOLLAR, _PARAM, _COMMENT, _OPEN, _CLOSE, \
@@ -260,6 +271,29 @@ def _double_quoted(out: list[str], stack: list[_Frame], tok: str) -> bool:
     return spaced
 
 
+def _run(out: list[str], stack: list[_Frame], run: str) -> None:
+    """Append the elements of a run not met before, and remember it if none of them needed a decision."""
+    start = len(out)
+    comma = -1
+    decided = False
+    for element in RUN_ELEMENTS.findall(run):
+        text = _CANON.get(element)
+        if text is not None:
+            out.append(text)
+        elif element == ",":
+            frame = stack[-1]
+            if frame.first_comma is None:
+                frame.first_comma = len(out)
+            if comma < 0:
+                comma = len(out) - start
+            out.append(",")
+        else:  # a boolean, a keyword in an unusual casing, or a word met for the first time
+            _word(out, element)
+            decided = True
+    if not decided and len(_RUNS) < _RUNS_MAX and len(run) <= _RUN_CHARS_MAX:
+        _RUNS[run] = (tuple(out[start:]), comma)
+
+
 def _word(out: list[str], tok: str) -> None:
     """Append a word that is not in _CANON: a keyword in an unusual casing, a boolean, or a new identifier."""
     upper = tok.upper()
@@ -295,7 +329,9 @@ def normalise(sql: str, dialect: Dialect) -> str:
         tokens = dialect.lexer.findall(sql)
     out: list[str] = []
     append = out.append
+    extend = out.extend
     canon = _CANON.get
+    runs = _RUNS.get
     first = _FIRST.get
     stack = [_Frame(-1, "", False, False, False, False)]  # the root never closes; it tracks top-level rows
     casts = False  # a "::" was emitted: the type after it is upper-cased after the loop
@@ -304,6 +340,15 @@ def normalise(sql: str, dialect: Dialect) -> str:
         text = canon(tok)
         if text is not None:  # keywords, operators, identifiers met before: most tokens
             append(text)
+            continue
+        run = runs(tok)
+        if run is not None:  # a run met before: most of the rest
+            texts, comma = run
+            if comma >= 0:
+                frame = stack[-1]
+                if frame.first_comma is None:
+                    frame.first_comma = len(out) + comma
+            extend(texts)
             continue
         cls = first(tok[0], _WORD)
         # Ordered by how often each class misses _CANON: commas and brackets, then literals, then new words.
@@ -329,7 +374,10 @@ def normalise(sql: str, dialect: Dialect) -> str:
                     out[-1] = previous.upper()  # a typed literal: date '2024-01-01', INTERVAL '1 day', int4 '5'
             append("?")
         elif cls == _WORD:
-            _word(out, tok)
+            if tok.isidentifier() or not _RUN_SEPARATOR.search(tok):
+                _word(out, tok)
+            else:
+                _run(out, stack, tok)
         elif cls == _PREFIXABLE:
             quote = tok.find("'", 1, 3)
             if quote > 0:  # E'..', N'..', X'..', B'..', U&'..', q'[..]', nq'..'
@@ -338,8 +386,10 @@ def normalise(sql: str, dialect: Dialect) -> str:
                 _value(out)
             elif tok[1:3] == '&"':  # PostgreSQL's U&"..." identifier
                 append(tok)
-            else:
+            elif tok.isidentifier() or not _RUN_SEPARATOR.search(tok):
                 _word(out, tok)
+            else:
+                _run(out, stack, tok)
         elif cls == _PARAM:
             if tok == "::":
                 casts = True
@@ -386,9 +436,22 @@ def normalise(sql: str, dialect: Dialect) -> str:
             if out[i] == "::" and _is_name(out[i + 1]):
                 out[i + 1] = out[i + 1].upper()
     # A chain of str.replace costs a third of one regex pass doing the same; no token but a protected quoted
-    # identifier (or a placeholder's own name) has spaces inside, so each pair below is a token boundary.
-    result = (" ".join(out).replace(" ,", ",").replace(" )", ")").replace("( ", "(").replace(" " + _GLUE, "")
-              .replace(" .", ".").replace(". ", ".").replace(" ;", ";"))
+    # identifier (or a placeholder's own name) has spaces inside, so each pair below is a token boundary. Each
+    # replace scans the whole text, so one whose character is absent (a one-character test is a memchr) is
+    # skipped: they only delete, so a character absent at first stays absent, and the order is kept.
+    result = " ".join(out)
+    if "," in result:
+        result = result.replace(" ,", ",")
+    if ")" in result:
+        result = result.replace(" )", ")")
+    if "(" in result:
+        result = result.replace("( ", "(")
+    if _GLUE in result:
+        result = result.replace(" " + _GLUE, "")
+    if "." in result:
+        result = result.replace(" .", ".").replace(". ", ".")
+    if ";" in result:
+        result = result.replace(" ;", ";")
     if casts:
         result = result.replace(" ::", "::").replace(":: ", "::")
     if "[" in result:
