@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fingerprint_corpus import corpus
@@ -22,9 +23,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.fingerprint import FingerprintCache, fingerprint, fingerprint_id
+from pipeline.fingerprint.dialects import dialect_rules
 
-# The module, not the function pipeline.fingerprint re-exports under the same name.
+# The modules, not the functions pipeline.fingerprint re-exports under the same names.
 normalise_module = importlib.import_module("pipeline.fingerprint.normalise")
+shapes_module = importlib.import_module("pipeline.fingerprint.shapes")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # (id, statement, exact fingerprint). Each row pins one decision of the normalizer.
@@ -291,50 +294,64 @@ def test_subtraction_and_negative_literal_differ() -> None:
     assert fingerprint("SELECT a FROM t WHERE a = -1") == fingerprint("SELECT a FROM t WHERE a = 1")
 
 
-# --- runs: the skeleton between literals, read once and remembered ------------------------------------------
+# --- runs and shapes: what the normaliser and the shapes remember -------------------------------------------
+
+
+def read(sql: str, dialect: str | None = None) -> str:
+    """The normaliser's own reading of ``sql``, without the shapes in front of it."""
+    result: str = normalise_module.normalise(sql, dialect_rules(dialect))
+    return result
+
+
+def _emptied(memory: dict[Any, Any]) -> Iterator[dict[Any, Any]]:
+    saved = dict(memory)
+    memory.clear()
+    yield memory
+    memory.clear()
+    memory.update(saved)
 
 
 @pytest.fixture
 def no_runs_remembered() -> Iterator[dict[str, object]]:
     """The normaliser's remembered runs, emptied for the test and given back after it."""
-    runs: dict[str, object] = normalise_module._RUNS
-    saved = dict(runs)
-    runs.clear()
-    yield runs
-    runs.clear()
-    runs.update(saved)
+    yield from _emptied(normalise_module._RUNS)
+
+
+@pytest.fixture
+def no_shapes_remembered() -> Iterator[dict[str | None, Any]]:
+    """The safe reading's remembered shapes, emptied for the test and given back after it."""
+    yield from _emptied(shapes_module._SHAPES[dialect_rules(None).name])
 
 
 def test_corpus_gives_the_same_fingerprint_read_afresh_and_remembered(
         no_runs_remembered: dict[str, object]) -> None:
-    """Every corpus statement gives its fingerprint when its runs are new, being remembered, and remembered."""
+    """Every corpus statement reads the same when its runs are new, being remembered, and remembered."""
     remembered_before = 0
     for dialect, _, sql, expected in corpus():
         no_runs_remembered.clear()
-        first, second = fingerprint(sql, dialect), fingerprint(sql, dialect)  # the second remembers the runs
+        first, second = read(sql, dialect), read(sql, dialect)  # the second remembers the runs
         remembered_before += bool(no_runs_remembered)
-        assert (first, second, fingerprint(sql, dialect)) == (expected, expected, expected), sql
+        assert (first, second, read(sql, dialect)) == (expected, expected, expected), sql
     assert remembered_before > 500  # most statements hold a run worth remembering
 
 
 def test_a_run_holding_a_decision_is_decided_every_time(no_runs_remembered: dict[str, object]) -> None:
     """TRUE is a value after ``=`` and a keyword after ``IS``: a run holding it is never remembered whole."""
     sql = "UPDATE t SET flag = TRUE WHERE a IS TRUE"
-    assert {fingerprint(sql) for _ in range(3)} == {"UPDATE t SET flag = ? WHERE a IS TRUE"}
+    assert {read(sql) for _ in range(3)} == {"UPDATE t SET flag = ? WHERE a IS TRUE"}
     assert sql not in no_runs_remembered
-    assert fingerprint("SELECT a, b FROM t WHERE c = 1") == "SELECT a, b FROM t WHERE c = ?"
-    assert fingerprint("SELECT a, b FROM t WHERE c = 1") == "SELECT a, b FROM t WHERE c = ?"
+    assert read("SELECT a, b FROM t WHERE c = 1") == read("SELECT a, b FROM t WHERE c = 1") == \
+        "SELECT a, b FROM t WHERE c = ?"
     assert "SELECT a, b FROM t WHERE c =" in no_runs_remembered
 
 
 def test_a_remembered_run_marks_where_its_list_items_end(no_runs_remembered: dict[str, object]) -> None:
     """A run with commas inside brackets still lets equal tuples collapse and unequal ones stay."""
     for _ in range(3):  # new, being remembered, remembered
-        assert fingerprint("SELECT * FROM t WHERE (a, b) IN ((a, b), (a, b))") == \
-            "SELECT * FROM t WHERE (a, b) IN ((a, b))"
-        assert fingerprint("INSERT INTO t (a, b) VALUES (x, y), (x, y), (y, x)") == \
+        assert read("SELECT * FROM t WHERE (a, b) IN ((a, b), (a, b))") == "SELECT * FROM t WHERE (a, b) IN ((a, b))"
+        assert read("INSERT INTO t (a, b) VALUES (x, y), (x, y), (y, x)") == \
             "INSERT INTO t(a, b) VALUES (x, y), (y, x)"
-        assert fingerprint("SELECT * FROM t WHERE x IN (a, b, a, b)") == "SELECT * FROM t WHERE x IN (a, b, a, b)"
+        assert read("SELECT * FROM t WHERE x IN (a, b, a, b)") == "SELECT * FROM t WHERE x IN (a, b, a, b)"
 
 
 def test_remembered_runs_stay_bounded(no_runs_remembered: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -342,11 +359,67 @@ def test_remembered_runs_stay_bounded(no_runs_remembered: dict[str, object], mon
     monkeypatch.setattr(normalise_module, "_RUNS_MAX", 40)
     for _ in range(2):
         for i in range(100):
-            assert fingerprint(f"SELECT c{i}, d FROM t{i} WHERE e = {i}") == f"SELECT c{i}, d FROM t{i} WHERE e = ?"
+            assert read(f"SELECT c{i}, d FROM t{i} WHERE e = {i}") == f"SELECT c{i}, d FROM t{i} WHERE e = ?"
     assert len(no_runs_remembered) == 40
     long_run = "SELECT " + ", ".join(f"c{i}" for i in range(100)) + " FROM t"
-    assert fingerprint(long_run) == fingerprint(long_run) == long_run
+    assert read(long_run) == read(long_run) == long_run
     assert long_run not in no_runs_remembered  # longer than _RUN_CHARS_MAX: never remembered
+
+
+# Other values for the strings and numbers of a statement, each valid in every dialect.
+OTHER_STRINGS = ["'x'", "''", "'it''s'", "'a -- b /* c'", "'$$ $a$'", "'\"'", "'Zq9'"]
+OTHER_NUMBERS = ["7", "1.5e3", ".5", "123456", "2."]
+
+
+def test_a_shape_met_before_gives_each_statement_its_own_reading() -> None:
+    """Every corpus statement, then the same statement with other values, fingerprints as its own reading."""
+    shapes = shapes_module._SHAPES
+    saved = {name: dict(memory) for name, memory in shapes.items()}
+    found = 0
+    try:
+        for i, (dialect, _, sql, expected) in enumerate(corpus()):
+            for memory in shapes.values():
+                memory.clear()
+            assert fingerprint(sql, dialect) == expected
+            values = list(dialect_rules(dialect).literals.finditer(sql.rstrip()))
+            found += len(values)
+            for k in range(3):
+                parts, last = [], 0
+                for j, value in enumerate(values):
+                    other = OTHER_STRINGS if value.group()[0] == "'" else OTHER_NUMBERS
+                    parts += [sql[last:value.start()], other[(i + j + k) % len(other)]]
+                    last = value.end()
+                variant = "".join([*parts, sql[last:]])
+                assert fingerprint(variant, dialect) == read(variant, dialect), (sql, variant)
+    finally:
+        for name, memory in shapes.items():
+            memory.clear()
+            memory.update(saved[name])
+    assert found > 1_000
+
+
+def test_a_shape_whose_values_are_not_tokens_is_read_every_time(no_shapes_remembered: dict[Any, Any]) -> None:
+    """A quote inside a comment misleads the split: that shape is never trusted for the next statement."""
+    assert fingerprint("SELECT 1 /* it's */, 'x'") == "SELECT ?, ?"
+    # The same shape (the split cuts "'s */, '" and "'" here too), but here the comment runs to the end.
+    assert fingerprint("SELECT 2 /* it'abc'x'") == "SELECT ?"
+    assert list(no_shapes_remembered.values()) == [None]
+    assert fingerprint("SELECT a FROM t WHERE b = 'x' AND c = 5") == "SELECT a FROM t WHERE b = ? AND c = ?"
+    assert fingerprint("SELECT a FROM t WHERE b = 'it''s' AND c = 1.5") == "SELECT a FROM t WHERE b = ? AND c = ?"
+    assert ("SELECT a FROM t WHERE b = ", "", " AND c = ", None, "") in no_shapes_remembered
+
+
+def test_remembered_shapes_stay_bounded(no_shapes_remembered: dict[Any, Any],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bound a new shape is read every time; a statement past the length bound is never remembered."""
+    monkeypatch.setattr(shapes_module, "_SHAPES_MAX", 30)
+    for i in range(60):
+        assert fingerprint(f"SELECT c{i} FROM t WHERE a = {i}") == f"SELECT c{i} FROM t WHERE a = ?"
+    assert len(no_shapes_remembered) == 30
+    long_statement = "SELECT * FROM t WHERE " + " AND ".join(f"c{i} = {i}" for i in range(60))
+    no_shapes_remembered.clear()
+    assert fingerprint(long_statement) == "SELECT * FROM t WHERE " + " AND ".join(f"c{i} = ?" for i in range(60))
+    assert not no_shapes_remembered
 
 
 # --- fingerprint_id ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from .cache import FingerprintCache, fingerprint_id
 from .dialects import DIALECTS, SAFE, dialect_rules, resolve_dialect
-from .normalise import normalise
+from .shapes import fingerprint_by_shape
 
 __all__ = ["DIALECTS", "FingerprintCache", "fingerprint", "fingerprint_id", "resolve_dialect"]
 
@@ -38,4 +38,4 @@ def fingerprint(sql: str, dialect: str | None = None) -> str:
     ``"oracle"``, ``"mssql"``, ...); None or a name not known here reads ``sql`` the safe way. Never raises on a
     ``str``: malformed SQL still yields a deterministic fingerprint.
     """
-    return normalise(sql, SAFE if dialect is None else dialect_rules(dialect))  # None: the most common call
+    return fingerprint_by_shape(sql, SAFE if dialect is None else dialect_rules(dialect))

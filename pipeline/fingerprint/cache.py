@@ -6,7 +6,7 @@ import hashlib
 import threading
 
 from .dialects import dialect_rules
-from .normalise import normalise
+from .shapes import fingerprint_by_shape
 
 __all__ = ["FingerprintCache", "fingerprint_id"]
 
@@ -65,7 +65,7 @@ class FingerprintCache:
         fp = self._data.get(key)
         if fp is not None:
             return fp
-        fp = normalise(sql, dialect_rules(dialect))
+        fp = fingerprint_by_shape(sql, dialect_rules(dialect))
         with self._lock:
             data = self._data
             if key not in data:

@@ -56,15 +56,28 @@ class Dialect:
     digit_identifiers: bool
     # $1 is a placeholder (PostgreSQL, DuckDB, SQLite); elsewhere (SQL Server money) it is a value.
     dollar_params: bool
+    # The values a statement's shape stands for (shapes.py): split() gives the text between them, and for each
+    # value "" (a string) or None (a number), never the value itself.
+    literals: re.Pattern[str]
     # "#" starts a comment (MySQL, and the safe reading); in PostgreSQL it is an operator (XOR, #>, #>>).
     hash_comments: bool = False
 
+    def lexer_for(self, sql: str) -> re.Pattern[str]:
+        """The lexer for ``sql``: the one that also reads $tag$ quotes only when ``sql`` may hold one."""
+        if self.dollar_lexer is not None and "$" in sql and DOLLAR_OPENER.search(sql):
+            return self.dollar_lexer
+        return self.lexer
+
 
 # -- building blocks, each a regex alternative --------------------------------------------------------------
-_STD = r"'(?:[^']++|'')*+(?:'|\Z)"  # '' doubles a quote; a backslash is an ordinary character
-_BACKSLASH = r"'(?:[^'\\]++|''|\\(?s:.))*+(?:'|\\?\Z)"  # backslash escapes the next character, too
+# A string's rule after its opening quote (the shapes' pattern reads the quote first), then the string.
+_STD_BODY = r"(?:[^']++|'')*+(?:'|\Z)"  # '' doubles a quote; a backslash is an ordinary character
+_BACKSLASH_BODY = r"(?:[^'\\]++|''|\\(?s:.))*+(?:'|\\?\Z)"  # backslash escapes the next character, too
 # Both readings agree on where the string ends (no backslash before a quote), or the rest is one value.
-_SAFE = r"'(?:[^'\\]++|''|\\[^'])*+'|'(?s:.*)"
+_SAFE_BODY = r"(?:(?:[^'\\]++|''|\\[^'])*+'|(?s:.*))"
+_STD = "'" + _STD_BODY
+_BACKSLASH = "'" + _BACKSLASH_BODY
+_SAFE = "'" + _SAFE_BODY
 _DQ_STRING = r'"(?:[^"\\]++|""|\\(?s:.))*+(?:"|\\?\Z)'  # MySQL's "..." string
 _DQ_IDENT = r'"(?:[^"]++|"")*+"|"(?s:.*)'
 # A double-quoted token whose meaning depends on where it stands: the "." or "=" after it travels with it.
@@ -138,35 +151,54 @@ def _lexer(*alternatives: str) -> tuple[re.Pattern[str], re.Pattern[str] | None]
 
 _WORD = r"[^\W\d][\w$]*+"
 
+
+def _literals(string_body: str) -> re.Pattern[str]:
+    """The strings and plain numbers of a dialect, each exactly as its lexer reads it (see shapes.py).
+
+    A number counts only where it is a whole token that is a value in every dialect: digits, a fraction and an
+    exponent, not glued to a name, a placeholder (``$1``, ``:1``, ``?1``) or another dot (``1.2.3``); ``0x1F``,
+    ``1_000`` or MySQL's ``1abc`` stay in the shape as they are. The pattern opens with one character class so
+    that the regex engine skips the text between values in C.
+    """
+    exponent = r"(?:[eE][+-]?\d++)?(?![\w$.])"
+    return re.compile(r"['\d.](?:(?<=')" + string_body + r"()"
+                      + r"|(?<=\d)(?<![\w$#@.:?]\d)\d*+(?:\.\d*+)?" + exponent
+                      + r"|(?<=\.)(?<![\w$#@.:?]\.)\d++" + exponent + ")")
+
+
+_STD_LITERALS: Final = _literals(_STD_BODY)
+
 DIALECTS: Final[dict[str, Dialect]] = {
     "postgres": Dialect("postgres", *_lexer(
         r"(?:[eE]" + _BACKSLASH + r"|(?:[nNbBxX]|[uU]&)" + _STD + ")",
         r'[uU]&"(?:[^"]++|"")*+"', _WORD, _STD, _NUMBER, _DQ_IDENT, _BACKTICK, _LINE, _nested_block(4), _DOLLAR,
         r"\$\d++|\?\||\?&|" + _PLACEHOLDER, r"\#>>?|\#-|" + _OPERATOR),
-        DQ_IDENT, digit_identifiers=False, dollar_params=True),
+        DQ_IDENT, digit_identifiers=False, dollar_params=True, literals=_STD_LITERALS),
     "duckdb": Dialect("duckdb", *_lexer(
         r"(?:[eE]" + _BACKSLASH + r"|(?:[nNbBxX])" + _STD + ")", _WORD, _STD, _NUMBER, _DQ_IDENT, _BACKTICK,
         _LINE, _nested_block(4), _DOLLAR, r"\$\d++|\$[^\W\d]\w*+|" + _PLACEHOLDER, _OPERATOR),
-        DQ_IDENT, digit_identifiers=False, dollar_params=True),
+        DQ_IDENT, digit_identifiers=False, dollar_params=True, literals=_STD_LITERALS),
     "mysql": Dialect("mysql", *_lexer(
         r"[nNbBxX]" + _BACKSLASH, _WORD, _BACKSLASH, _NUMBER, _DQ_STRING, _BACKTICK, _MYSQL_LINE, _HASH, _BLOCK,
-        _PLACEHOLDER, _OPERATOR), DQ_STRING, digit_identifiers=True, dollar_params=False, hash_comments=True),
+        _PLACEHOLDER, _OPERATOR), DQ_STRING, digit_identifiers=True, dollar_params=False, hash_comments=True,
+        literals=_literals(_BACKSLASH_BODY)),
     "sqlite": Dialect("sqlite", *_lexer(
         r"[xX]" + _STD, _WORD, _STD, _NUMBER, _DQ_AMBIGUOUS, _BACKTICK, _BRACKET, _LINE, _BLOCK,
         r"\$\d++|\$[^\W\d][\w$]*+|" + _PLACEHOLDER, _OPERATOR),
-        DQ_AMBIGUOUS, digit_identifiers=False, dollar_params=True),
+        DQ_AMBIGUOUS, digit_identifiers=False, dollar_params=True, literals=_STD_LITERALS),
     "oracle": Dialect("oracle", *_lexer(
         _q_quote(), r"[nN]" + _STD, r"[^\W\d][\w$#]*+", _STD, _NUMBER, _DQ_IDENT, _BACKTICK, _LINE, _BLOCK,
-        r":\d++|" + _PLACEHOLDER, _OPERATOR), DQ_IDENT, digit_identifiers=False, dollar_params=False),
+        r":\d++|" + _PLACEHOLDER, _OPERATOR), DQ_IDENT, digit_identifiers=False, dollar_params=False,
+        literals=_STD_LITERALS),
     "mssql": Dialect("mssql", *_lexer(
         r"[nN]" + _STD, r"(?:[^\W\d]|\#\#?)[\w@$#]*+", _STD, r"\$[\d.]++|" + _NUMBER, _DQ_AMBIGUOUS,
         _BACKTICK, _BRACKET, _LINE, _nested_block(4), _PLACEHOLDER, _OPERATOR),
-        DQ_AMBIGUOUS, digit_identifiers=False, dollar_params=False),
+        DQ_AMBIGUOUS, digit_identifiers=False, dollar_params=False, literals=_STD_LITERALS),
 }
 SAFE: Final = Dialect("unknown", *_lexer(
     _q_quote(), r"(?:[eEnNbBxX]|[uU]&)(?:" + _SAFE + ")", _WORD, _SAFE, r"\$[\d.]++|" + _NUMBER,
     _DQ_AMBIGUOUS, _BACKTICK, _LINE, _HASH, _nested_block(4), _DOLLAR, r"\$[^\W\d]\w*+|" + _PLACEHOLDER, _OPERATOR),
-    DQ_AMBIGUOUS, digit_identifiers=False, dollar_params=False, hash_comments=True)
+    DQ_AMBIGUOUS, digit_identifiers=False, dollar_params=False, hash_comments=True, literals=_literals(_SAFE_BODY))
 
 # The names a driver, SQLAlchemy or a user may give, each to its family.
 _ALIASES: Final = {

@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from .dialects import DOLLAR_OPENER, DQ_AMBIGUOUS, DQ_IDENT, RUN_ELEMENTS, Dialect
+from .dialects import DQ_AMBIGUOUS, DQ_IDENT, RUN_ELEMENTS, Dialect
 
 __all__ = ["normalise"]
 
@@ -322,11 +322,9 @@ def normalise(sql: str, dialect: Dialect) -> str:
         sql = sql.rstrip()  # trailing blanks would be rescanned by the lexer's whitespace prefix
     except AttributeError:  # the flusher counts a TypeError as a rejected row
         raise TypeError(f"the SQL text must be a str, not {type(sql).__name__}") from None
-    dollar_lexer = dialect.dollar_lexer
-    if dollar_lexer is not None and "$" in sql and DOLLAR_OPENER.search(sql):
-        tokens = [tok for tok, _tag in dollar_lexer.findall(sql)]
-    else:
-        tokens = dialect.lexer.findall(sql)
+    lexer = dialect.lexer_for(sql)
+    # The dollar lexer's findall gives (token, tag) pairs.
+    tokens = lexer.findall(sql) if lexer is dialect.lexer else [tok for tok, _tag in lexer.findall(sql)]
     out: list[str] = []
     append = out.append
     extend = out.extend

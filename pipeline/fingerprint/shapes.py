@@ -1,0 +1,59 @@
+"""Statements that differ only in their values share a shape: read once, then found by one split in C.
+
+An ORM that inlines its values sends ``... WHERE id = 41``, then ``... WHERE id = 42``: new text each time, so
+the statement cache misses, but the shape is the same. ``fingerprint_by_shape`` splits the statement at its
+strings and plain numbers with one regex (``Dialect.literals``); the list of the texts between them, with a
+marker for the kind of each value (``""`` a string, ``None`` a number), is the shape, and never holds a value.
+A shape met before gives its fingerprint from a dict; a new one is read by ``normalise`` and remembered.
+
+Why the fingerprint of one statement serves every statement of its shape: the normaliser turns a string or a
+number token into ``?`` whatever its text (a string after a name upper-cases the name: ``date '2024-01-01'``;
+the marker keeps strings and numbers apart). So if each value the split found is one whole token of the
+lexer, another statement with the same shape, which is the same text with other values in the same kinds of
+tokens, is read into the same tokens but for those values, and gives the same fingerprint. That is checked
+once per shape, on the statement that first brings it (``_values_are_tokens``): a split that cut elsewhere
+(a quote inside a comment or a quoted name, ``E'..'``, ``N'..'``) marks its shape as one to read every time.
+tests/test_fingerprint.py checks it on the corpus with other values in every literal.
+
+Bounded like the normaliser's own memories: at most _SHAPES_MAX shapes per dialect, each of a statement of at
+most _SHAPE_CHARS_MAX characters (~2.5 MB per dialect at worst; an application's few hundred shapes in
+practice); past the bound a new shape is read every time.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .dialects import DIALECTS, SAFE, Dialect
+from .normalise import normalise
+
+__all__ = ["fingerprint_by_shape"]
+
+_SHAPES_MAX: Final = 2_048
+_SHAPE_CHARS_MAX: Final = 500
+# Per dialect: shape -> its fingerprint, or None for a shape whose values are not whole tokens.
+_SHAPES: Final[dict[str, dict[tuple[str | None, ...], str | None]]] = {
+    d.name: {} for d in (*DIALECTS.values(), SAFE)}
+
+
+def fingerprint_by_shape(sql: str, dialect: Dialect) -> str:
+    """``normalise(sql, dialect)``, read once per shape; TypeError if ``sql`` is not a str."""
+    try:
+        sql = sql.rstrip()
+    except AttributeError:
+        return normalise(sql, dialect)  # raises the TypeError that names the type
+    shape = tuple(dialect.literals.split(sql))
+    shapes = _SHAPES[dialect.name]
+    fp = shapes.get(shape)
+    if fp is not None:
+        return fp
+    fp = normalise(sql, dialect)
+    if len(sql) <= _SHAPE_CHARS_MAX and shape not in shapes and len(shapes) < _SHAPES_MAX:
+        shapes[shape] = fp if _values_are_tokens(sql, dialect) else None
+    return fp
+
+
+def _values_are_tokens(sql: str, dialect: Dialect) -> bool:
+    """True if every value the split found in ``sql`` is exactly one token of the dialect's lexer."""
+    token_ends = {match.start(1): match.end(1) for match in dialect.lexer_for(sql).finditer(sql)}
+    return all(token_ends.get(value.start()) == value.end() for value in dialect.literals.finditer(sql))
