@@ -40,7 +40,7 @@ from typing import Final
 
 from .dialects import DQ_AMBIGUOUS, DQ_IDENT, RUN_ELEMENTS, Dialect
 
-__all__ = ["normalise"]
+__all__ = ["normalise", "tokens_of"]
 
 _KEYWORDS: Final = frozenset(
     {
@@ -316,15 +316,24 @@ def _protect(tok: str) -> str:
     return tok.replace(" ", _QUOTED_SPACE)
 
 
-def normalise(sql: str, dialect: Dialect) -> str:
-    """The fingerprint of ``sql`` read with ``dialect``'s lexer; TypeError if ``sql`` is not a str."""
+def tokens_of(sql: str, dialect: Dialect) -> list[str]:
+    """The tokens of ``sql``, without its trailing blanks, as ``dialect``'s lexer reads them."""
+    lexer = dialect.lexer_for(sql)
+    # The dollar lexer's findall gives (token, tag) pairs.
+    return lexer.findall(sql) if lexer is dialect.lexer else [tok for tok, _tag in lexer.findall(sql)]
+
+
+def normalise(sql: str, dialect: Dialect, tokens: list[str] | None = None) -> str:
+    """The fingerprint of ``sql`` read with ``dialect``'s lexer; TypeError if ``sql`` is not a str.
+
+    ``tokens``: ``tokens_of(sql, dialect)`` when the caller has them already.
+    """
     try:
         sql = sql.rstrip()  # trailing blanks would be rescanned by the lexer's whitespace prefix
     except AttributeError:  # the flusher counts a TypeError as a rejected row
         raise TypeError(f"the SQL text must be a str, not {type(sql).__name__}") from None
-    lexer = dialect.lexer_for(sql)
-    # The dollar lexer's findall gives (token, tag) pairs.
-    tokens = lexer.findall(sql) if lexer is dialect.lexer else [tok for tok, _tag in lexer.findall(sql)]
+    if tokens is None:
+        tokens = tokens_of(sql, dialect)
     out: list[str] = []
     append = out.append
     extend = out.extend

@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Final
 
 from .dialects import DIALECTS, SAFE, Dialect
-from .normalise import normalise
+from .normalise import normalise, tokens_of
 
 __all__ = ["fingerprint_by_shape"]
 
@@ -42,18 +42,37 @@ def fingerprint_by_shape(sql: str, dialect: Dialect) -> str:
         sql = sql.rstrip()
     except AttributeError:
         return normalise(sql, dialect)  # raises the TypeError that names the type
+    if len(sql) > _SHAPE_CHARS_MAX:  # never remembered: the split would be wasted
+        return normalise(sql, dialect)
     shape = tuple(dialect.literals.split(sql))
     shapes = _SHAPES[dialect.name]
     fp = shapes.get(shape)
     if fp is not None:
         return fp
-    fp = normalise(sql, dialect)
-    if len(sql) <= _SHAPE_CHARS_MAX and shape not in shapes and len(shapes) < _SHAPES_MAX:
-        shapes[shape] = fp if _values_are_tokens(sql, dialect) else None
+    tokens = tokens_of(sql, dialect)
+    fp = normalise(sql, dialect, tokens)
+    if shape not in shapes and len(shapes) < _SHAPES_MAX:
+        shapes[shape] = fp if _values_are_tokens(sql, tokens, shape) else None
     return fp
 
 
-def _values_are_tokens(sql: str, dialect: Dialect) -> bool:
-    """True if every value the split found in ``sql`` is exactly one token of the dialect's lexer."""
-    token_ends = {match.start(1): match.end(1) for match in dialect.lexer_for(sql).finditer(sql)}
-    return all(token_ends.get(value.start()) == value.end() for value in dialect.literals.finditer(sql))
+def _values_are_tokens(sql: str, tokens: list[str], shape: tuple[str | None, ...]) -> bool:
+    """True if every value of ``shape`` starts where one of ``tokens`` (the lexer's reading of ``sql``) does.
+
+    A value then is that token: a string ends by the lexer's own rule, and a number of the split is followed by
+    none of the characters that would extend the lexer's number token.
+    """
+    token_ends: dict[int, int] = {}
+    end = 0
+    for token in tokens:
+        # Only blanks lie between two tokens, and a token never starts with one: the next occurrence is it.
+        start = sql.find(token, end)
+        end = start + len(token)
+        token_ends[start] = end
+    position = 0
+    for i in range(1, len(shape), 2):  # shape: text, value, text, value, ..., text
+        value_end = token_ends.get(position + len(shape[i - 1] or ""))
+        if value_end is None:
+            return False
+        position = value_end
+    return position + len(shape[-1] or "") == len(sql)
