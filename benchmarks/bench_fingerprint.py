@@ -209,7 +209,7 @@ def main() -> int:
     print(table(["chars", "median ns", "ns/char", "budget", "verdict"], rows))
     cold_ns = medians["69 chars, every word new"]
     print(f"   the typical statement with identifiers never met before, once every memory is full (10,000 "
-          f"identifier words, 8,192 runs, 2,048 shapes per dialect: each new one is then read afresh): "
+          f"identifier words, 4,096 runs, 1,024 shapes per dialect: each new one is then read afresh): "
           f"{cold_ns:,.0f} ns")
     if "sqlglot 69 chars" in medians:
         print(f"   sqlglot tokenize() of the typical statement: {medians['sqlglot 69 chars']:,.0f} ns "

@@ -92,9 +92,9 @@ _LEARNED_MAX: Final = 10_000 + len(_CANON)
 # Runs (``SELECT id, name FROM users WHERE id =``: ASCII words and , = . read as one token, see dialects.py) whose
 # every element is a _CANON entry or a comma, so their output never depends on where they stand: run -> (output
 # tokens, index of the first comma in them or -1). Bounded like the learned words: at most this many runs of at
-# most this many characters (~2 MB at worst, the statements' skeletons in practice).
+# most this many characters (~2 MB at worst, measured; the statements' skeletons in practice).
 _RUNS: Final[dict[str, tuple[tuple[str, ...], int]]] = {}
-_RUNS_MAX: Final = 8_192
+_RUNS_MAX: Final = 4_096
 _RUN_CHARS_MAX: Final = 160
 _RUN_SEPARATOR: Final = re.compile(r"[\s,=.]")
 

