@@ -8,6 +8,7 @@ job that raises is logged, counted and simply runs again at its next interval.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,20 @@ class JobStatus:
     last_duration_seconds: float | None = None
     last_error: str | None = None
     last_result: Any = None
+    skipped: int = 0  # intervals that came while the previous run was still going
+
+
+class _NoSkipLines(logging.Filter):
+    """APScheduler warns at every interval a job is still running (thousands of lines during a long ingest);
+    duckpulse counts those skips and logs them through its ThrottledLog instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in str(record.msg)
+
+
+# The scheduler's own logger (APScheduler's "apscheduler.scheduler" is the app's to configure, so it is left alone).
+SCHEDULER_LOG = logging.getLogger("duckpulse.scheduler")
+SCHEDULER_LOG.addFilter(_NoSkipLines())
 
 
 class Jobs:
@@ -94,11 +109,23 @@ class Jobs:
         with self._lock:
             return {name: asdict(st) for name, st in self._status.items()}
 
+    def _skipped(self, event: Any) -> None:
+        job = self._jobs.get(event.job_id)
+        if job is None:
+            return
+        with self._lock:
+            self._status[job.name].skipped += 1
+        self.log.warning(f"job-skipped:{job.name}", f"duckpulse job {job.name!r} was still running when its next "
+                         f"run was due (every {job.interval_seconds:g} s); that run was skipped")
+
     def start(self) -> None:
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES
         from apscheduler.schedulers.background import BackgroundScheduler
 
-        scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
-                                                                    "misfire_grace_time": None})
+        scheduler = BackgroundScheduler(timezone=UTC, logger=SCHEDULER_LOG,
+                                        job_defaults={"coalesce": True, "max_instances": 1,
+                                                      "misfire_grace_time": None})
+        scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
         for job in self._jobs.values():
             scheduler.add_job(self.run, "interval", args=[job.name], id=job.name, name=job.name,
                               seconds=job.interval_seconds)
