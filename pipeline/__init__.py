@@ -9,6 +9,7 @@ from .clock import SystemClock as SystemClock
 from .errors import ConfigError as ConfigError
 from .errors import DuckPulseError as DuckPulseError
 from .errors import InvalidMetricError as InvalidMetricError
+from .errors import MonitorClosedError as MonitorClosedError
 from .errors import NoMonitorError as NoMonitorError
 from .errors import OwnershipError as OwnershipError
 from .monitor import Monitor as Monitor
@@ -17,6 +18,7 @@ from .percentiles import Percentile as Percentile
 from .percentiles import percentiles as percentiles
 
 __all__ = ["Clock", "ConfigError", "DuckPulseError", "InvalidMetricError", "LoggingNotifier", "Monitor",
+           "MonitorClosedError",
            "NoMonitorError", "Notification", "OwnershipError", "Percentile", "Rule", "SystemClock",
            "WebhookNotifier", "default_monitor", "percentiles"]
 

@@ -33,6 +33,7 @@ from .tables import (
     series_row,
     to_chunk,
 )
+from .validate import safe_repr
 
 # Raw rows cost ~150 B each; columns cost ~38 B. Keeping at most this many raw values per table bounds the
 # memory a buffered metric costs at 1M buffered to the columnar size plus a few bytes.
@@ -140,7 +141,7 @@ class Buffer:
         interners = self._interners[spec.name]
         try:
             chunk = to_chunk(spec, flat, interners)
-        except (TypeError, ValueError, OverflowError):
+        except Exception:  # a hostile value may raise anything (a __hash__ or __eq__ of its own)
             # Rare: some row has a wrong type or an empty name. Find the culprits one by one.
             width = spec.raw_width
             good: list[Any] = []
@@ -149,13 +150,16 @@ class Buffer:
                 try:
                     to_chunk(spec, row, interners)
                     good.extend(row)
-                except (TypeError, ValueError, OverflowError) as exc:
-                    reason = "empty_name" if isinstance(exc, EmptyValueError) else f"invalid_{spec.name}_row"
-                    self.rejected[reason] += 1
-                    problems.append((reason, f"{spec.name} row {tuple(row)!r:.200}: {exc}"))
-            if not good:
+                except Exception as exc:
+                    problems.append(self._refuse_row(spec, row, exc))
+            try:
+                chunk = to_chunk(spec, good, interners)
+            except Exception as exc:  # a value that converted alone and not now: refuse those rows, only them
+                for i in range(0, len(good), width):
+                    problems.append(self._refuse_row(spec, good[i:i + width], exc))
                 return problems
-            chunk = to_chunk(spec, good, interners)
+            if not chunk.rows:
+                return problems
         n = chunk.rows
         self.recorded += n
         room = self.max_buffered - self.pending_rows
@@ -169,6 +173,13 @@ class Buffer:
         self._chunks[spec.name].append(chunk)
         self.pending_rows += n
         return problems
+
+    def _refuse_row(self, spec: TableSpec, row: list[Any], exc: Exception) -> tuple[str, str]:
+        """Count one row that cannot be stored; returns (reason, what was wrong)."""
+        reason = "empty_name" if isinstance(exc, EmptyValueError) else f"invalid_{spec.name}_row"
+        self.rejected[reason] += 1
+        values = ", ".join(safe_repr(v, 60) for v in row)
+        return reason, f"{spec.name} row ({values}): {safe_repr(exc, 200)}"
 
     # -- series registry ---------------------------------------------------------------------------------
     def add_series(self, series_id: int, name: str, kind: str, labels: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ The exception tree::
     ├── ObjectStoreError           S3 (or a store speaking its API) failed a request: its code, and whether
     │                              it may succeed later unchanged (``transient``: unreachable, 5xx, throttled)
     ├── NoMonitorError             an integration needed the default monitor and none is open
+    ├── MonitorClosedError         flush() after close() with rows recorded since (``strict=True``; else False)
     └── IntegrationMissingError    an integration's library (flask, starlette, sqlalchemy) is not installed
 
 Monitoring never raises into the host application: outside ``strict=True`` the recording API counts
@@ -78,6 +79,10 @@ class ObjectStoreError(DuckPulseError):
 
 class NoMonitorError(DuckPulseError, RuntimeError):
     """No open Monitor exists where one is needed."""
+
+
+class MonitorClosedError(DuckPulseError, RuntimeError):
+    """``flush()`` was called on a closed monitor holding rows recorded after ``close()``."""
 
 
 class IntegrationMissingError(DuckPulseError, ImportError):

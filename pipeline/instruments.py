@@ -22,6 +22,7 @@ from .buffer import RAW_CAP, Buffer
 from .clock import Timestamps
 from .errors import InvalidMetricError
 from .fingerprint import fingerprint_id
+from .validate import number_problem, safe_repr
 
 INF = math.inf
 P = ParamSpec("P")
@@ -61,7 +62,10 @@ class _Instrument:
             self._buffer.raw_full("points", row)
 
     def _bad(self, value: object, what: str) -> None:
-        self._reject("invalid_value", f"{type(self).__name__.lower()} {self.name!r}: {value!r} is not {what}")
+        problem = number_problem(value)
+        kind = {"nan": "NaN", "infinite": "infinite", "negative": "negative"}.get(problem, "not a number")
+        self._reject("invalid_value", f"{type(self).__name__.lower()} {self.name!r}: {safe_repr(value)} is {kind}, "
+                     f"not {what}; pass a float (a Decimal from a NUMERIC column: float(x))")
 
 
 class Counter(_Instrument):
@@ -80,7 +84,7 @@ class Counter(_Instrument):
                 else:
                     self._buffer.raw_full("points", row)
                 return
-        except TypeError:
+        except Exception:  # Decimal('NaN') raises InvalidOperation; a caller's type, anything
             pass
         self._bad(amount, "a finite number >= 0")
 
@@ -101,14 +105,14 @@ class Gauge(_Instrument):
                 self._value = value
                 self._record(value)
                 return
-        except TypeError:
+        except Exception:  # Decimal('NaN') raises InvalidOperation; a caller's type, anything
             pass
         self._bad(value, "a finite number")
 
     def inc(self, amount: float = 1.0) -> None:
         try:
             value = self._value + amount
-        except (TypeError, OverflowError):  # not a number, or an int too large for a float: counted, not raised
+        except Exception:  # not a number, an int too large for a float, a Decimal: counted, not raised
             self._bad(amount, "a finite number")
             return
         self.set(value)
@@ -116,7 +120,7 @@ class Gauge(_Instrument):
     def dec(self, amount: float = 1.0) -> None:
         try:
             value = self._value - amount
-        except (TypeError, OverflowError):
+        except Exception:  # as in inc
             self._bad(amount, "a finite number")
             return
         self.set(value)
@@ -138,7 +142,7 @@ class Histogram(_Instrument):
                 else:
                     self._buffer.raw_full("points", row)
                 return
-        except TypeError:
+        except Exception:  # Decimal('NaN') raises InvalidOperation; a caller's type, anything
             pass
         self._bad(value, "a finite number")
 

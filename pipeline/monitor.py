@@ -34,7 +34,7 @@ from .config import differences
 from .config import load as load_settings
 from .context import UNMATCHED, end_returned_request
 from .context import active_request as _active_request
-from .errors import ConfigError, InvalidMetricError, OwnershipError
+from .errors import ConfigError, InvalidMetricError, MonitorClosedError, OwnershipError
 from .faults import RecentFaults
 from .fingerprint import DIALECTS, resolve_dialect
 from .instruments import Counter, Gauge, Histogram, QueryTimer, Registry, RejectedInstrument
@@ -45,6 +45,7 @@ from .owner_lock import holder
 from .process import ProcessSampler
 from .role import CLAIM_INTERVAL_SECONDS, Role
 from .settings import MonitorOptions, Settings
+from .validate import duration_message, duration_reason, ts_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -309,12 +310,16 @@ class Monitor(_HotState):
                       request_id: int | None = None, query_count: int = 0, ts: float | None = None) -> None:
         """Record one served request: its route template, method, HTTP status and duration.
 
-        ``ts`` is when it ended, in epoch seconds (default: now).
+        ``ts`` is when it ended, in epoch seconds (default: now); one more than 30 years old or a day ahead is
+        refused (``pipeline.validate``).
         """
+        if ts is not None:
+            self._track_request_at(route, method, status, duration_ms, request_id, query_count, ts)
+            return
         try:
             if 0.0 <= duration_ms < INF:  # also False for NaN
                 # The clock thread's time, or (None: exact mode, or the thread idles) the clock's.
-                row = (ts or self._stamps.seconds or self._stamps.now(), route, method, status, duration_ms,
+                row = (self._stamps.seconds or self._stamps.now(), route, method, status, duration_ms,
                        request_id, query_count)
                 raw = self._raw_requests
                 if len(raw) < RAW_CAP:
@@ -322,7 +327,27 @@ class Monitor(_HotState):
                 else:
                     self._buffer.raw_full("requests", row)
                 return
-        except TypeError:
+        except Exception:  # Decimal('NaN') raises InvalidOperation, a caller's type anything
+            pass
+        self._reject_duration("request", duration_ms)
+
+    def _track_request_at(self, route: str, method: str, status: int, duration_ms: float,
+                          request_id: int | None, query_count: int, ts: float) -> None:
+        """track_request with its own timestamp, checked first (a slow branch: most calls stamp now)."""
+        problem = ts_problem(ts, self._stamps.seconds or self._stamps.now())
+        if problem is not None:
+            self._reject(*problem)
+            return
+        try:
+            if 0.0 <= duration_ms < INF:
+                row = (float(ts), route, method, status, duration_ms, request_id, query_count)
+                raw = self._raw_requests
+                if len(raw) < RAW_CAP:
+                    raw += row
+                else:
+                    self._buffer.raw_full("requests", row)
+                return
+        except Exception:  # as in track_request
             pass
         self._reject_duration("request", duration_ms)
 
@@ -365,7 +390,7 @@ class Monitor(_HotState):
                 else:
                     self._buffer.raw_full("queries", row)
                 return
-        except TypeError:
+        except Exception:  # as in track_request
             pass
         self._reject_duration("query", duration_ms)
 
@@ -413,16 +438,7 @@ class Monitor(_HotState):
             self._unclosed[why] += 1
 
     def _reject_duration(self, what: str, value: object) -> None:
-        if isinstance(value, float) and math.isnan(value):
-            reason = "nan_duration"
-        elif isinstance(value, int | float) and value < 0:
-            reason = "negative_duration"
-        elif isinstance(value, int | float):
-            reason = "infinite_duration"
-        else:
-            reason = "duration_not_number"
-        self._reject(reason, f"{what} duration_ms={value!r} is not a finite number of milliseconds >= 0; "
-                             "pass the elapsed time, e.g. (time.perf_counter() - start) * 1000")
+        self._reject(duration_reason(value), duration_message(what, value))
 
     def _reject(self, reason: str, detail: str) -> None:
         self._buffer.reject(reason)
@@ -473,10 +489,11 @@ class Monitor(_HotState):
         Returns False if writing failed; the data then stays buffered (up to ``max_buffered``) for the next
         attempt, and the failure is counted in ``stats()["flush_failures"]``. A fleet producer whose outbox is full
         (the object store unreachable for long) drops the flush instead, counted in ``stats()["dropped"]
-        ["outbox_full"]``, and returns False too.
+        ["outbox_full"]``, and returns False too. After ``close()`` nothing can be written: True if nothing was
+        recorded since, else False (strict: MonitorClosedError), the rows staying pending in ``stats()``.
         """
         if self._closed:
-            return True
+            return self._flush_closed()
         with self._flush_lock:
             self._compact()
             tables = self._buffer.take()
@@ -504,6 +521,20 @@ class Monitor(_HotState):
             self.last_flush_at = self.clock.now()
             self._faults.observe(self._fault_totals())  # a fault is dated by the flush that first sees it
             return True
+
+    def _flush_closed(self) -> bool:
+        with self._flush_lock:
+            self._compact()
+            pending = self._buffer.buffered_rows()
+        if not pending:
+            return True
+        detail = (f"flush() after close(): this monitor is closed and cannot write the {pending} rows recorded "
+                  "since; they stay pending (stats()['pending']). Record into an open monitor: keep it open until "
+                  "the app stops, or create a new Monitor(...)")
+        if self.strict:
+            raise MonitorClosedError(detail)
+        self.log.warning("flush:closed", f"duckpulse: {detail}")
+        return False
 
     # -- alerts (pipeline/alerts): kept by the role, applied by whichever ownership this process holds -------
     def add_threshold(self, metric: str, op: str, value: float, level: str, message: str = "", *,

@@ -81,6 +81,8 @@ class Interner:
         if not isinstance(text, str):
             raise TypeError(f"{self.column.name} must be a string, got {type(text).__name__}")
         stored = self.key(text, dialect) if self.key is not None else text
+        if type(stored) is not str:  # a str subclass: store its characters, not its methods
+            stored = str.__str__(stored)
         if self.column.non_empty and not stored:
             raise EmptyValueError(f"{self.column.name} is empty")
         stored.encode()  # a lone surrogate cannot be stored as UTF-8: refuse its row now, not the whole flush
