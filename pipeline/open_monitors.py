@@ -1,4 +1,4 @@
-"""The open monitors of this process: one per database file, the default one, and fork and exit handling.
+"""The open monitors of this process: one per database file, the default one, and fork, exit and SIGTERM handling.
 
 ``Monitor(db_path=X)`` in a process where a monitor of X is open returns that monitor (no new threads, no new
 store): an app factory run once per test, or ``DuckPulse().init_app(app)`` for every app created, costs one
@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import sigterm
 from .errors import NoMonitorError
 from .logs import logger
 
@@ -73,6 +74,7 @@ def register(monitor: Any, monitor_key: str | None) -> None:
         _open.append(ref)
         if monitor_key is not None:
             _by_key[monitor_key] = ref
+    sigterm.install(live)  # a SIGTERM flushes too (pipeline/sigterm.py)
 
 
 def unregister(monitor: Any) -> None:

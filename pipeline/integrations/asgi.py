@@ -4,7 +4,7 @@
 Starlette and FastAPI. Same semantics as the WSGI middleware: the route template, the method (``OTHER``
 outside the standard set), the status of ``http.response.start`` (500 when the application raises, and the
 exception propagates unchanged), the request id and the number of queries the request ran. Lifespan and
-websocket scopes pass through untouched.
+websocket scopes pass through untouched, except that the lifespan's shutdown flushes the monitor.
 
 The route comes from ``route_resolver(scope)`` when given, else from the route the framework matched and left
 in the scope (Starlette and FastAPI put it in ``scope["route"]``; its ``path`` is the template
@@ -97,7 +97,23 @@ class MetricsMiddleware:
         self.response_time_header = bool(response_time_header)
         self.timer = timer
 
+    def _flush_on_shutdown(self, receive: Receive) -> Receive:
+        """The lifespan's receive, flushing the monitor when the server says it shuts down: the server has served
+        its last request then, and a SIGTERM that follows (uvicorn re-raises it) may end the process at once."""
+
+        async def receive_and_watch() -> Message:
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown":
+                monitor = self.monitor if not self._follow_default else default_or_none("ASGI")
+                if monitor is not None and not monitor.closed:
+                    monitor.flush()  # blocks the loop for one flush: nothing else is served any more
+            return message
+        return receive_and_watch
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, self._flush_on_shutdown(receive), send)
+            return
         if scope["type"] != "http" or (scope.get("path") or "/") in self.excluded:
             await self.app(scope, receive, send)
             return
