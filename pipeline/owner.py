@@ -181,10 +181,13 @@ class Ownership:
             return 0
 
     def stats(self) -> dict[str, Any]:
-        """The owner's part of ``Monitor.stats()``: the database file's losses, the ingest's counts (with a spool)."""
+        """The owner's part of ``Monitor.stats()``: the database file's losses, the alerts' counts and delivery, the
+        ingest's counts (with a spool)."""
         lost = self.store.file_lost
+        alerts = self.alerts.stats()
         counts: dict[str, Any] = {"store": {"file_lost": lost.count, "rows_lost": lost.rows_lost,
-                                            "last_file_lost_at": lost.last_at, "last_error": lost.last_message}}
+                                            "last_file_lost_at": lost.last_at, "last_error": lost.last_message},
+                                  "alerts": {"counts": alerts["counts"], "delivery": alerts["delivery"]}}
         if self.ingestor is None:
             return counts
         st = self.ingestor.stats

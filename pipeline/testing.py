@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from .alerts.delivery import settle_all
 from .store import Store
 
 if TYPE_CHECKING:
@@ -50,21 +51,37 @@ def memory_store(clock: FakeClock | None = None) -> Store:
 
 
 class RecordingNotifier:
-    """An alert notifier that records every notification it is given, for tests (``mon.on_alert(rec)``)."""
+    """An alert notifier that records every notification it is given, for tests (``mon.on_alert(rec)``).
+
+    Notifiers run on a thread of their own (pipeline/alerts/delivery.py); reading what it received first waits
+    until every notification decided so far went through the notifiers.
+    """
 
     def __init__(self) -> None:
-        self.notifications: list[Notification] = []
+        self._notifications: list[Notification] = []
         self._lock = threading.Lock()
 
     def __call__(self, notification: Notification) -> None:
         with self._lock:
-            self.notifications.append(notification)
+            self._notifications.append(notification)
+
+    @property
+    def notifications(self) -> list[Notification]:
+        settle_notifications()
+        with self._lock:
+            return list(self._notifications)
 
     def states(self) -> list[tuple[str, str]]:
         """(rule, state) of each notification received, in order."""
-        with self._lock:
-            return [(n.rule, n.state) for n in self.notifications]
+        return [(n.rule, n.state) for n in self.notifications]
 
     def clear(self) -> None:
+        settle_notifications()
         with self._lock:
-            self.notifications.clear()
+            self._notifications.clear()
+
+
+def settle_notifications(timeout: float = 10.0) -> bool:
+    """Wait (up to ``timeout`` seconds) until every alert notification decided in this process so far went
+    through its notifiers, which run on a thread of their own; False if one is still running."""
+    return settle_all(timeout)

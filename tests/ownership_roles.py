@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from pipeline import Monitor
+from pipeline.testing import settle_notifications
 
 
 def main(db: str, role: str = "auto", config: str | None = None) -> None:
@@ -39,6 +40,7 @@ def main(db: str, role: str = "auto", config: str | None = None) -> None:
                 "SELECT count(*), count(DISTINCT request_id) FROM requests")[0]
         elif cmd == "close":
             mon.close()
+        settle_notifications()  # callbacks run on the notifiers' thread
         st = mon.stats()
         reply.update(role=st["role"], takeovers=st["takeovers"], flushed=st["flushed"],
                      notifications=notifications)

@@ -361,6 +361,7 @@ def test_on_alert_unsubscribe(mon: Monitor, clock: FakeClock) -> None:
     unsubscribe()  # twice is harmless
     mon.track_request("/b", "GET", 200, 900.0)
     sweep(mon)
+    assert mon.alerts is not None and mon.alerts.settle()  # callbacks run on the notifiers' thread
     assert [dict(n.labels)["route"] for n in got] == ["/a"]
 
 

@@ -198,6 +198,7 @@ def test_rules_given_to_a_producer_apply_once_it_owns(tmp_path: Path, driven: li
         assert mon.is_owner and mon.alerts is not None and rule in mon.alerts.rules
         mon.ingest_now()
         mon.alerts.sweep(clock.now())
+        assert mon.alerts.settle()  # callbacks run on the notifiers' thread
         assert [(n.rule, n.state) for n in got] == [("slow", "firing")]
     finally:
         mon.close()

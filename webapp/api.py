@@ -13,6 +13,7 @@ from flask import Blueprint, Response, make_response, render_template, request, 
 from flask.typing import ResponseReturnValue
 
 from pipeline import Monitor
+from pipeline.alerts import delivery as alert_delivery
 from pipeline.clock import utc_datetime
 from pipeline.errors import ConfigError, LimitError
 
@@ -278,6 +279,11 @@ def health_body(stats: Mapping[str, Any], detailed: bool) -> dict[str, Any]:
         if "quarantined" in recent:
             problems.append(f"spool segments were unreadable and set aside {window} ({spool['quarantined']} since "
                             "the start)")
+    delivery = dict((stats.get("alerts") or {}).get("delivery") or {})
+    # an on_alert callback running for long, now (pipeline/alerts/delivery.py)
+    if float(delivery.get("busy_seconds") or 0.0) > alert_delivery.SLOW_NOTIFIER_SECONDS:
+        problems.append(f"the alert notifier {delivery.get('busy_notifier')} has been running for "
+                        f"{float(delivery['busy_seconds']):.0f} s; {delivery.get('queued', 0)} notifications wait")
     jobs: dict[str, dict[str, Any]] = {}
     for job_name, job in dict(stats.get("jobs") or {}).items():
         jobs[job_name] = {"runs": int(job.get("runs", 0)), "failures": int(job.get("failures", 0)),

@@ -22,6 +22,7 @@ from ..clock import Clock
 from ..errors import ConfigError, LimitError
 from ..logs import ThrottledLog
 from . import notify, windows
+from .delivery import Delivery
 from .evaluate import end_removed_rules, evaluate
 from .notify import LoggingNotifier, Notification, Notifier, Silence
 from .rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule, load_rules_file, make_rule
@@ -66,6 +67,7 @@ class Alerts:
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()  # the sweep job and the flusher both count
         self.last_sweep: dict[str, Any] | None = None
+        self._delivery = Delivery(lambda: self._notifiers, self._count, log)
         if default_rules:
             for rule in builtin_default_rules():
                 self.add_rule(rule)
@@ -233,14 +235,11 @@ class Alerts:
         return result
 
     def _deliver(self, notifications: Sequence[Notification]) -> None:
-        for n in notifications:
-            for notifier in self._notifiers:
-                try:
-                    notifier(n)
-                except Exception as exc:  # a user's callback must not stop the others or the sweep
-                    self._count("notifier_failures")
-                    self.log.warning(f"notifier:{notifier!r}", f"duckpulse: an alert notifier failed: {exc!r}",
-                                     exc_info=exc)
+        self._delivery.put(notifications)  # the notifiers run on their own thread (alerts/delivery.py)
+
+    def settle(self, timeout: float = 10.0) -> bool:
+        """Wait up to ``timeout`` seconds until the notifications decided so far went through the notifiers."""
+        return self._delivery.settle(timeout)
 
     def after_flush(self, flush: Flush) -> None:
         """The flusher's hook: check single-event thresholds against a batch just written, so one slow
@@ -265,6 +264,7 @@ class Alerts:
 
     def close(self, timeout: float = 5.0) -> None:
         """Let notifiers with a queue deliver what they hold (up to ``timeout`` seconds each), then stop them."""
+        self._delivery.close(timeout)
         for notifier in self._notifiers:
             close = getattr(notifier, "close", None)
             if callable(close):
@@ -277,7 +277,8 @@ class Alerts:
         """Counts of sweeps, flush checks, notifications (delivered, muted by reason) and failures."""
         with self._counts_lock:
             counts = dict(self.counts)
-        return {"rules": len(self._rules), "counts": counts, "last_sweep": self.last_sweep}
+        return {"rules": len(self._rules), "counts": counts, "last_sweep": self.last_sweep,
+                "delivery": self._delivery.stats()}
 
     def _count(self, what: str, n: int = 1) -> None:
         with self._counts_lock:

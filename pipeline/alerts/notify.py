@@ -231,6 +231,8 @@ class WebhookNotifier:
         self._thread = threading.Thread(target=self._run, name="duckpulse-webhook", daemon=True)
         self._thread.start()
 
+    never_blocks = True  # alerts/delivery.py calls it where the notification is decided: it only queues
+
     def __call__(self, n: Notification) -> None:
         """Queue a notification; never blocks (a full queue drops it, counted)."""
         try:
