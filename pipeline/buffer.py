@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from .caps import DEFAULT_MAX_ROUTES, vocabularies
 from .tables import (
     MAX_CHUNK_ROWS,
     SPECS,
@@ -28,6 +29,7 @@ from .tables import (
     Row,
     TableData,
     TableSpec,
+    altered_rows,
     concat,
     new_interners,
     series_row,
@@ -63,9 +65,11 @@ class Flush:
 class Buffer:
     """Bounded buffer of every table, with the counts that prove nothing is lost silently."""
 
-    def __init__(self, max_buffered: int, pid: int, host: str) -> None:
+    def __init__(self, max_buffered: int, pid: int, host: str, max_routes: int = DEFAULT_MAX_ROUTES) -> None:
         self.max_buffered = max_buffered
         self.host = host
+        # The capped columns' values this process recorded: kept across flushes and forks (pipeline/caps.py).
+        self.vocabularies = vocabularies(max_routes)
         # The lists the hot path appends to, one per table; never replaced, only trimmed from the front.
         self.raw: dict[str, list[Any]] = {name: [] for name in SPECS}
         self.compacted_values = 0  # raw values moved out of the raw lists so far (see activity())
@@ -76,13 +80,15 @@ class Buffer:
         self._chunks: dict[str, list[Chunk]] = {name: [] for name in SPECS}
         # Strings -> ids for the rows compacted since the last take(); each flush starts new dictionaries, so a
         # segment's dictionary holds only what it uses and an interner never outgrows one flush.
-        self._interners: dict[str, dict[str, Interner]] = {name: new_interners(s) for name, s in SPECS.items()}
+        self._interners: dict[str, dict[str, Interner]] = {name: new_interners(s, self.vocabularies)
+                                                             for name, s in SPECS.items()}
         self._series: list[tuple[int, str, str, str]] = []
         self.pending_rows = 0
         self.recorded = 0
         self.flushed = 0
         self.dropped: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()
+        self.folded: Counter[str] = Counter()  # rows whose route, method or query name was cut or folded
         self.lock = threading.Lock()
 
     def reset_after_fork(self, pid: int) -> None:
@@ -141,6 +147,7 @@ class Buffer:
         interners = self._interners[spec.name]
         try:
             chunk = to_chunk(spec, flat, interners)
+            self.folded += altered_rows(spec, flat, interners)
         except Exception:  # a hostile value may raise anything (a __hash__ or __eq__ of its own)
             # Rare: some row has a wrong type or an empty name. Find the culprits one by one.
             width = spec.raw_width
@@ -154,6 +161,7 @@ class Buffer:
                     problems.append(self._refuse_row(spec, row, exc))
             try:
                 chunk = to_chunk(spec, good, interners)
+                self.folded += altered_rows(spec, good, interners)
             except Exception as exc:  # a value that converted alone and not now: refuse those rows, only them
                 for i in range(0, len(good), width):
                     problems.append(self._refuse_row(spec, good[i:i + width], exc))
@@ -206,7 +214,7 @@ class Buffer:
                 dictionaries = {col: i.values for col, i in self._interners[name].items()}
                 out.tables[name] = TableData(spec, sum(c.rows for c in chunks), concat(chunks, spec), dictionaries)
                 self._chunks[name] = []
-                self._interners[name] = new_interners(spec)
+                self._interners[name] = new_interners(spec, self.vocabularies)
             self.pending_rows -= out.rows
             return out
 
@@ -258,6 +266,7 @@ class Buffer:
                 "pending": self.pending_rows,
                 "dropped": dict(self.dropped),
                 "rejected": dict(self.rejected),
+                "folded": dict(self.folded),
             }
 
     def nbytes(self) -> int:

@@ -31,6 +31,7 @@ KINDS = ("counter", "gauge", "histogram")
 OVERFLOW_LABELS = {"__overflow__": "true"}
 MAX_LABELS = 32
 MAX_LABEL_CHARS = 256
+MAX_NAME_CHARS = 200
 
 
 class Rejector(Protocol):
@@ -232,25 +233,35 @@ class Registry:
     """Interns (name, kind, labels) to instruments, with a cap on label sets per metric name."""
 
     def __init__(self, buffer: Buffer, stamps: Timestamps, reject: Rejector,
-                 fold: Callable[[str, str], None], max_series_per_metric: int) -> None:
+                 fold: Callable[[str, str], None], max_series_per_metric: int,
+                 max_instruments: int = 10_000) -> None:
         self._buffer = buffer
         self._stamps = stamps
         self._reject = reject
         self._fold = fold
         self._max_series = max_series_per_metric
+        self._max_instruments = max_instruments
         self._instruments: dict[tuple[str, str, tuple[tuple[str, str], ...]], _Instrument] = {}
         self._per_name: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     def get(self, kind: str, name: str, labels: Mapping[Any, Any] | None) -> _Instrument | RejectedInstrument:
         if not isinstance(name, str) or not name.strip():
-            return self._refuse("empty_name", f"a {kind} needs a non-empty string name, got {name!r}")
+            return self._refuse("empty_name", f"a {kind} needs a non-empty string name, got {safe_repr(name)}")
+        if len(name) > MAX_NAME_CHARS:
+            return self._refuse("name_too_long", f"a {kind} name is at most {MAX_NAME_CHARS} characters, got "
+                                f"{len(name):,} ({name[:60]!r}...); put varying parts in labels or values")
         if not name.isascii():
             try:
                 name.encode()
             except UnicodeEncodeError:  # a lone surrogate: no UTF-8 column can store it
                 return self._refuse("invalid_name", f"a {kind} name must be valid Unicode, got {name!r}")
-        clean = self._clean_labels(name, labels)
+        try:
+            clean = self._clean_labels(name, labels)
+        except InvalidMetricError:  # strict mode's refusal, raised on purpose
+            raise
+        except Exception as exc:  # a mapping or a key/value whose methods raise: refused, never raised
+            return self._refuse("invalid_labels", f"labels of {name!r} could not be read: {safe_repr(exc)}")
         if isinstance(clean, RejectedInstrument):
             return clean
         key = (name, kind, tuple(sorted(clean.items())))
@@ -261,6 +272,11 @@ class Registry:
             found = self._instruments.get(key)
             if found is not None:
                 return found
+            if len(self._instruments) >= self._max_instruments:
+                return self._refuse("too_many_instruments", f"{kind} {name!r}: this process holds "
+                                    f"{len(self._instruments):,} custom metrics (max_instruments="
+                                    f"{self._max_instruments:,}); a new name or label set is refused. Raise "
+                                    "max_instruments, or keep varying values out of names and labels")
             count = self._per_name.get((name, kind), 0)
             if count >= self._max_series:
                 self._fold("too_many_series", f"{kind} {name!r} has {count} label sets already "

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack
 from . import open_monitors
 from .alerts.rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule, load_rules_file, make_rule
 from .buffer import RAW_CAP, TICK_COMPACT_ROWS, Buffer
+from .caps import OVERFLOW_METHOD, OVERFLOW_ROUTE
 from .clock import SYSTEM_CLOCK, Clock, Timestamps
 from .config import differences
 from .config import load as load_settings
@@ -252,7 +253,7 @@ class Monitor(_HotState):
     # -- per-process state (reset in a forked child) -------------------------------------------------------
     def _create_process_state(self) -> None:
         self.pid = os.getpid()
-        self._buffer = Buffer(self.max_buffered, self.pid, self.host)
+        self._buffer = Buffer(self.max_buffered, self.pid, self.host, self.settings.recording.max_routes)
         self._raw_requests = self._buffer.raw["requests"]
         self._raw_queries = self._buffer.raw["queries"]
         self._raw_samples = self._buffer.raw["process_samples"]
@@ -260,7 +261,7 @@ class Monitor(_HotState):
         self._stamps = Timestamps(self.clock, self.timestamp_resolution_seconds, self._buffer.activity)
         self._random = random.random
         self._registry = Registry(self._buffer, self._stamps, self._reject, self._fold,
-                                  self.max_series_per_metric)
+                                  self.max_series_per_metric, self.settings.recording.max_instruments)
         self._start_process_state()
 
     def _start_process_state(self) -> None:
@@ -271,6 +272,7 @@ class Monitor(_HotState):
         self._counts_lock = threading.Lock()
         self._role.flush_lock = self._flush_lock
         self._folded: _Counter[str] = _Counter()
+        self._folds_logged = 0
         self._sampled_out = 0
         self._unclosed: _Counter[str] = _Counter()  # requests recorded without their response's end, by why
         self.flush_failures = 0
@@ -480,6 +482,13 @@ class Monitor(_HotState):
         problems = self._buffer.compact(min_rows)
         for reason, detail in problems:
             self.log.warning(f"rejected:{reason}", f"duckpulse rejected a metric: {detail}")
+        folded = self._buffer.folded
+        if folded and folded.total() > self._folds_logged:
+            self._folds_logged = folded.total()
+            self.log.warning("folded:caps", f"duckpulse: routes, methods or query names beyond their caps were "
+                             f"folded into {OVERFLOW_ROUTE!r} / {OVERFLOW_METHOD!r} or cut: {dict(folded)} rows so "
+                             f"far (max_routes={self.settings.recording.max_routes} distinct routes per process; "
+                             "README, 'Caps')")
         if problems and self.strict:
             raise InvalidMetricError(problems[0][0], problems[0][1])
 
@@ -627,7 +636,7 @@ class Monitor(_HotState):
             self._compact()
         counts = self._buffer.counts()
         with self._counts_lock:
-            counts["folded"] = dict(self._folded)
+            counts["folded"] = {**counts["folded"], **self._folded}  # routes/methods, then names/labels
             counts["sampled_out"] = self._sampled_out
             counts["recorded_unclosed"] = dict(self._unclosed)
         ownership = self._role.ownership

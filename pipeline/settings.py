@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from .alerts.rules import Rule
+from .caps import DEFAULT_MAX_ROUTES
 from .errors import ConfigError
 from .malloc import DEFAULT_MEMORY_LIMIT
 from .objectstore import ObjectStoreSettings as ObjectStoreSettings
@@ -85,6 +86,10 @@ class RecordingSettings:
     strict: bool = False
     # Label sets per custom metric name; beyond, new ones fold into one overflow series.
     max_series_per_metric: int = 1_000
+    # Custom metrics (name, kind and label set) per process; beyond, new ones are refused and counted.
+    max_instruments: int = 10_000
+    # Distinct routes (and query names) per process; beyond, new ones are stored as "<other>", counted.
+    max_routes: int = DEFAULT_MAX_ROUTES
     # A psutil sample of the process this often; None: never.
     memory_interval_seconds: float | None = 10.0
     # Each kind of problem is logged at most once per this many seconds.
@@ -105,6 +110,8 @@ class RecordingSettings:
         _count("max_buffered", self.max_buffered, " (metrics held in memory)")
         _count("flush_rows", self.flush_rows)
         _count("max_series_per_metric", self.max_series_per_metric)
+        _count("max_instruments", self.max_instruments, " (custom metrics per process)")
+        _count("max_routes", self.max_routes, " (distinct routes per process)")
         _flag("strict", self.strict)
         if not _is_number(self.sample_rate) or not 0.0 <= self.sample_rate <= 1.0:
             raise ConfigError(f"sample_rate={self.sample_rate!r}: expected a fraction from 0.0 to 1.0")
@@ -306,6 +313,8 @@ class MonitorOptions(TypedDict, total=False):
     jobs: bool
     strict: bool
     max_series_per_metric: int
+    max_instruments: int
+    max_routes: int
     memory_interval_seconds: float | None
     log_interval_seconds: float
     ingest_dir: str | os.PathLike[str] | None

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import json
 from array import array
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import parquet
 from .fingerprint import FingerprintCache, fingerprint_id
+
+if TYPE_CHECKING:
+    from .caps import Vocabulary
 
 MAX_CHUNK_ROWS = 32_767  # rows converted at once (bounds the temporary lists of one compaction)
 # A nullable number's missing value while buffered, by typecode (never a real request id, size or count)
@@ -62,9 +66,12 @@ class Interner:
     lookup at compaction.
     """
 
-    def __init__(self, column: Column, key: Callable[[str, str | None], str] | None = None) -> None:
+    def __init__(self, column: Column, key: Callable[[str, str | None], str] | None = None,
+                 vocabulary: Vocabulary | None = None) -> None:
         self.column = column
         self.key = key
+        self.vocabulary = vocabulary  # the process's cap on this column's values (pipeline/caps.py)
+        self.altered: dict[Any, str] = {}  # recorded value -> why it is stored changed (cut, or folded)
         # None is a value only where the column may be missing: elsewhere it must reach add(), which refuses it.
         self.ids: dict[Any, int] = {None: 0} if column.nullable else {}
         self.values: list[str] = [""]  # what the dictionary page holds; entry 0 is never referenced
@@ -86,6 +93,10 @@ class Interner:
         if self.column.non_empty and not stored:
             raise EmptyValueError(f"{self.column.name} is empty")
         stored.encode()  # a lone surrogate cannot be stored as UTF-8: refuse its row now, not the whole flush
+        if self.vocabulary is not None:
+            stored, reason = self.vocabulary.admit(stored)
+            if reason is not None:
+                self.altered[value] = reason
         sid = self._by_value.get(stored)
         if sid is None:
             sid = self._by_value[stored] = len(self.values)
@@ -165,9 +176,24 @@ class TableData:
         return self.arrays[[c.name for c in self.spec.columns].index(name)]
 
 
-def new_interners(spec: TableSpec) -> dict[str, Interner]:
-    return {c.name: Interner(c, _fingerprints.get if c.name == "fingerprint" else None)
+def new_interners(spec: TableSpec,
+                  vocabularies: Mapping[tuple[str, str], Vocabulary] | None = None) -> dict[str, Interner]:
+    vocabularies = vocabularies or {}
+    return {c.name: Interner(c, _fingerprints.get if c.name == "fingerprint" else None,
+                             vocabularies.get((spec.name, c.name)))
             for c in spec.columns if c.kind == "str"}
+
+
+def altered_rows(spec: TableSpec, flat: Sequence[Any], interners: Mapping[str, Interner]) -> Counter[str]:
+    """How many rows of ``flat`` (converted with ``interners``) have a value stored changed, by reason."""
+    found: Counter[str] = Counter()
+    sources = spec.sources or tuple(range(len(spec.columns)))
+    for column, source in zip(spec.columns, sources, strict=True):
+        interner = interners.get(column.name)
+        if interner is not None and interner.altered and source is not None:
+            altered = interner.altered
+            found.update(altered[v] for v in flat[source::spec.raw_width] if v in altered)
+    return found
 
 
 def _numbers(values: list[Any], column: Column) -> array[Any]:
