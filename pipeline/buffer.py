@@ -99,6 +99,14 @@ class Buffer:
         self._start_empty(pid)
 
     # -- hot-path slow branch ---------------------------------------------------------------------------
+    def append(self, table: str, row: Row) -> None:
+        """What the hot path does inline, for its slow branches: append one row to its raw list."""
+        raw = self.raw[table]
+        if len(raw) < RAW_CAP:
+            raw += row
+        else:
+            self.raw_full(table, row)
+
     def raw_full(self, table: str, row: Row) -> None:
         """A raw list reached RAW_CAP: the flusher fell behind, so compact on this thread (1 row in 16,384)."""
         # Blocking is bounded: the lock is only ever held for one compaction, never during I/O.

@@ -341,17 +341,13 @@ class Monitor(_HotState):
             self._reject(*problem)
             return
         try:
-            if 0.0 <= duration_ms < INF:
-                row = (float(ts), route, method, status, duration_ms, request_id, query_count)
-                raw = self._raw_requests
-                if len(raw) < RAW_CAP:
-                    raw += row
-                else:
-                    self._buffer.raw_full("requests", row)
-                return
+            valid = 0.0 <= duration_ms < INF
         except Exception:  # as in track_request
-            pass
-        self._reject_duration("request", duration_ms)
+            valid = False
+        if valid:
+            self._buffer.append("requests", (float(ts), route, method, status, duration_ms, request_id, query_count))
+        else:
+            self._reject_duration("request", duration_ms)
 
     def _track_request_sampled(self, route: str, method: str, status: int, duration_ms: float,
                                request_id: int | None = None, query_count: int = 0,

@@ -82,6 +82,9 @@ def unregister(monitor: Any) -> None:
         _open[:] = [r for r in _open if r() is not None and r() is not monitor]
         for name in [k for k, r in _by_key.items() if r() is None or r() is monitor]:
             del _by_key[name]
+        last = not live()
+    if last and not _exiting:
+        sigterm.uninstall()
 
 
 def live() -> list[Any]:

@@ -10,6 +10,8 @@ which chains the handler found there, never replacing it:
   restore the default and deliver SIGTERM again, so the process still ends by the signal (status 143);
 * ignored (SIG_IGN), or a handler installed outside Python: nothing is installed.
 
+When the last open monitor closes, the handler found is put back (``uninstall``).
+
 A server that installs its own handler later and restores the previous one when it stops (uvicorn) re-raises the
 signal into this one. Signal handlers run in the main thread between two bytecodes, perhaps while it holds a lock a
 flush needs (a flush of its own, a compaction): the work runs on a thread of its own, waited for at most
@@ -49,6 +51,15 @@ def install(live: Callable[[], list[Any]]) -> bool:
     _previous = current
     signal.signal(signal.SIGTERM, _on_sigterm)
     return True
+
+
+def uninstall() -> None:
+    """Put the chained handler back when no monitor is open any more (from the main thread, and only if
+    ``_on_sigterm`` is still the one installed: a handler set since stays)."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # it stays: with no monitor open it only calls the handler it chained
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.signal(signal.SIGTERM, _previous if _previous is not None else signal.SIG_DFL)
 
 
 def _none() -> list[Any]:

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from pipeline import Monitor
+from pipeline import Monitor, sigterm
 
 STAT_KEYS = ("recorded", "flushed", "pending", "dropped", "rejected", "flush_failures", "last_flush_error",
              "ingest")
@@ -78,18 +78,17 @@ def drive(role: str, path: str, ingest_dir: str = "") -> None:
 def term_exits(role: str, handler: str, path: str, count: int) -> None:
     """Record ``count`` requests as an owner or a producer, print, then wait for a signal.
 
-    With ``handler`` == "exit" the app's SIGTERM handler calls sys.exit(0), as apps should; with "none" SIGTERM
-    keeps its default action. Prints whether the SIGTERM handler was left alone by Monitor().
+    With ``handler`` == "exit" the app's SIGTERM handler, installed after Monitor(), calls sys.exit(0); with "none"
+    SIGTERM is left to Monitor(). Prints whether Monitor() chained its SIGTERM handler (pipeline/sigterm.py).
     """
-    before = signal.getsignal(signal.SIGTERM)
     common: dict[str, Any] = {"jobs": False, "memory_interval_seconds": None, "flush_interval_seconds": 3600}
     mon = Monitor(db_path=path, **common) if role == "owner" else Monitor(spool_dir=path, **common)
-    untouched = signal.getsignal(signal.SIGTERM) is before
+    chained = signal.getsignal(signal.SIGTERM) is sigterm._on_sigterm
     if handler == "exit":
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     for i in range(count):
         mon.track_request("/t", "GET", 200, 1.0, request_id=i)
-    print(json.dumps({"untouched": untouched, "recorded": mon.stats()["recorded"]}), flush=True)
+    print(json.dumps({"chained": chained, "recorded": mon.stats()["recorded"]}), flush=True)
     time.sleep(600)
 
 
