@@ -1,9 +1,10 @@
 """Cost of recording one metric on the hot path, beside prometheus_client and the OpenTelemetry SDK.
 
-Budget (DESIGN.md, "Budgets"): <= 150 ns per recorded request or histogram observation, median, with the
-garbage collector ON and 100k-1M records buffered. Every case runs in many small timed batches, in a new
-random order each round with its peers in this process, so a burst of load from elsewhere hits all of
-them alike; the median batch is the figure.
+Budget (DESIGN.md, "Budgets"): <= 150 ns per recorded request or histogram observation, with the garbage
+collector ON and 100k-1M records buffered, amortized (the second table: every row's compaction counted, which the
+process pays whether it runs inline or on the flusher thread). The first table times the call itself: every case
+runs in many small timed batches, in a new random order each round with its peers in this process, so a burst of
+load from elsewhere hits all of them alike; the median batch is the figure, shown against the budget for reference.
 The mean is printed too: it also carries the compactions that run inline when a raw list fills up. The clock
 is this thread's CPU time (``--clock thread``, the default) so that time spent descheduled on a shared machine
 is not counted; ``--clock wall`` measures wall time instead. Two reference rows time the same calls with the
@@ -14,7 +15,7 @@ metric, ~40 ns) instead of the default clock thread's time (refreshed every 10 m
 A second table measures what recording really costs the application over a long run: a plain loop of
 ``--loop`` calls per case on a fresh monitor (100k pre-filled), the process's CPU time per call (every thread:
 the flusher's too) minus the empty loop, with the time the garbage collector took. For duckpulse this includes
-compacting every row into Arrow columns (inline, or on the flusher thread) and any collections compaction
+compacting every row into columns (inline, or on the flusher thread) and any collections compaction
 provokes.
 
     .venv/bin/python benchmarks/bench_record.py [--rounds 150] [--number 1000] [--loop 500000] [--clock wall]
@@ -64,8 +65,10 @@ LOOP_CASES = {
 }
 
 
-def amortized(tmp: Path, loop: int) -> list[list[str]]:
-    """Per case: ns per call over a plain loop of ``loop`` calls, and the garbage collector's share."""
+def amortized(tmp: Path, loop: int) -> tuple[list[list[str]], list[str]]:
+    """Per case: ns per call over a plain loop of ``loop`` calls, and the garbage collector's share; with the
+    verdicts of duckpulse's cases against the budget."""
+    verdicts = []
     rows = []
     for name, stmt in LOOP_CASES.items():
         case_dir = tmp / name.split()[0] / name.split()[-1]
@@ -95,10 +98,13 @@ def amortized(tmp: Path, loop: int) -> list[list[str]]:
             provider.shutdown()  # type: ignore[attr-defined]
         per_call = (seconds - empty) / loop * 1e9
         gc_ns = [s / loop * 1e9 for s in watch.seconds]
+        verdict = BUDGET.verdict(per_call) if name.startswith("duckpulse") else ""
+        if verdict:
+            verdicts.append(verdict)
         rows.append([name, f"{per_call:,.0f}", f"{sum(gc_ns):,.0f}",
                      " / ".join(f"{c:,}" for c in watch.collections),
-                     " / ".join(f"{g:,.0f}" for g in gc_ns)])
-    return rows
+                     " / ".join(f"{g:,.0f}" for g in gc_ns), BUDGET.label if verdict else "", verdict])
+    return rows, verdicts
 
 
 def _prometheus_histogram() -> object:
@@ -184,19 +190,16 @@ def main() -> int:
     med = {name: statistics.median(v) for name, v in samples.items()}
     prom_ns, otel_ns = med["prometheus_client labels().observe"], med["OTel SDK histogram.record"]
     rows = []
-    verdicts = []
     for name, values in samples.items():
         ours = name.startswith("duckpulse")
-        verdict = BUDGET.verdict(med[name]) if ours else ""
-        if ours:
-            verdicts.append(verdict)
+        verdict = BUDGET.verdict(med[name]) if ours else ""  # for reference: the budget's figure is amortized
         rows.append([
             name, f"{med[name]:,.0f}", f"{min(values):,.0f}", f"{statistics.fmean(values):,.0f}",
             BUDGET.label if ours else "", verdict,
             f"{prom_ns / med[name]:.1f}x" if ours else "", f"{otel_ns / med[name]:.1f}x" if ours else "",
         ])
     print()
-    print(table(["case", "median ns", "best ns", "mean ns", "budget", "verdict", "prom/this", "otel/this"],
+    print(table(["case", "median ns", "best ns", "mean ns", "budget", "median within", "prom/this", "otel/this"],
                 rows))
     print(f"\n{args.rounds} batches of {args.number:,} calls per case, random order each round; buffered rows "
           f"{buffered_before:,} -> {buffered_after:,} (flushed {stats['flushed']:,}, "
@@ -204,12 +207,12 @@ def main() -> int:
     print("prom/this, otel/this: how many times faster than the peer (peer median / this median)")
 
     with temp_dir("duckpulse-bench-record-loop-") as tmp:
-        loop_rows = amortized(tmp, args.loop)
+        loop_rows, verdicts = amortized(tmp, args.loop)
     print()
     print(table(["case (plain loop, gc ON)", "amortized CPU ns/call", "of which gc ns",
-                 "collections gen0/1/2", "gc ns gen0/1/2"], loop_rows,
-                title=f"Amortized over {args.loop:,} calls per case "
-                      "(no budget: what recording costs the app)"))
+                 "collections gen0/1/2", "gc ns gen0/1/2", "budget", "verdict"], loop_rows,
+                title=f"Amortized over {args.loop:,} calls per case: what recording costs the app, every thread "
+                      "counted; the budget's figure"))
     return finish(verdicts, args.check)
 
 
