@@ -47,6 +47,7 @@ TABLES = {
     "queries": "ts",
     "process_samples": "ts",
     "points": "ts",
+    "exceptions": "ts",
     "rollups_1m": "bucket_start",
     "rollup_bins_1m": "bucket_start",
     "rollups_1h": "bucket_start",

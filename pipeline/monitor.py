@@ -26,6 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack
 
+from . import exceptions as _exceptions
 from . import open_monitors
 from .alerts.rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule, load_rules_file, make_rule
 from .buffer import RAW_CAP, TICK_COMPACT_ROWS, Buffer
@@ -415,6 +416,13 @@ class Monitor(_HotState):
                              "(or a driver name such as 'psycopg2', 'pymysql', 'sqlite3'), or None to read the "
                              "statement the safe way")
         return QueryTimer(self.track_query, name, sql, dialect)
+
+    def track_exception(self, exc: BaseException, route: str | None = None, request_id: int | None = None) -> None:
+        """Record an exception a request raised and did not handle (the integrations call it): its type, where it
+        was raised and its message with every literal removed; never the raw message, never a local variable.
+        The row is made on the flusher thread (pipeline/exceptions.py); ``request_id`` ties it to the request."""
+        _exceptions.record(self._buffer, self._stamps.seconds or self._stamps.now(), exc, route, request_id,
+                           self._reject)
 
     def track_memory(self, full: bool = False) -> None:
         """Record one psutil sample of this process (``full`` adds USS, which costs milliseconds)."""

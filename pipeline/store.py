@@ -30,7 +30,7 @@ from .owner_lock import OwnerLock as OwnerLock  # the lock Store takes (or is gi
 from .sqlfiles import quote_identifier as quote_identifier
 
 STORE_FILE = "store.sql"
-TABLES = ("series", "requests", "queries", "points", "process_samples")
+TABLES = ("series", "requests", "queries", "points", "process_samples", "exceptions")
 # What DuckDB 2.x says when a COMMIT was written to the WAL but the automatic checkpoint after it failed (e.g. on
 # a full disk): the rows are durable, so the caller must not write them again, but the instance is invalidated.
 _DURABLE_ANYWAY = "COMMIT succeeded and is durable"

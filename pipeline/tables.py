@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import parquet
+from . import exceptions, parquet
 from .fingerprint import FingerprintCache, fingerprint_id
 
 if TYPE_CHECKING:
@@ -143,6 +143,9 @@ class TableSpec:
     sources: tuple[int | None, ...] | None = None
     # The raw column holding each row's SQL dialect (queries), interned with the text into the fingerprint.
     dialect_source: int | None = None
+    # Turns the raw columns into the stored ones before they are encoded (exceptions: a traceback and a message
+    # into a signature); None: as they are.
+    prepare: Callable[[list[list[Any]]], list[list[Any]]] | None = None
 
     @property
     def raw_width(self) -> int:
@@ -219,6 +222,8 @@ def to_chunk(spec: TableSpec, flat: list[Any], interners: dict[str, Interner]) -
     if n > MAX_CHUNK_ROWS or n * width != len(flat):
         raise ValueError(f"a chunk holds at most {MAX_CHUNK_ROWS} whole rows of {width} values, got {len(flat)}")
     raw = [flat[i::width] for i in range(width)]
+    if spec.prepare is not None:
+        raw = spec.prepare(raw)
     arrays: list[array[Any]] = []
     sources = spec.sources or tuple(range(len(spec.columns)))
     for column, source in zip(spec.columns, sources, strict=True):
@@ -347,6 +352,20 @@ PROCESS_SAMPLES = TableSpec("process_samples", (
     Column("uss_bytes", "i64"),
 ))
 
-SPECS: dict[str, TableSpec] = {s.name: s for s in (REQUESTS, QUERIES, POINTS, PROCESS_SAMPLES)}
+# An unhandled exception of a request, recorded as (ts, class, frames, message, route, request_id): stored as its
+# signature, never its raw message nor a local variable (pipeline/exceptions.py).
+EXCEPTIONS = TableSpec("exceptions", (
+    Column("ts", "ts"),
+    Column("route", "str"),
+    Column("request_id", "i64"),
+    Column("type", "str", non_empty=True),
+    Column("module", "str", required=True),
+    Column("function", "str", required=True),
+    Column("line", "i32", required=True),
+    Column("message", "str", required=True),
+    Column("signature_id", "i64", required=True),
+), raw_columns=6, prepare=exceptions.prepare)
+
+SPECS: dict[str, TableSpec] = {s.name: s for s in (REQUESTS, QUERIES, POINTS, PROCESS_SAMPLES, EXCEPTIONS)}
 # Every table a flush or a segment may carry; series first so points never refer to an unknown series.
-TABLE_ORDER = ("series", "requests", "queries", "points", "process_samples")
+TABLE_ORDER = ("series", "requests", "queries", "points", "process_samples", "exceptions")

@@ -30,6 +30,12 @@ CREATE OR REPLACE VIEW points AS
 SELECT * FROM read_parquet('points/*/*/*.parquet', hive_partitioning = true,
                            hive_types = {'date': DATE, 'hour': INTEGER});
 
+-- name: history-view-exceptions
+-- Unhandled exceptions (their signatures), one hive partition per hour.
+CREATE OR REPLACE VIEW exceptions AS
+SELECT * FROM read_parquet('exceptions/*/*/*.parquet', hive_partitioning = true,
+                           hive_types = {'date': DATE, 'hour': INTEGER});
+
 -- name: history-view-rollups-1m
 -- Per-minute rollup statistics, one hive partition per hour.
 CREATE OR REPLACE VIEW rollups_1m AS

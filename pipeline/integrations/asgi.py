@@ -28,6 +28,7 @@ from ._common import (
     default_or_none,
     safe_resolver,
 )
+from ._exceptions import record as record_exception
 
 if TYPE_CHECKING:
     from ..context import RouteResolver
@@ -150,8 +151,9 @@ class MetricsMiddleware:
         failed = False
         try:
             await self.app(scope, receive, send_and_watch)
-        except BaseException:
+        except BaseException as exc:
             failed = True
+            record_exception(monitor, ctx, exc)
             raise
         finally:
             duration_ms = ((end if end is not None else timer()) - start) * 1000.0

@@ -38,6 +38,8 @@ from ..context import active_request
 from ..errors import ConfigError
 from ..monitor import Monitor
 from ._common import DEFAULT_EXCLUDED_PATHS, require
+from ._exceptions import record as record_exception
+from ._exceptions import recording_monitor
 from .wsgi import MetricsMiddleware, werkzeug_rule
 
 require("flask", "Flask", "flask")
@@ -59,13 +61,15 @@ flask_route = werkzeug_rule
 
 
 def _on_exception(sender: Any, **extra: Any) -> None:
-    """``got_request_exception``: learn the route before Flask pops the request whose exception propagates.
+    """``got_request_exception``: learn the route before Flask pops the request whose exception propagates, and
+    record the exception (Flask answers it with a 500 itself: the WSGI middleware never sees it raised).
 
     Otherwise the route is read at ``start_response``, which a propagating exception never reaches.
     """
     ctx = active_request()
     if ctx is not None:
         ctx.route = ctx.route  # reading resolves it, while the request is alive; the write keeps it
+    record_exception(recording_monitor(ctx), ctx, extra.get("exception"))
 
 
 def _configured_monitor(config: Mapping[str, Any]) -> Monitor | None:

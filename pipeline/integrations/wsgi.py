@@ -51,6 +51,7 @@ from ._common import (
     log,
     safe_resolver,
 )
+from ._exceptions import record as record_exception
 
 if TYPE_CHECKING:
     from ..context import RouteResolver
@@ -284,6 +285,7 @@ class _Exchange(RequestContext):
                 exc = _exc_info()[1]
                 if exc is not None and not isinstance(exc, ConnectionError | TimeoutError):
                     self._status = "500"
+                    record_exception(self._mw.monitor, self, exc)
                 self._ended()
             self.body = ()  # closed: nothing of it is needed any more
 
