@@ -233,7 +233,9 @@ def _compose(sql: str, by_sql: Sequence[str], where_sql: Sequence[str]) -> str:
                .replace("/* where */", "".join(f" AND {w}" for w in where_sql)))
 
 
-def _sketch_params(p: Plan) -> dict[str, Any]:
+def plan_params(p: Plan) -> dict[str, Any]:
+    """A plan as the parameters of a tiered statement: h_start/h_end, m1_* and m2_*, r1_* to r4_* (naive UTC);
+    an unused slot matches nothing (start = end)."""
     params: dict[str, Any] = {}
     never = utc_datetime(0)
     hours = p.hours or (0.0, 0.0)
@@ -388,7 +390,7 @@ def _run(con: duckdb.DuckDBPyConnection, metric: str, spec: _Metric | None, chos
     else:
         block = f"percentiles-sketch-{kind}"
         tiers = state or {}
-        params.update(_sketch_params(plan(start, end, tiers.get("1m"), tiers.get("1h"))))
+        params.update(plan_params(plan(start, end, tiers.get("1m"), tiers.get("1h"))))
         params["linear"] = interpolation == "linear"
         fractions = [_rank_fraction(q) for q in qs]
         params["q_num"] = [f[0] for f in fractions]

@@ -3,22 +3,6 @@
 -- closed ($since <= ts <= $until, naive UTC timestamps), percentiles are exact nearest-rank (quantile_disc).
 -- A request is an error when its status is 500 or more.
 
--- name: performance-requests
--- Requests over the range: how many, their mean and nearest-rank p95 duration in ms.
-SELECT count(*)                          AS total,
-       avg(duration_ms)                  AS avg_ms,
-       quantile_disc(duration_ms, 0.95)  AS p95_ms
-FROM requests
-WHERE ts >= $since AND ts <= $until;
-
--- name: performance-by-route
--- Requests per route template over the range, most requested first.
-SELECT route, count(*) AS count
-FROM requests
-WHERE ts >= $since AND ts <= $until
-GROUP BY route
-ORDER BY count DESC, route;
-
 -- name: performance-queries
 -- Queries over the range: how many and their mean duration in ms.
 SELECT count(*) AS total, avg(duration_ms) AS avg_ms
@@ -39,17 +23,20 @@ ORDER BY max_ms DESC, fingerprint
 LIMIT $limit;
 
 -- name: performance-memory
--- Resident memory over the range: the sum of each process's latest sample, and the mean of all samples.
+-- Resident memory over the range: the sum of the latest sample of each live process (one that reported at or
+-- after $live_since), how many there are, and the mean of all samples.
 WITH samples AS (
     SELECT host, pid, ts, rss_bytes FROM process_samples WHERE ts >= $since AND ts <= $until
 ), latest AS (
-    SELECT arg_max(rss_bytes, ts) AS rss_bytes FROM samples GROUP BY host, pid
+    SELECT arg_max(rss_bytes, ts) AS rss_bytes, max(ts) AS last_seen FROM samples GROUP BY host, pid
 )
-SELECT (SELECT sum(rss_bytes) FROM latest) AS current_bytes,
+SELECT (SELECT sum(rss_bytes) FROM latest WHERE last_seen >= $live_since) AS current_bytes,
+       (SELECT count(*) FROM latest WHERE last_seen >= $live_since) AS live_processes,
        (SELECT avg(rss_bytes) FROM samples) AS avg_bytes;
 
 -- name: route-stats
--- Per route template over the range: requests, errors (status >= 500), mean and nearest-rank p50/p95/p99 ms.
+-- Per route template over the range, from raw rows: requests, errors (status >= 500), mean and nearest-rank
+-- p50/p95/p99 ms. The notebooks run it over the Parquet history; the dashboard reads tiers (sql/ranges.sql).
 SELECT route,
        count(*)                                          AS count,
        count(*) FILTER (WHERE status >= 500)             AS errors,
@@ -61,23 +48,11 @@ WHERE ts >= $since AND ts <= $until
 GROUP BY route
 ORDER BY count DESC, route;
 
--- name: route-totals
--- Per route template over the range: requests, errors (status >= 500), mean and max duration in ms; for long
--- ranges, whose percentiles come from the rollups' sketches (pipeline.percentiles) instead of a sort.
-SELECT route,
-       count(*)                                          AS count,
-       count(*) FILTER (WHERE status >= 500)             AS errors,
-       avg(duration_ms)                                  AS avg_ms,
-       max(duration_ms)                                  AS max_ms
-FROM requests
-WHERE ts >= $since AND ts <= $until
-GROUP BY route
-ORDER BY count DESC, route;
-
 -- name: route-series
 -- Per route (every route when $route is NULL) and per $step bucket aligned on the Unix epoch, as one JSON array
 -- [{route, points: [{t, count, errors, errorRate, p50, p95, p99}]}]: requests, errors (status >= 500) and
--- nearest-rank percentiles in ms. Only buckets holding requests are listed, oldest first; routes by name.
+-- nearest-rank percentiles in ms. Only buckets holding requests are listed, oldest first; routes by name. The
+-- notebooks' form over raw rows; the dashboard's /api/series lists every bucket, from the tiers (sql/ranges.sql).
 WITH buckets AS (
     SELECT route,
            time_bucket($step, ts, TIMESTAMP '1970-01-01')    AS bucket,
@@ -99,10 +74,10 @@ SELECT to_json(coalesce(list({'route': route, 'points': points} ORDER BY route),
 FROM per_route;
 
 -- name: query-fingerprints
--- Per query fingerprint over the range: executions, failures, total/mean/p95/max ms, the routes that ran it, and
+-- Per query fingerprint over the range (of the requests of one route when $route is not NULL): executions, failures, total/mean/p95/max ms, the routes that ran it, and
 -- its N+1 signature: the requests that ran it $threshold times or more, and the most runs in one request.
 WITH q AS (
-    SELECT * FROM queries WHERE ts >= $since AND ts <= $until
+    SELECT * FROM queries WHERE ts >= $since AND ts <= $until AND ($route IS NULL OR route = $route)
 ), per_request AS (
     SELECT fingerprint_id, count(*) AS runs
     FROM q
@@ -131,6 +106,39 @@ FROM q LEFT JOIN repeats r USING (fingerprint_id)
 GROUP BY q.fingerprint_id, q.fingerprint
 ORDER BY total_ms DESC, q.fingerprint
 LIMIT $limit;
+
+-- name: route-slowest
+-- The $limit slowest requests of the range (of one route when $route is not NULL), slowest first, with what ties
+-- them to their queries (host, pid, request_id).
+SELECT ts, route, method, status, duration_ms, query_count, request_id, pid, host
+FROM requests
+WHERE ts >= $since AND ts <= $until AND ($route IS NULL OR route = $route)
+ORDER BY duration_ms DESC, ts DESC
+LIMIT $limit;
+
+-- name: route-statuses
+-- Requests per HTTP status over the range (of one route when $route is not NULL), by status.
+SELECT status, count(*) AS count
+FROM requests
+WHERE ts >= $since AND ts <= $until AND ($route IS NULL OR route = $route)
+GROUP BY status
+ORDER BY status;
+
+-- name: request-row
+-- The request of one process (host, pid) with this request_id that ended between $since and $until.
+SELECT ts, route, method, status, duration_ms, query_count, request_id, pid, host
+FROM requests
+WHERE ts >= $since AND ts <= $until AND host = $host AND pid = $pid AND request_id = $request_id
+ORDER BY ts DESC
+LIMIT 1;
+
+-- name: request-queries
+-- The queries one request ran (host, pid, request_id, recorded between $since and $until), in the order they
+-- ended, each with its duration in ms.
+SELECT ts, fingerprint, name, duration_ms, success
+FROM queries
+WHERE ts >= $since AND ts <= $until AND host = $host AND pid = $pid AND request_id = $request_id
+ORDER BY ts, rowid;
 
 -- name: memory-per-process
 -- Per process (host, pid) over the range: its latest sample, and its mean and peak resident memory.

@@ -14,7 +14,7 @@ from pipeline import Monitor
 from pipeline.faults import RECENT_FAULT_SECONDS
 from pipeline.store import Store
 from pipeline.testing import FakeClock
-from webapp.api import health_body
+from webapp.bodies import health_body
 
 
 class HookedLock:

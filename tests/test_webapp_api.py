@@ -16,7 +16,7 @@ from pipeline import Monitor
 from pipeline.clock import utc_datetime
 from pipeline.testing import FakeClock
 from webapp import create_app
-from webapp.testing import Traffic, record_sample_traffic
+from webapp.testing import Traffic, record_sample_traffic, sql
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +45,6 @@ def mon(filled: tuple[Monitor, FakeClock, Traffic]) -> Monitor:
     return filled[0]
 
 
-def sql(mon: Monitor, query: str, *params: Any) -> list[tuple[Any, ...]]:
-    assert mon.store is not None
-    return mon.store.fetchall(query, list(params))  # type: ignore[arg-type]
-
-
 def nearest_rank(values: list[float], q: float) -> float | None:
     """The nearest-rank percentile, computed in Python from the raw values SQL returned."""
     if not values:
@@ -73,16 +68,23 @@ def test_performance_has_the_plans_shape_and_the_stores_numbers(client: FlaskCli
     """/api/metrics/performance answers the plan's shape; each number equals SQL over the same window."""
     body = client.get(f"/api/metrics/performance?window={window}").get_json()
     assert set(body) == {"requests", "queries", "memory", "timestamp"}
-    assert set(body["requests"]) == {"total", "byRoute", "avgDuration", "p95Duration"}
+    assert set(body["requests"]) == {"total", "byRoute", "avgDuration", "p95Duration", "method", "errorBound"}
     assert set(body["queries"]) == {"total", "avgDuration", "slowQueries"}
-    assert set(body["memory"]) == {"current", "avg"}
+    assert set(body["memory"]) == {"current", "avg", "liveProcesses"}
     assert body["timestamp"] == iso(utc_datetime(mon.clock.now()))
     since, until = window_bounds(mon, seconds)
 
     durations = [r[0] for r in sql(mon, "SELECT duration_ms FROM requests WHERE ts BETWEEN ? AND ?", since, until)]
     assert body["requests"]["total"] == len(durations) > 0
     assert body["requests"]["avgDuration"] == pytest.approx(sum(durations) / len(durations))
-    assert body["requests"]["p95Duration"] == nearest_rank(durations, 0.95)
+    p95 = nearest_rank(durations, 0.95)
+    assert p95 is not None
+    if seconds <= 3600:  # exact from raw rows
+        assert (body["requests"]["method"], body["requests"]["errorBound"]) == ("exact", 0.0)
+        assert body["requests"]["p95Duration"] == p95
+    else:  # merged from the rollups' sketches, within their bound
+        assert body["requests"]["method"] == "sketch"
+        assert abs(body["requests"]["p95Duration"] - p95) <= body["requests"]["errorBound"] * p95
     by_route = dict(sql(mon, "SELECT route, count(*) FROM requests WHERE ts BETWEEN ? AND ? GROUP BY route",
                         since, until))
     assert body["requests"]["byRoute"] == by_route
@@ -108,22 +110,28 @@ def test_performance_has_the_plans_shape_and_the_stores_numbers(client: FlaskCli
 
     rss = sql(mon, "SELECT ts, rss_bytes FROM process_samples WHERE ts BETWEEN ? AND ? ORDER BY ts", since, until)
     if rss:
-        assert body["memory"]["current"] == rss[-1][1]  # one process: its latest sample
+        assert body["memory"]["current"] == rss[-1][1]  # one live process: its latest sample
+        assert body["memory"]["liveProcesses"] == 1
         assert body["memory"]["avg"] == pytest.approx(sum(r[1] for r in rss) / len(rss))
     else:
-        assert body["memory"] == {"current": None, "avg": None}
+        assert body["memory"] == {"current": None, "avg": None, "liveProcesses": 0}
 
 
 def test_an_empty_store_answers_zeros_and_nulls(monitor: Monitor) -> None:
     """With no rows, counts are zero, averages and percentiles null (never NaN), lists empty."""
     client = create_app({"TESTING": True}, monitor=monitor).test_client()
     body = client.get("/api/metrics/performance").get_json()
-    assert body["requests"] == {"total": 0, "byRoute": {}, "avgDuration": None, "p95Duration": None}
+    assert body["requests"] == {"total": 0, "byRoute": {}, "avgDuration": None, "p95Duration": None,
+                                "method": "exact", "errorBound": 0.0}
     assert body["queries"] == {"total": 0, "avgDuration": None, "slowQueries": []}
-    assert body["memory"] == {"current": None, "avg": None}
+    assert body["memory"] == {"current": None, "avg": None, "liveProcesses": 0}
     for path, key in (("/api/routes", "routes"), ("/api/series", "series"), ("/api/queries", "queries"),
-                      ("/api/memory", "processes"), ("/api/alerts", "alerts"), ("/api/silences", "silences")):
+                      ("/api/memory", "processes"), ("/api/alerts", "alerts"), ("/api/silences", "silences"),
+                      ("/api/errors", "groups"), ("/api/statuses", "statuses"), ("/api/histogram", "bars"),
+                      ("/api/requests/slowest", "requests")):
         assert client.get(path).get_json()[key] == [], path
+    points = client.get("/api/timeline?window=5m").get_json()["points"]
+    assert len(points) >= 10 and all(p["count"] == 0 and p["p95"] is None for p in points)
 
 
 def test_routes_match_sql_per_route(client: FlaskClient, mon: Monitor) -> None:
@@ -192,13 +200,15 @@ def test_series_buckets_match_sql(client: FlaskClient, mon: Monitor) -> None:
                        series["route"], lo, hi)
             durations = [r[0] for r in rows]
             errors = sum(1 for r in rows if r[1] >= 500)
-            assert point["count"] == len(durations) > 0
+            assert point["count"] == len(durations)
             assert point["errors"] == errors
-            assert point["errorRate"] == pytest.approx(errors / len(durations))
+            assert point["errorRate"] == (pytest.approx(errors / len(durations)) if durations else None)
             assert (point["p50"], point["p95"], point["p99"]) == (
                 nearest_rank(durations, 0.5), nearest_rank(durations, 0.95), nearest_rank(durations, 0.99))
             checked += 1
-    assert checked >= 5 * 6
+        assert len(series["points"]) == 7, "every bucket of the hour, from the one holding its start"
+    assert checked == 5 * 7
+    assert (body["method"], body["errorBound"]) == ("exact", 0.0)
 
 
 def test_series_of_one_route_over_start_and_end(client: FlaskClient, mon: Monitor) -> None:
@@ -266,12 +276,14 @@ def test_memory_per_process_matches_sql(client: FlaskClient, mon: Monitor) -> No
     assert p["avg"] == pytest.approx(sum(rss) / len(rss))
     assert p["max"] == max(rss)
     assert p["lastSeen"] == iso(rows[-1][2]) and p["firstSeen"] == iso(rows[0][2])
-    assert sum(1 for _ in p["points"]) == len({int(r[2].replace(tzinfo=UTC).timestamp()) // 900 for r in rows})
+    assert len(p["points"]) == 5, "every 15-minute bucket of the hour, from the one holding its start"
     for point in p["points"]:
         start = datetime.fromisoformat(point["t"].replace("Z", "+00:00")).replace(tzinfo=None)
         in_bucket = [r[3] for r in rows if start <= r[2] < start + timedelta(minutes=15)]
-        assert point["max"] == max(in_bucket)
-        assert point["avg"] == pytest.approx(sum(in_bucket) / len(in_bucket))
+        assert point["max"] == (max(in_bucket) if in_bucket else None)
+        assert point["avg"] == (pytest.approx(sum(in_bucket) / len(in_bucket)) if in_bucket else None)
+    assert p["live"] is True and body["totals"] == {"liveProcesses": 1, "goneProcesses": 0,
+                                                    "currentBytes": p["current"]}
 
 
 def test_active_alerts_and_history_match_the_alert_tables(client: FlaskClient, mon: Monitor) -> None:
@@ -364,7 +376,7 @@ def test_health_reports_the_monitors_stats(client: FlaskClient, mon: Monitor) ->
 def test_health_is_degraded_when_metrics_were_lost() -> None:
     """Recent drops, failed flushes, failed or quarantined ingests, a lost database file and failing jobs make the
     status degraded; the same counts with no recent fault (it recovered) leave only the failing job."""
-    from webapp.api import health_body
+    from webapp.bodies import health_body
 
     stats: dict[str, object] = {
         "recorded": 10, "flushed": 5, "pending": 0, "dropped": {"buffer_full": 5}, "rejected": {},

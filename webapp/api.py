@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from datetime import UTC
+from datetime import timedelta
 from typing import Any
 
 import duckdb
@@ -13,22 +13,24 @@ from flask import Blueprint, Response, make_response, render_template, request, 
 from flask.typing import ResponseReturnValue
 
 from pipeline import Monitor
-from pipeline.alerts import delivery as alert_delivery
 from pipeline.clock import utc_datetime
 from pipeline.errors import ConfigError, LimitError
 
-from . import exposition, hosts, openapi, params, reads
+from . import drilldown, error_groups, exposition, hosts, openapi, params, reads, traffic
+from .bodies import health_body, silence_request
 from .cache import ResponseCache, cache_key
 from .config import Settings
-from .params import ApiError, iso, iso_epoch
+from .params import ApiError, TimeRange, iso, iso_epoch
 
 RANGE = ("window", "start", "end")
 QUERIES_LIMIT = 50
 # Reads shared by every client for cache_seconds; health, /metrics, silences and the page are always fresh.
-CACHED = ("performance", "routes", "series", "queries", "memory", "hosts", "alerts", "alert_history")
+CACHED = ("performance", "routes", "series", "timeline", "histogram", "statuses", "slowest", "request_queries",
+          "queries", "errors", "memory", "hosts", "alerts", "alert_history")
 HISTORY_LIMIT = 200
-SILENCE_FIELDS = ("matchers", "duration", "endsAt", "comment")
-MAX_MATCHERS = 16
+SLOWEST_LIMIT = 20
+ERRORS_LIMIT = 50
+LIVE_WITHIN_SECONDS = 60.0  # at least: a process that has not reported for this long is gone
 
 
 class Api:
@@ -42,6 +44,8 @@ class Api:
         self.exposition_since = utc_datetime(monitor.clock.now())
         self.authorized: Callable[[], bool] = lambda: True
         self.cache = ResponseCache(settings.cache_seconds)
+        # A process is live while it keeps reporting: samples come every memory_interval_seconds (10 s by default).
+        self.live_within_seconds = max(LIVE_WITHIN_SECONDS, 3 * (monitor.memory_interval_seconds or 0))
 
     def register(self, bp: Blueprint) -> None:
         rules: list[tuple[str, str, Callable[..., ResponseReturnValue], tuple[str, ...]]] = [
@@ -49,7 +53,13 @@ class Api:
             ("/api/metrics/performance", "performance", self.performance, ("GET",)),
             ("/api/routes", "routes", self.routes, ("GET",)),
             ("/api/series", "series", self.series, ("GET",)),
+            ("/api/timeline", "timeline", self.timeline, ("GET",)),
+            ("/api/histogram", "histogram", self.histogram, ("GET",)),
+            ("/api/statuses", "statuses", self.statuses, ("GET",)),
+            ("/api/requests/slowest", "slowest", self.slowest, ("GET",)),
+            ("/api/requests/queries", "request_queries", self.request_queries, ("GET",)),
             ("/api/queries", "queries", self.queries, ("GET",)),
+            ("/api/errors", "errors", self.errors, ("GET",)),
             ("/api/memory", "memory", self.memory, ("GET",)),
             ("/api/hosts", "hosts", self.hosts, ("GET",)),
             ("/api/alerts", "alerts", self.alerts, ("GET",)),
@@ -127,43 +137,113 @@ class Api:
         )
 
     # -- JSON endpoints ----------------------------------------------------------------------------------
+    def _range_body(self, span: TimeRange) -> dict[str, Any]:
+        return {"start": iso(span.start), "end": iso(span.end)}
+
+    def _live_since(self, span: TimeRange) -> Any:
+        return span.end - timedelta(seconds=self.live_within_seconds)
+
     def performance(self) -> Response:
-        """The plan's summary: requests, queries and memory over a window back from now."""
-        args = self._args(("window",))
+        """The plan's summary: requests, queries and memory over a window back from now (or a range)."""
+        args = self._args(RANGE)
         span = params.time_range(args, self._now())
-        return self._json(reads.performance(self._cursor(), span, self.settings.slow_queries_limit))
+        cursor = self._cursor()
+        body = reads.performance(cursor, span, self.settings.slow_queries_limit, self._live_since(span),
+                                 traffic.totals(cursor, span), traffic.route_counts(cursor, span))
+        return self._json(body)
 
     def routes(self) -> Response:
-        """Per route: count, error rate and p50/p95/p99 over a range."""
-        span = params.time_range(self._args(RANGE), self._now())
-        return self._json({"start": iso(span.start), "end": iso(span.end),
-                           "routes": reads.route_stats(self._cursor(), span)})
+        """Per route (or one): count, errors, error rate, mean, max and p50/p95/p99 over a range."""
+        args = self._args((*RANGE, "route"))
+        span = params.time_range(args, self._now())
+        found, _ = traffic.routes(self._cursor(), span, params.text(args, "route"))
+        return self._json({**self._range_body(span), "routes": found})
 
     def series(self) -> Response:
-        """Per route and time bucket: p50/p95/p99, count and error rate."""
+        """Per route, every time bucket of the range: count, error rate and p50/p95/p99."""
+        args = self._args((*RANGE, "step", "route"))
+        span = params.time_range(args, self._now())
+        step = params.step(args, span)
+        points, how = traffic.series(self._cursor(), span, step, params.text(args, "route"))
+        return self._json({**self._range_body(span), "stepSeconds": step.total_seconds(), **how, "series": points})
+
+    def timeline(self) -> Response:
+        """Every time bucket of the range, all routes together or one: throughput, errors and p50/p95/p99."""
         args = self._args((*RANGE, "step", "route"))
         span = params.time_range(args, self._now())
         step = params.step(args, span)
         route = params.text(args, "route")
-        return self._json({"start": iso(span.start), "end": iso(span.end), "stepSeconds": step.total_seconds(),
-                           "series": reads.route_series(self._cursor(), span, step, route)})
+        points, how = traffic.timeline(self._cursor(), span, step, route)
+        return self._json({**self._range_body(span), "stepSeconds": step.total_seconds(), "route": route, **how,
+                           "points": points})
+
+    def histogram(self) -> Response:
+        """Request durations of the range (all routes or one) in bars of equal width on a log scale."""
+        args = self._args((*RANGE, "route"))
+        span = params.time_range(args, self._now())
+        route = params.text(args, "route")
+        bars = traffic.histogram(self._cursor(), span, route)
+        return self._json({**self._range_body(span), "route": route, "total": sum(b["count"] for b in bars),
+                           "bars": bars})
+
+    def statuses(self) -> Response:
+        """Requests per HTTP status code over a range (all routes or one)."""
+        args = self._args((*RANGE, "route"))
+        span = params.time_range(args, self._now())
+        route = params.text(args, "route")
+        return self._json({**self._range_body(span), "route": route,
+                           "statuses": drilldown.statuses(self._cursor(), span, route)})
+
+    def slowest(self) -> Response:
+        """The slowest requests of a range (all routes or one), each with what ties it to its queries."""
+        args = self._args((*RANGE, "route", "limit"))
+        span = params.time_range(args, self._now())
+        route = params.text(args, "route")
+        limit = params.integer(args, "limit", SLOWEST_LIMIT, 1, 200)
+        return self._json({**self._range_body(span), "route": route,
+                           "requests": drilldown.slowest(self._cursor(), span, route, limit)})
+
+    def request_queries(self) -> Response:
+        """One request and the queries it ran, in order, with their durations."""
+        args = self._args(("host", "pid", "requestId", "at"))
+        key = params.request_key(args)
+        found = drilldown.request_queries(self._cursor(), *key)
+        if found is None:
+            raise ApiError(404, f"no request {key[2]} of process {key[1]} on {key[0]!r} ended at {args['at']}; "
+                                "raw rows are kept for raw_days (7 by default), and /api/requests/slowest lists "
+                                "requests with the host, pid, requestId and ts to ask for")
+        return self._json(found)
 
     def queries(self) -> Response:
-        """Per query fingerprint: count, total and p95 time, N+1 flags."""
-        args = self._args((*RANGE, "limit"))
+        """Per query fingerprint (of all requests or one route's): count, total and p95 time, N+1 flags."""
+        args = self._args((*RANGE, "limit", "route"))
         span = params.time_range(args, self._now())
         limit = params.integer(args, "limit", QUERIES_LIMIT, 1, 1000)
         threshold = self.settings.n_plus_one_threshold
-        return self._json({"start": iso(span.start), "end": iso(span.end), "nPlusOneThreshold": threshold,
-                           "queries": reads.query_fingerprints(self._cursor(), span, limit, threshold)})
+        found = reads.query_fingerprints(self._cursor(), span, limit, threshold, params.text(args, "route"))
+        return self._json({**self._range_body(span), "nPlusOneThreshold": threshold, "queries": found})
+
+    def errors(self) -> Response:
+        """Unhandled exceptions grouped by signature (type, where raised, message without literals)."""
+        args = self._args((*RANGE, "route", "limit"))
+        span = params.time_range(args, self._now())
+        limit = params.integer(args, "limit", ERRORS_LIMIT, 1, 1000)
+        found = error_groups.groups(self._cursor(), span, params.text(args, "route"), limit)
+        return self._json({**self._range_body(span), "route": params.text(args, "route"), **found})
 
     def memory(self) -> Response:
-        """Per process: latest, mean and peak resident memory, and its RSS over time."""
+        """Per process: live or gone (last seen), latest, mean and peak resident memory, and RSS over time;
+        totals over live processes only."""
         args = self._args((*RANGE, "step"))
         span = params.time_range(args, self._now())
         step = params.step(args, span)
-        return self._json({"start": iso(span.start), "end": iso(span.end), "stepSeconds": step.total_seconds(),
-                           "processes": reads.memory(self._cursor(), span, step)})
+        processes = reads.memory(self._cursor(), span, step, self._live_since(span))
+        live = [p for p in processes if p["live"]]
+        return self._json({**self._range_body(span), "stepSeconds": step.total_seconds(),
+                           "liveWithinSeconds": self.live_within_seconds,
+                           "totals": {"liveProcesses": len(live), "goneProcesses": len(processes) - len(live),
+                                      "currentBytes": sum(p["current"] for p in live) if live else None},
+                           "processes": processes})
 
     def hosts(self) -> Response:
         """Per host of a fleet: requests, errors, p50/p95/p99, queries, processes, last seen; filtered by route or
@@ -239,117 +319,3 @@ class Api:
         process_since = utc_datetime(self._now() - exposition.PROCESS_STALE_SECONDS)
         text = exposition.render(self._cursor(), self.exposition_since, process_since, self.monitor.stats())
         return Response(text, content_type=exposition.CONTENT_TYPE)
-
-
-def _total(counts: Any) -> int:
-    return int(sum(counts.values())) if isinstance(counts, Mapping) else int(counts or 0)
-
-
-def health_body(stats: Mapping[str, Any], detailed: bool) -> dict[str, Any]:
-    """``/api/health`` from ``Monitor.stats()``; ``detailed`` adds the error messages.
-
-    The status says whether something went wrong lately (``stats()["recent_faults"]``: within the last
-    ``fault_window_seconds``) or the last run of a job failed; the counts since the start are in the body, so a
-    fault that recovered stops making the status "degraded" once the window has passed.
-    """
-    problems: list[str] = []
-    recent: Mapping[str, float] = stats.get("recent_faults") or {}
-    window = f"in the last {float(stats.get('fault_window_seconds') or 0):g} s"
-    dropped = dict(stats.get("dropped") or {})
-    if "dropped" in recent:
-        problems.append(f"metrics were dropped {window} ({_total(dropped)} since the start, see dropped): the buffer "
-                        "filled faster than flushes emptied it")
-    if "flush_failures" in recent:
-        problems.append(f"flushes failed {window} ({stats['flush_failures']} since the start)")
-    store = stats.get("store")
-    if isinstance(store, Mapping) and "database_file_lost" in recent:
-        problems.append(f"the database file was deleted or replaced under its owner {window} and made anew "
-                        f"({store.get('file_lost')} time(s) since the start; {store.get('rows_lost')} rows that only "
-                        "the lost file held are lost)")
-    ingest = stats.get("ingest")
-    spool: dict[str, Any] | None = None
-    if isinstance(ingest, Mapping):
-        spool = {"backlog": int(ingest.get("backlog", 0)), "segments": int(ingest.get("segments", 0)),
-                 "rows": int(ingest.get("rows", 0)), "quarantined": int(ingest.get("quarantined", 0)),
-                 "failures": int(ingest.get("failures", 0)), "lastIngestAt": iso_epoch(ingest.get("last_ingest_at"))}
-        if detailed:
-            spool["lastError"] = ingest.get("last_error")
-        if "ingest_failures" in recent:
-            problems.append(f"ingest runs failed {window} ({spool['failures']} since the start)")
-        if "quarantined" in recent:
-            problems.append(f"spool segments were unreadable and set aside {window} ({spool['quarantined']} since "
-                            "the start)")
-    delivery = dict((stats.get("alerts") or {}).get("delivery") or {})
-    # an on_alert callback running for long, now (pipeline/alerts/delivery.py)
-    if float(delivery.get("busy_seconds") or 0.0) > alert_delivery.SLOW_NOTIFIER_SECONDS:
-        problems.append(f"the alert notifier {delivery.get('busy_notifier')} has been running for "
-                        f"{float(delivery['busy_seconds']):.0f} s; {delivery.get('queued', 0)} notifications wait")
-    jobs: dict[str, dict[str, Any]] = {}
-    for job_name, job in dict(stats.get("jobs") or {}).items():
-        jobs[job_name] = {"runs": int(job.get("runs", 0)), "failures": int(job.get("failures", 0)),
-                          "lastRunAt": iso_epoch(job.get("last_run_at")),
-                          "lastDurationSeconds": job.get("last_duration_seconds")}
-        if detailed:
-            jobs[job_name]["lastError"] = job.get("last_error")
-        if job.get("last_error"):
-            problems.append(f"the last run of job {job_name!r} failed")
-    body: dict[str, Any] = {
-        "status": "degraded" if problems else "ok",
-        "problems": problems,
-        "role": stats.get("role"),
-        "pid": stats.get("pid"),
-        "recorded": int(stats.get("recorded", 0)),
-        "flushed": int(stats.get("flushed", 0)),
-        "pending": int(stats.get("pending", 0)),
-        "dropped": {k: int(v) for k, v in dropped.items()},
-        "rejected": {k: int(v) for k, v in dict(stats.get("rejected") or {}).items()},
-        "flushFailures": int(stats.get("flush_failures", 0)),
-        "lastFlushAt": iso_epoch(stats.get("last_flush_at")),
-        "spool": spool,
-        "jobs": jobs,
-        "recentFaults": {name: round(float(ago), 3) for name, ago in recent.items()},
-        "faultWindowSeconds": float(stats.get("fault_window_seconds") or 0),
-    }
-    if isinstance(store, Mapping):
-        body["database"] = {"fileLost": int(store.get("file_lost") or 0), "rowsLost": int(store.get("rows_lost") or 0),
-                            "lastFileLostAt": iso_epoch(store.get("last_file_lost_at"))}
-    if detailed:
-        body["lastFlushError"] = stats.get("last_flush_error")
-    return body
-
-
-def silence_request(mimetype: str, body: Any) -> dict[str, Any]:
-    """The arguments of ``Alerts.silence`` from a POST /api/silences body, or ApiError saying what is wrong."""
-    example = '{"matchers": {"rule": "request_duration_critical"}, "duration": "1h", "comment": "deploying"}'
-    # JSON only: a cross-site form or no-cors fetch cannot send application/json without a CORS preflight,
-    # which this API never grants, so a web page cannot create silences on a loopback dashboard.
-    if mimetype != "application/json":
-        raise ApiError(415, f"send the silence as JSON with 'Content-Type: application/json', e.g. {example}")
-    if not isinstance(body, dict):
-        raise ApiError(400, f"the body must be a JSON object such as {example}")
-    unknown = sorted(set(body) - set(SILENCE_FIELDS))
-    if unknown:
-        raise ApiError(400, f"unknown field(s) {', '.join(unknown)}; a silence has {', '.join(SILENCE_FIELDS)}")
-    matchers = body.get("matchers")
-    if (not isinstance(matchers, dict) or not 1 <= len(matchers) <= MAX_MATCHERS
-            or not all(isinstance(k, str) and 0 < len(k) <= 200 and isinstance(v, str) and len(v) <= 1000
-                       for k, v in matchers.items())):
-        raise ApiError(400, f"matchers must be an object of 1 to {MAX_MATCHERS} string values keyed by rule, "
-                            f"metric, level or a label name, e.g. {example}")
-    has_duration, has_end = body.get("duration") is not None, body.get("endsAt") is not None
-    if has_duration == has_end:
-        raise ApiError(400, "give exactly one of duration (such as \"2h\") and endsAt (ISO 8601, UTC)")
-    fields: dict[str, Any] = {"matchers": dict(matchers)}
-    if has_duration:
-        if not isinstance(body["duration"], str):
-            raise ApiError(400, f"duration must be a string: {params.DURATION_FORM}")
-        fields["duration_seconds"] = params.duration("duration", body["duration"]).total_seconds()
-    else:
-        if not isinstance(body["endsAt"], str):
-            raise ApiError(400, "endsAt must be a string: ISO 8601 such as 2026-01-01T12:00:00Z")
-        fields["until"] = params.timestamp("endsAt", body["endsAt"]).replace(tzinfo=UTC).timestamp()
-    comment = body.get("comment", "")
-    if not isinstance(comment, str) or len(comment) > 1000:
-        raise ApiError(400, "comment must be a string of at most 1000 characters")
-    fields["comment"] = comment
-    return fields

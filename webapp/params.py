@@ -19,6 +19,9 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 MAX_RANGE = timedelta(days=400)  # as long as the hourly rollups are kept
 MAX_BUCKETS = 10_000  # a series longer than this is more than any chart can draw
 DEFAULT_WINDOW = "1h"
+# Times the API takes: the Unix epoch on, and far enough from datetime's end that a range's arithmetic never
+# overflows.
+EARLIEST, LATEST = datetime(1970, 1, 1), datetime(9000, 1, 1)
 # The steps a series picks from when none is asked for: the first that gives at most TARGET_BUCKETS.
 _NICE_STEPS_SECONDS = (1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10_800, 21_600, 43_200,
                        86_400, 604_800)
@@ -66,8 +69,10 @@ def timestamp(name: str, text: str) -> datetime:
     except ValueError:
         pass
     else:
-        if not math.isfinite(seconds) or not 0 <= seconds < 253_402_300_800:  # year 10000
-            raise ApiError(400, f"{name}={text!r}: epoch seconds must be from 0 to 253402300799")
+        latest = (LATEST - EARLIEST).total_seconds()
+        if not math.isfinite(seconds) or not 0 <= seconds < latest:
+            raise ApiError(400, f"{name}={text!r}: epoch seconds must be from 0 to {latest:.0f} (year "
+                                f"{LATEST.year})")
         return utc_datetime(seconds)
     try:
         value = datetime.fromisoformat(text)
@@ -79,6 +84,8 @@ def timestamp(name: str, text: str) -> datetime:
             value = value.astimezone(UTC).replace(tzinfo=None)
         except OverflowError:
             raise ApiError(400, f"{name}={text!r} is out of range once converted to UTC") from None
+    if not EARLIEST <= value < LATEST:
+        raise ApiError(400, f"{name}={text!r}: expected a time from {EARLIEST.year} to {LATEST.year - 1}")
     return value
 
 
@@ -91,10 +98,9 @@ def time_range(args: Mapping[str, str], now: float) -> TimeRange:
     if has_start:
         start = timestamp("start", args["start"])
     else:
-        try:
-            start = end - duration("window", args.get("window", DEFAULT_WINDOW))
-        except OverflowError:
-            raise ApiError(400, "end minus window falls before year 1; give a later end") from None
+        start = end - duration("window", args.get("window", DEFAULT_WINDOW))
+        if start < EARLIEST:
+            raise ApiError(400, f"end minus window falls before {EARLIEST.year}; give a later end")
     if start > end:
         raise ApiError(400, f"start ({start.isoformat()}Z) is after end ({end.isoformat()}Z); swap them")
     if end - start > MAX_RANGE:
@@ -133,6 +139,21 @@ def text(args: Mapping[str, str], name: str, max_length: int = 1000) -> str | No
     if value is not None and (value == "" or len(value) > max_length):
         raise ApiError(400, f"{name}: expected from 1 to {max_length} characters, got {len(value)}")
     return value
+
+
+def request_key(args: Mapping[str, str]) -> tuple[str, int, int, datetime]:
+    """(host, pid, request id, the time it ended) of one request: what /api/requests/slowest lists for it."""
+    missing = [name for name in ("host", "pid", "requestId", "at") if name not in args]
+    if missing:
+        raise ApiError(400, f"missing {', '.join(missing)}: a request is named by host, pid, requestId and at "
+                            "(when it ended), as /api/requests/slowest lists them")
+    host = text(args, "host", 255)
+    assert host is not None
+    pid = integer(args, "pid", 0, 0, 2**31 - 1)
+    request_id = args["requestId"]
+    if not re.fullmatch(r"-?[0-9]{1,18}", request_id):
+        raise ApiError(400, f"requestId={request_id[:40]!r}: expected an integer of at most 18 digits")
+    return host, pid, int(request_id), timestamp("at", args["at"])
 
 
 def check_known(args: Mapping[str, str], known: tuple[str, ...]) -> None:

@@ -2,13 +2,15 @@
 
 ``record_sample_traffic`` drives a Monitor with a fake clock through the public recording API: a minute at a
 time, a fixed mix of routes with seeded durations and statuses, queries tied to their requests (one route runs
-an N+1 pattern), and a process sample per minute. Tests then check what the API answers against SQL.
+an N+1 pattern), a process sample per minute, and for failed requests the exception they raised (with values in
+its message that must never be stored). Tests then check what the API answers against SQL.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline import Monitor
 from pipeline.testing import FakeClock
@@ -30,6 +32,22 @@ SQL = {
 }
 
 
+class PaymentDeclined(Exception):
+    """What the sample checkout raises when a payment fails."""
+
+
+def _decline(rng: random.Random) -> None:
+    raise PaymentDeclined(f"card ending {rng.randint(1000, 9999)} declined for "
+                          f"'buyer{rng.randint(1, 99)}@example.com', order {rng.randint(1, 10**6)}")
+
+
+def _missing_book(rng: random.Random) -> None:
+    raise KeyError(f"book-{rng.randint(1, 500)}")
+
+
+FAILURES = {"/checkout": _decline, "/books/<int:book_id>": _missing_book}
+
+
 @dataclass(frozen=True)
 class Traffic:
     """What was recorded: the time range it covers (epoch seconds) and how many rows of each kind."""
@@ -39,19 +57,27 @@ class Traffic:
     requests: int
     queries: int
     samples: int
+    exceptions: int
 
 
 def record_sample_traffic(monitor: Monitor, clock: FakeClock, minutes: int = 90, seed: int = 5,
-                          slow_request_ms: float | None = 1_500.0) -> Traffic:
+                          slow_request_ms: float | None = 1_500.0,
+                          outage: tuple[int, int] | None = None) -> Traffic:
     """Record ``minutes`` of traffic one minute at a time (flushing every ten); the clock ends after the last row.
 
     ``slow_request_ms`` adds one request that slow to /report in the last minute (it fires the default
-    request-duration alert rules); None leaves it out.
+    request-duration alert rules); None leaves it out. ``outage`` (first minute, end minute) records no request
+    in those minutes (the process still reports its memory).
     """
     rng = random.Random(seed)
     start = clock.now()
-    requests = queries = samples = 0
+    requests = queries = samples = exceptions = 0
     for minute in range(minutes):
+        if outage is not None and outage[0] <= minute < outage[1]:
+            clock.advance(60)
+            monitor.track_memory()
+            samples += 1
+            continue
         for route, method, per_minute, median_ms, error_fraction, query_count in ROUTES:
             for _ in range(per_minute):
                 request_id = monitor.next_request_id()
@@ -62,6 +88,12 @@ def record_sample_traffic(monitor: Monitor, clock: FakeClock, minutes: int = 90,
                                         success=rng.random() > 0.01, request_id=request_id, route=route)
                     queries += 1
                 status = 500 if rng.random() < error_fraction else 200
+                if status == 500 and route in FAILURES:
+                    try:
+                        FAILURES[route](rng)
+                    except Exception as exc:
+                        monitor.track_exception(exc, route, request_id)
+                        exceptions += 1
                 monitor.track_request(route, method, status, round(rng.lognormvariate(0, 0.5) * median_ms, 3),
                                       request_id=request_id, query_count=query_count)
                 requests += 1
@@ -74,4 +106,11 @@ def record_sample_traffic(monitor: Monitor, clock: FakeClock, minutes: int = 90,
         if minute % 10 == 9:
             monitor.flush()
     monitor.flush()
-    return Traffic(start, clock.now(), requests, queries, samples)
+    return Traffic(start, clock.now(), requests, queries, samples, exceptions)
+
+
+def sql(monitor: Monitor, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    """The rows of a query over the monitor's store, with ``?`` parameters (what tests compare the API with)."""
+    if monitor.store is None:
+        raise ValueError("sql() reads an owner's store: pass a Monitor(db_path=...)")
+    return monitor.store.fetchall(query, list(params))  # type: ignore[arg-type]  # positional parameters
