@@ -211,6 +211,7 @@ class Store:
         with self.lock:
             self.con.execute(sqlfiles.query(STORE_FILE, "schema-version-create"))
             current = self.scalar(sqlfiles.query(STORE_FILE, "schema-version-current"))
+            applied = False
             for version, sql in migrations():
                 if version <= current:
                     continue
@@ -219,6 +220,9 @@ class Store:
                     self.con.execute(sqlfiles.query(STORE_FILE, "schema-version-record"),
                                      {"version": version, "applied_at": utc_datetime(self.clock.now())})
                 current = version
+                applied = True
+            if applied:  # the new tables' catalog changes leave the WAL, and the memory holding them
+                self.con.execute("CHECKPOINT")
             return int(current)
 
     # -- writing -----------------------------------------------------------------------------------------
