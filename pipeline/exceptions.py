@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 import sysconfig
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import CodeType, TracebackType
 from typing import Any
 
@@ -141,7 +141,7 @@ def signature(kind: str, module: str, function: str, line: int, message: str) ->
     return fingerprint_id("\n".join((kind, module, function, str(line), message)))
 
 
-def prepare(columns: list[Sequence[Any]]) -> list[Sequence[Any]]:
+def prepare(columns: list[list[Any]]) -> list[list[Any]]:
     """The raw columns (ts, class, frames, message, route, request id) as the stored ones (ts, route, request id,
     type, module, function, line, message, signature id): the flusher thread's side of ``capture``."""
     ts, classes, frames, messages, routes, request_ids = columns
