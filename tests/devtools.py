@@ -21,6 +21,11 @@ from urllib.parse import urlsplit
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
 DESKTOP = {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False}
+# Every wait has an end, so a broken page fails its test instead of hanging the suite: a condition inside the page
+# is given PAGE_WAIT_SECONDS, and any answer or event from the browser WAIT_SECONDS (more, so the page's own
+# timeout is the one reported).
+PAGE_WAIT_SECONDS = 30.0
+WAIT_SECONDS = 60.0
 
 
 class WebSocket:
@@ -93,11 +98,20 @@ class DevTools:
         self.events: list[dict[str, Any]] = []
         self._next = 0
 
+    def _message(self, deadline: float, waiting_for: str) -> dict[str, Any]:
+        """The next message, unless ``deadline`` (monotonic) has passed: a page that keeps sending events (a
+        refresh every second) would otherwise keep a wait alive forever after it broke."""
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {waiting_for} from the browser within {WAIT_SECONDS:g} s")
+        message: dict[str, Any] = json.loads(self.ws.recv())
+        return message
+
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         self._next += 1
         self.ws.send(json.dumps({"id": self._next, "method": method, "params": params}))
+        deadline = time.monotonic() + WAIT_SECONDS
         while True:
-            message = json.loads(self.ws.recv())
+            message = self._message(deadline, f"answer to {method}")
             if message.get("id") == self._next:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
@@ -107,26 +121,30 @@ class DevTools:
 
     def wait_for(self, method: str) -> dict[str, Any]:
         """Read messages until the event ``method`` arrives (the browser pushes it: nothing to poll)."""
+        deadline = time.monotonic() + WAIT_SECONDS
         while True:
-            message = json.loads(self.ws.recv())
+            message = self._message(deadline, f"event {method}")
             self.events.append(message)
             if message.get("method") == method:
                 return message
 
     def evaluate(self, expression: str) -> Any:
         """The value of an expression; a promise is awaited inside the page (no polling from here)."""
-        result = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True,
-                           timeout=60_000)
+        result = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
         if "exceptionDetails" in result:
             raise RuntimeError(f"page script failed: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def wait(self, expression: str) -> Any:
+    def wait(self, expression: str, seconds: float = PAGE_WAIT_SECONDS) -> Any:
         """The value of ``expression`` once it is truthy, checked inside the page every 50 ms (the page's own timer:
-        the test sleeps on the socket, never polls)."""
-        return self.evaluate(f"""new Promise(function (resolve) {{
+        the test sleeps on the socket, never polls); fails after ``seconds`` saying what it waited for."""
+        failure = json.dumps("timed out waiting for: " + expression)
+        return self.evaluate(f"""new Promise(function (resolve, reject) {{
+            var until = Date.now() + {seconds * 1000:.0f};
             (function check() {{
-              var v = ({expression}); if (v) {{ resolve(v); }} else {{ setTimeout(check, 50); }} }}());
+              var v = ({expression}); if (v) {{ resolve(v); }}
+              else if (Date.now() > until) {{ reject(new Error({failure})); }}
+              else {{ setTimeout(check, 50); }} }}());
         }})""")
 
     def mouse(self, kind: str, x: float, y: float, pressed: bool = False) -> None:
@@ -181,6 +199,8 @@ def open_page(devtools_http: str, url: str, device: dict[str, Any]) -> DevTools:
     for domain in ("Page", "Runtime", "Log", "Network"):
         tools.call(f"{domain}.enable")
     tools.call("Emulation.setDeviceMetricsOverride", **device)
+    # No scrollbar: a full-page screenshot lays the page out without one, and would then cut its right edge off.
+    tools.call("Emulation.setScrollbarsHidden", hidden=True)
     tools.call("Page.navigate", url=url)
     tools.wait_for("Page.loadEventFired")
     return tools

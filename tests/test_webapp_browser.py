@@ -304,7 +304,14 @@ def test_a_route_page_from_an_alert_and_a_slow_request_opened_to_its_queries(
         tools.screenshot(ARTIFACTS / "route-desktop.png")
 
         tools.call("Emulation.setDeviceMetricsOverride", **PHONE)
-        tools.wait("document.documentElement.scrollWidth <= window.innerWidth")
+        # The charts follow the new width (after the page's resize debounce): none wider than its box.
+        fits = tools.wait(f"""window.innerWidth === {PHONE['width']} && (function () {{
+            var charts = window.duckpulse.charts;
+            return Object.keys(charts).every(function (key) {{
+              var u = charts[key], card = u.root.closest('.card');
+                return u.root.getBoundingClientRect().right <= card.getBoundingClientRect().right; }})
+              && document.documentElement.scrollWidth <= window.innerWidth; }}())""")
+        assert fits is True, "no sideways scrolling on a phone"
         tools.screenshot(ARTIFACTS / "route-phone.png")
         check_no_trouble(tools, srv.url)
     finally:
@@ -321,6 +328,9 @@ def test_the_dashboard_on_a_desktop_asks_for_a_missing_token(server: tuple[Dashb
         tools.call("Page.reload")
         tools.wait_for("Page.loadEventFired")
         assert tools.wait("!document.getElementById('token-form').hidden") is True
+        # A condition that never holds fails its wait, saying what it waited for (a broken page never hangs a test).
+        with pytest.raises(RuntimeError, match="timed out waiting for: window.neverSet"):
+            tools.wait("window.neverSet", seconds=0.2)
         tools.evaluate(f"""(function () {{
             document.getElementById("token-input").value = {json.dumps(TOKEN)};
             document.getElementById("token-form").requestSubmit(); return true; }}())""")

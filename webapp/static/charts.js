@@ -25,20 +25,47 @@
     return longest * 7 + 24;
   }
 
-  // A value with no neighbour (sparse traffic in small buckets) draws no line: show such values as dots.
-  function isolated(values) {
+  function present(v) { return v !== null && v !== undefined; }
+
+  // A value with no neighbour within `reach` buckets (sparse traffic in small buckets) draws no line: show such
+  // values as dots.
+  function isolated(values, reach) {
     return values.some(function (v, i) {
-      return v !== null && v !== undefined && (i === 0 || values[i - 1] === null) &&
-        (i === values.length - 1 || values[i + 1] === null);
+      if (!present(v)) { return false; }
+      for (var d = 1; d <= reach; d += 1) {
+        if (present(values[i - d]) || present(values[i + d])) { return false; }
+      }
+      return true;
     });
   }
 
+  // The buckets a line may cross without a value: none (a gap is a gap), or up to spec.bridgeSeconds for values
+  // that are samples taken at intervals, not traffic (a process sampled every minute has no value in most 30 s
+  // buckets, and is no less alive for that).
+  function reachOf(spec) {
+    var step = spec.x.length > 1 ? spec.x[1] - spec.x[0] : 0;
+    return spec.bridgeSeconds && step > 0 ? Math.max(1, Math.floor(spec.bridgeSeconds / step) + 1) : 1;
+  }
+
+  // uPlot's gaps refiner: drop the gaps a line may cross, so it crosses them. Values bridgeSeconds apart land in
+  // buckets up to one bucket further apart than that (each is placed at its bucket's start).
+  function bridge(spec, range) {
+    var step = spec.x.length > 1 ? spec.x[1] - spec.x[0] : 0;
+    return function (u, seriesIdx, idx0, idx1, gaps) {
+      var widest = u.valToPos(range[0] + spec.bridgeSeconds + step, "x", true) - u.valToPos(range[0], "x", true);
+      return gaps.filter(function (g) { return g[1] - g[0] > widest + 1; });  // (+1: pixels are rounded)
+    };
+  }
+
   // spec: {key, title, start, end (epoch seconds), x: [...seconds], series: [{label, values, color, fill}],
-  //        format (of a y value), yMin (default 0)}
+  //        format (of a y value), yMin (default 0), bridgeSeconds (gaps up to this long are crossed; default none),
+  //        incrs (the y ticks' steps, when uPlot's decimal ones make odd labels in the format)}
   dp.timeChart = function (box, spec) {
     var data = [spec.x].concat(spec.series.map(function (s) { return s.values; }));
     var existing = charts[spec.key];
-    var shape = spec.series.map(function (s) { return s.label + (isolated(s.values) ? "." : ""); }).join("|");
+    var reach = reachOf(spec);
+    var shape = spec.series.map(function (s) { return s.label + (isolated(s.values, reach) ? "." : ""); }).join("|")
+      + "/" + reach;
     if (existing && existing.root.parentNode === box.querySelector(".plot") && existing.duckpulseShape === shape) {
       existing.duckpulseRange[0] = spec.start;
       existing.duckpulseRange[1] = spec.end;
@@ -66,14 +93,19 @@
       },
       axes: [
         { stroke: "#6b7280", grid: { stroke: "#eef0f3" }, space: 80 },
-        { stroke: "#6b7280", grid: { stroke: "#eef0f3" }, size: axisSize, values: axisValues(spec.format) }
+        { stroke: "#6b7280", grid: { stroke: "#eef0f3" }, size: axisSize, values: axisValues(spec.format),
+          incrs: spec.incrs }
       ],
       series: [{ label: "time" }].concat(spec.series.map(function (s, i) {
         var color = s.color || COLORS[i % COLORS.length];
-        return { label: s.label, stroke: color, width: 1.6, fill: s.fill ? color + (spec.bars ? "cc" : "22") : undefined,
-                 spanGaps: false, points: { show: !spec.bars && isolated(s.values), size: 4, fill: color },
-                 paths: spec.bars ? window.uPlot.paths.bars({ size: [0.9, 40], align: 1 }) : undefined,
-                 value: function (self, v) { return v === null || v === undefined ? "–" : spec.format(v); } };
+        var series = {
+          label: s.label, stroke: color, width: 1.6, fill: s.fill ? color + (spec.bars ? "cc" : "22") : undefined,
+          spanGaps: false, points: { show: !spec.bars && isolated(s.values, reach), size: 4, fill: color },
+          paths: spec.bars ? window.uPlot.paths.bars({ size: [0.9, 40], align: 1 }) : undefined,
+          value: function (self, v) { return v === null || v === undefined ? "–" : spec.format(v); } };
+        // Set only when wanted: an own `gaps: undefined` would replace uPlot's default refiner (not a function).
+        if (spec.bridgeSeconds) { series.gaps = bridge(spec, range); }
+        return series;
       })),
       hooks: {
         setSelect: [function (self) {

@@ -32,6 +32,12 @@
     return value.toFixed(i ? 1 : 0) + " " + units[i];
   }
 
+  // Ticks of a bytes axis in binary steps, so they read 64 MB, 128 MB rather than 47.7 MB, 95.4 MB.
+  var BYTE_STEPS = [];
+  for (var power = 10; power <= 50; power += 10) {
+    [1, 2, 4, 8, 16, 32, 64, 128, 256, 512].forEach(function (m) { BYTE_STEPS.push(m * Math.pow(2, power)); });
+  }
+
   function percent(value) {
     if (value === null || value === undefined) { return "–"; }
     var p = value * 100;
@@ -42,7 +48,9 @@
 
   function perSecond(value) {
     if (value === null || value === undefined) { return "–"; }
-    return (value >= 10 ? value.toFixed(0) : value >= 1 ? value.toFixed(1) : value.toFixed(2)) + "/s";
+    // Two significant digits below 1/s: a quiet route's 0.025/s is not rounded to a 0.03/s it never had.
+    return (value >= 10 ? value.toFixed(0) : value >= 1 ? value.toFixed(1) : value === 0 ? "0" :
+            String(Number(value.toPrecision(2)))) + "/s";
   }
 
   function when(iso) { return iso ? new Date(iso).toLocaleString() : "–"; }
@@ -291,6 +299,8 @@
     dp.timeChart(box, {
       key: "overview:memory", title: "Resident memory per process", start: seconds(data.start),
       end: seconds(data.end), x: shown[0].points.map(function (pt) { return seconds(pt.t); }), format: bytes,
+      bridgeSeconds: data.liveWithinSeconds,  // a process is live while it reports this often: no gap in between
+      incrs: BYTE_STEPS,
       series: shown.map(function (p) {
         return { label: p.pid + (p.live ? "" : " (gone)"), values: p.points.map(function (pt) { return pt.avg; }) };
       })
