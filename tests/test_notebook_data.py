@@ -43,7 +43,8 @@ def test_history_without_a_table_gives_an_empty_one(tmp_path: Path, capsys: pyte
         data = notebook.open_data(db)  # the owner holds the file: the history only
     assert f"Reading the archived history in {db}.history." in capsys.readouterr().out
     assert not data.live and data.counts == {"requests": 60, "queries": 0, "process_samples": 0}
-    assert data.named("query-fingerprints", since=data.since, until=data.until, threshold=5, limit=5).empty
+    assert data.named("query-fingerprints", since=data.since, until=data.until, threshold=5, limit=5,
+                      route=None).empty
     assert data.since == datetime(2026, 1, 1) and data.until == datetime(2026, 1, 1, 0, 59)
 
 

@@ -329,7 +329,7 @@ def test_the_dashboard_on_a_desktop_asks_for_a_missing_token(server: tuple[Dashb
         tools.wait_for("Page.loadEventFired")
         assert tools.wait("!document.getElementById('token-form').hidden") is True
         # A condition that never holds fails its wait, saying what it waited for (a broken page never hangs a test).
-        with pytest.raises(RuntimeError, match="timed out waiting for: window.neverSet"):
+        with pytest.raises(RuntimeError, match=r"timed out waiting for: window\.neverSet"):
             tools.wait("window.neverSet", seconds=0.2)
         tools.evaluate(f"""(function () {{
             document.getElementById("token-input").value = {json.dumps(TOKEN)};
