@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
@@ -188,15 +189,18 @@ def _alerts_backtest(args: argparse.Namespace) -> int:
 
 # `duckpulse sql`: the tables a query can read, and the time column that splits history from the live file.
 SQL_FORMATS = ("table", "csv", "json")
+# Beyond this age, `duckpulse sql` says that what it reads is older than an owner running well publishes.
+PUBLISHED_FRESH_SECONDS = 60.0
 SQL_EXAMPLE = 'duckpulse sql "SELECT route, count(*) AS n FROM requests GROUP BY route ORDER BY n DESC"'
 
 
 def _history_and_live(db_path: Path, history_dir: Path) -> tuple[Any, list[str]]:
-    """``pipeline.history.connect`` over the history, where each table name reads history and live together.
+    """``pipeline.history.connect`` over what the owner publishes (the archive and its recent minutes, one table
+    per name); for a file nothing was ever published for (an older duckpulse wrote it), the live file instead.
 
     The live file (attached when no owner holds it) keeps every row from its oldest one on (retention only cuts
-    a prefix), so a table is the history's rows older than the live file's oldest row, then the live rows.
-    Returns the connection and notes for the user (e.g. that the live file is held by its owner).
+    a prefix), so a table is then the history's rows older than the live file's oldest row, then the live rows.
+    Returns the connection and notes for the user (e.g. that what was published is old).
     """
     from . import history
     from .archive import TABLES
@@ -208,13 +212,20 @@ def _history_and_live(db_path: Path, history_dir: Path) -> tuple[Any, list[str]]
                              "DUCKPULSE_DB_PATH) and, if the history is elsewhere, --history DIR "
                              "(DUCKPULSE_HISTORY_DIR); `duckpulse demo --duration 30` makes one to try")
     con = history.connect(history_dir, db_path)
+    published = history.published_at(history_dir, con)
     live = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = 'live'"
                                       " AND schema_name = 'main'").fetchall()}
     archived = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE database_name = 'memory'"
                                           " AND schema_name = 'main' AND NOT internal").fetchall()}
-    if db_path.exists() and not live:
-        notes.append(f"{db_path} is held by its owner (a running app or `duckpulse serve`), so only the archived "
-                     "history is read: rows reach it once their hour has closed")
+    if published is not None:
+        # An owner that closed published at its close: only a running one can be behind.
+        age_seconds = time.time() - published
+        if age_seconds > PUBLISHED_FRESH_SECONDS and history.owner_running(db_path):
+            notes.append(f"the owner of {db_path} last published {age_seconds:.0f} s ago, so newer rows are "
+                         "missing (is its scheduler running? Monitor(jobs=False) publishes only in run_jobs_now())")
+    elif db_path.exists() and not live:
+        notes.append(f"{db_path} is held by its owner, which has not published its recent rows yet (it does "
+                     "every 15 s), so only the archived history is read")
     # Identifiers come from DuckDB's own catalog and the archive's allow-list, always quoted.
     for table in sorted(live):
         name, live_name = quote_identifier(table), f"live.{quote_identifier(table)}"

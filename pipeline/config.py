@@ -28,6 +28,7 @@ from .settings import (
     ObjectStoreSettings,
     OutboxSettings,
     OwnerSettings,
+    PublishSettings,
     RecordingSettings,
     RetentionSettings,
     RollupSettings,
@@ -46,6 +47,7 @@ SECTIONS: dict[str, type[Any]] = {
     "recording": RecordingSettings, "storage": StorageSettings, "alerts": AlertSettings,
     "rollup": RollupSettings, "retention": RetentionSettings, "archive": ArchiveSettings,
     "object_store": ObjectStoreSettings, "outbox": OutboxSettings,
+    "publish": PublishSettings,
 }
 _NOT_IN_FILE = {("alerts", "rules"), ("alerts", "notifiers"), ("recording", "host")}
 _PATHS = {"spool_dir", "history_dir", "outbox_dir"}
@@ -62,7 +64,7 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "default_rules": ("alerts", "default_rules"),
 }
 # Keyword arguments that give a whole section (a RollupSettings, ...): they replace the file's and variables'.
-SECTION_KEYWORDS = ("rollup", "retention", "archive", "object_store", "outbox")
+SECTION_KEYWORDS = ("rollup", "retention", "archive", "publish", "object_store", "outbox")
 
 
 def _environment() -> dict[str, tuple[str, str]]:
@@ -335,7 +337,8 @@ def load(options: Mapping[str, Any] | None = None, *, db_path: str | os.PathLike
     if parsed is not None:
         sections["alerts"] = dataclasses.replace(sections["alerts"], rules=parsed.rules, notifiers=parsed.notifiers)
     owner = OwnerSettings(storage=sections["storage"], alerts=sections["alerts"], rollup=sections["rollup"],
-                          retention=sections["retention"], archive=sections["archive"])
+                          retention=sections["retention"], archive=sections["archive"],
+                          publish=sections["publish"])
     return Settings(role=role, recording=sections["recording"], owner=owner, object_store=sections["object_store"],
                     outbox=sections["outbox"], config_file=file)
 
@@ -415,6 +418,8 @@ def describe(settings: Settings) -> list[str]:
         f"1-hour rollups {owner.retention.rollups_1h_days:g} d",
         f"archive: {owner.archive.history_dir or '<db>.history'}, kept "
         f"{'forever' if owner.archive.history_days is None else f'{owner.archive.history_days:g} d'}",
+        f"publish: the rows not archived yet, every {owner.publish.interval_seconds:g} s, for readers in other "
+        "processes",
         *_describe_fleet(settings),
     ]
 

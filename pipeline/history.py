@@ -1,10 +1,15 @@
-"""``connect()``: a DuckDB connection for notebooks over the Parquet history, plus the live file when it is free.
+"""``connect()``: a DuckDB connection over what an owner publishes, for notebooks, ``duckpulse sql`` and dashboards
+in other processes; it never opens a file an owner holds.
 
-The history is what the archive job writes (``pipeline/archive.py``): one view per table over its hive
-partitions (with ``date`` and ``hour`` columns from the paths, which prune files when filtered on). The
-connection is in memory and only reads Parquet, so it works while an owner process is running. The live DuckDB
-file is attached read-only as ``live`` only when no owner holds it: DuckDB lets no other process open a file
-that an owner has open, even read-only, and attaching it would in turn keep an owner from starting.
+Each table is one view over the hourly archive (``pipeline/archive.py``: hive partitions, with ``date`` and
+``hour`` columns from the paths, which prune files when filtered on) and the minutes the owner published since
+(``pipeline/publish.py``, every 15 s while it runs and once more when it closes), split at the watermark the owner
+publishes with them: at most one publish interval plus a flush behind, never blocking the owner's writes. The
+connection is in memory and only reads Parquet.
+
+The live DuckDB file is attached read-only as ``live`` only for a file no owner holds and none has ever published
+for (written by an older duckpulse): DuckDB lets no other process open a file an owner has open, and an attached
+file would in turn keep an owner from starting.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from . import sqlfiles
 from .archive import FILE_NAME, SERIES_DIR, TABLES, default_history_dir
 from .errors import ConfigError
 from .logs import logger
+from .publish import EMPTY_FILE, RECENT_DIR, WATERMARK_FILE, WHOLE_FILE, WHOLE_TABLES
+from .store import quote_identifier
 
 if TYPE_CHECKING:
     from .objectstore import ObjectStoreSettings
@@ -51,10 +58,12 @@ def connect(history_dir: str | os.PathLike[str] | None = None,
             db_path: str | os.PathLike[str] | None = None, *, attach_live: bool = True, since: date | None = None,
             cache_dir: str | os.PathLike[str] | None = None,
             store: ObjectStoreSettings | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with one view per archived table, and the live file as ``live``.
+    """An in-memory DuckDB connection with one view per table over the archive and what the owner published.
 
-    ``history_dir`` defaults to ``<db_path>.history``. Views exist for the tables that have history; the live
-    database is attached (read-only) when ``db_path`` is given, exists, no owner holds it and ``attach_live``.
+    ``history_dir`` defaults to ``<db_path>.history``. Views exist for the tables that have data there when the
+    connection is made (reconnect to see a table that gets its first rows later). The live database is attached
+    read-only as ``live`` when ``db_path`` is given, exists, no owner holds it, nothing was ever published for it
+    and ``attach_live``.
 
     A history in object storage (``"s3://bucket/history"``, what a fleet's owner archives) is first brought into
     ``cache_dir`` (default ``~/.cache/duckpulse/history/<bucket>/<prefix>``), only what changed since the last
@@ -71,12 +80,22 @@ def connect(history_dir: str | os.PathLike[str] | None = None,
         # Relative paths in the views resolve here first, then in the working directory (the user's own files).
         con.execute(sqlfiles.query(SQL, "history-search-path"), {"paths": f"{root},{Path.cwd()}"})
         con.execute(sqlfiles.query(SQL, "history-sketch-macros"))
-        for table, block in _VIEWS.items():
-            if any((root / table).glob(f"*/*/{FILE_NAME}")):
-                con.execute(sqlfiles.query(SQL, block))
-        if (root / SERIES_DIR / FILE_NAME).exists():
-            con.execute(sqlfiles.query(SQL, "history-view-series"))
-        if attach_live and db_path is not None and Path(db_path).exists():
+        published = published_at(root, con) is not None
+        for table, column in TABLES.items():
+            archived = any((root / table).glob(f"*/*/{FILE_NAME}"))
+            recent = published and (root / RECENT_DIR / table / EMPTY_FILE).exists()
+            if archived and recent:
+                con.execute(_compose(sqlfiles.query(SQL, "history-view-archive-and-recent"), table, column))
+            elif recent:
+                con.execute(_compose(sqlfiles.query(SQL, "history-view-recent"), table, column))
+            elif archived:
+                con.execute(sqlfiles.query(SQL, _VIEWS[table]))
+        for table in WHOLE_TABLES:
+            if published and (root / RECENT_DIR / table / WHOLE_FILE).exists():
+                con.execute(_compose(sqlfiles.query(SQL, "history-view-whole"), table))
+            elif table == SERIES_DIR and (root / SERIES_DIR / FILE_NAME).exists():
+                con.execute(sqlfiles.query(SQL, "history-view-series"))
+        if attach_live and not published and db_path is not None and Path(db_path).exists():
             _attach_live(con, Path(db_path))
     except BaseException:
         con.close()
@@ -102,9 +121,39 @@ def local_history(history_dir: str | os.PathLike[str], *, since: date | None = N
     return pull(ObjectStore(location, settings), cache_dir or default_cache_dir(location), since)
 
 
+def published_at(history_dir: str | os.PathLike[str], con: duckdb.DuckDBPyConnection | None = None) -> float | None:
+    """When an owner last published recent data under ``history_dir`` (epoch seconds), or None if never."""
+    watermark = Path(history_dir) / RECENT_DIR / WATERMARK_FILE
+    if not watermark.exists():
+        return None
+    reader = con.cursor() if con is not None else duckdb.connect(":memory:")
+    try:
+        row = reader.execute(sqlfiles.query(SQL, "history-published-at"), {"path": str(watermark)}).fetchone()
+    except duckdb.Error:  # removed meanwhile, or not a watermark file: nothing usable was published
+        return None
+    finally:
+        reader.close()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _compose(sql: str, table: str, column: str | None = None) -> str:
+    # Only names from the fixed allow-lists (archive.TABLES, publish.WHOLE_TABLES) ever reach the SQL text.
+    recent = f"{RECENT_DIR}/{table}/{WHOLE_FILE}" if column is None else f"{RECENT_DIR}/{table}/*.parquet"
+    return (sql.replace("/* table-name */", _literal(table))
+            .replace("/* table */", quote_identifier(table))
+            .replace("/* column */", quote_identifier(column or ""))
+            .replace("/* archive-files */", _literal(f"{table}/*/*/*.parquet"))
+            .replace("/* recent-files */", _literal(recent)))
+
+
 def _attach_live(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
     if owner_running(db_path):
-        logger.info("duckpulse history: %s is held by its owner; querying the Parquet history only", db_path)
+        logger.info("duckpulse history: %s is held by its owner, which has published nothing yet; querying the "
+                    "archive only", db_path)
         return
     try:
         con.execute(sqlfiles.query(SQL, "history-attach-live"), {"path": str(db_path)})

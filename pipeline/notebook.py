@@ -2,12 +2,12 @@
 
 The notebooks run on any amount of data: none yet (a store that recorded nothing, or no file where they look),
 a few minutes of one small app, or weeks of history. ``open_data()`` reads what there is through
-``pipeline.history.connect()``: the archived history when an hour has been archived, else the live file (when no
-owner holds it); a table with neither is an empty one, so every query still runs. A chart first asks
-``enough()``; when the data cannot make it, a sentence says what is missing instead of an empty or misleading
-chart. Time charts use ``step()``, a round bucket width that cuts the data's own range into about as many
-buckets as asked (ten minutes over hours of history, seconds over a few minutes), and ``xlim()``, so their
-x-axis spans the data's real time range.
+``pipeline.history.connect()``: the archived history and the minutes its owner published since, else the live
+file (written by an older duckpulse, when no owner holds it); a table with neither is an empty one, so every
+query still runs. A chart first asks ``enough()``; when the data cannot make it, a sentence says what is missing
+instead of an empty or misleading chart. Time charts use ``step()``, a round bucket width that cuts the data's
+own range into about as many buckets as asked (ten minutes over hours of history, seconds over a few minutes),
+and ``xlim()``, so their x-axis spans the data's real time range.
 """
 
 from __future__ import annotations
@@ -142,8 +142,10 @@ def open_data(db_path: str | os.PathLike[str] | None = None,
     views = {name for (name,) in con.execute(sqlfiles.query(SQL, "history-own-views")).fetchall()}
     live = history.LIVE in {name for (name,) in con.execute(sqlfiles.query(SQL, "history-databases")).fetchall()}
     if "requests" in views:
-        copy = f" (its local copy: {hist})" if os.fspath(named) != os.fspath(hist) else ""
-        source = f"the archived history in {os.fspath(named)}{copy}"
+        if os.fspath(named) != os.fspath(hist):  # object storage: the fleet's archive, through a local copy
+            source = f"the archived history in {os.fspath(named)} (its local copy: {hist})"
+        else:
+            source = f"the history in {hist} (archived hours, and the minutes the owner published since)"
     elif live:
         con.execute(f"USE {history.LIVE}")  # no closed hour archived yet (a new app, a fresh demo)
         source = f"the live file {db} (no history in {hist} yet: reading the live file)"

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from . import archive, objecthistory, retention, rollup
+from . import archive, objecthistory, publish, retention, rollup
 from .alerts.engine import Alerts
 from .alerts.notify import LoggingNotifier, Notifier, WebhookNotifier
 from .alerts.rules import Rule
@@ -33,7 +33,7 @@ from .logs import ThrottledLog
 from .objectspool import ObjectSpool
 from .objectstore import ObjectStore, ObjectStoreSettings, is_object_url
 from .owner_lock import OwnerLock
-from .settings import NotifierSettings, OwnerSettings
+from .settings import ArchiveSettings, NotifierSettings, OwnerSettings
 from .spool import LocalSpool, flush_tables, spool_of, write_segment
 from .store import CACHE_RELEASE_INTERVAL_SECONDS, Store
 
@@ -123,14 +123,20 @@ class Ownership:
         settings = self.settings.archive
         target = settings.history_dir
         if not is_object_url(target):
-            return [archive.job(self.store, settings)]
+            return [archive.job(self.store, settings), *self._publish_job(settings)]
         assert isinstance(target, str)  # an object URL is text
         local = dataclasses.replace(settings, history_dir=None)  # <db>.history (an in-memory store: none)
         local_dir = archive.default_history_dir(self.store.path) if self.store.path is not None else None
         history = ObjectStore(target, self.object_store)
-        return [archive.job(self.store, local),
+        return [archive.job(self.store, local), *self._publish_job(local),
                 Job("history-upload", settings.interval_seconds,
                     lambda now: objecthistory.push(local_dir, history) if local_dir is not None else None)]
+
+    def _publish_job(self, local_archive: ArchiveSettings) -> list[Job]:
+        """After the archive (the watermark it publishes is the archive's latest), into its local history: the
+        recent minutes are for readers on this machine; none for an in-memory store."""
+        job = publish.job(self.store, local_archive, self.settings.publish)
+        return [job] if job is not None else []
 
     # -- the sink the flusher writes to ---------------------------------------------------------------------
     def write(self, flush: Flush) -> None:
@@ -206,10 +212,12 @@ class Ownership:
         self.jobs.shutdown()
 
     def close(self) -> None:
-        """Ingest a last time (one page once ``stop_jobs`` ran), let notifiers deliver, close the file and release
-        the lock (in that order)."""
+        """Ingest a last time (one page once ``stop_jobs`` ran), publish (when the jobs run), let notifiers deliver,
+        close the file and release the lock (in that order)."""
         try:
             self.ingest_now()
+            if self.settings.storage.jobs and "publish" in self.jobs.names:
+                self.jobs.run("publish")  # readers in other processes see every row up to the close
         finally:
             if self._object_spool is not None:
                 self._object_spool.close()

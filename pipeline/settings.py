@@ -1,7 +1,7 @@
 """duckpulse's settings: one frozen value (``Settings``), a dataclass per section, each validating its own fields.
 
 Each component takes the section it needs: ``Monitor`` the ``RecordingSettings``, the owner role
-(``pipeline/owner.py``) the ``OwnerSettings``, the rollup, retention and archive jobs their own. Where the values
+(``pipeline/owner.py``) the ``OwnerSettings``, the rollup, retention, archive and publish jobs their own. Where the values
 come from (keyword arguments > ``DUCKPULSE_*`` variables > duckpulse.toml > these defaults) is pipeline/config.py.
 
 This module stays light (no DuckDB, pyarrow or pandas): every process, producers included, reads it.
@@ -215,6 +215,24 @@ class ArchiveSettings:
 
 
 @dataclass(frozen=True)
+class PublishSettings:
+    """How often the owner publishes its not yet archived rows for readers in other processes, and how far back."""
+
+    # How often the owner publishes; readers are at most this plus a flush interval behind.
+    interval_seconds: float = 15.0
+    # A minute file stays until every watermark published this long back is above it (readers read one per query).
+    keep_seconds: float = 3600.0
+    # At most this much before now is published, however far the archive lags; rows stamped more than this ahead
+    # of the owner's clock are not published either (no working clock stamps them).
+    max_window_seconds: float = 6 * 3600.0
+
+    def __post_init__(self) -> None:
+        _seconds("interval_seconds", self.interval_seconds)
+        _seconds("keep_seconds", self.keep_seconds)
+        _seconds("max_window_seconds", self.max_window_seconds)
+
+
+@dataclass(frozen=True)
 class NotifierSettings:
     """One place alert notifications go (a ``[[notifier]]`` table): a logger, or a webhook."""
 
@@ -278,6 +296,7 @@ class OwnerSettings:
     rollup: RollupSettings = field(default_factory=RollupSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    publish: PublishSettings = field(default_factory=PublishSettings)
 
 
 @dataclass(frozen=True)
@@ -327,5 +346,6 @@ class MonitorOptions(TypedDict, total=False):
     archive: ArchiveSettings | None
     object_store: ObjectStoreSettings | None
     outbox: OutboxSettings | None
+    publish: PublishSettings | None
     duckdb_memory_limit: str | None
     timestamp_resolution_seconds: float

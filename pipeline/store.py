@@ -13,7 +13,7 @@ import ctypes
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +191,10 @@ class Store:
         # The file DuckDB opened, to notice when the path no longer names it (deleted, or replaced by another).
         self._file_id = self._identity()
         self.file_lost = FileLoss()
+        # The minutes of time-stamped rows committed since the last take_written_minutes(), per table; None until
+        # a reader of them (the publish job) asks with watch_written_minutes(), so that nothing else pays for it.
+        self._written: dict[str, set[float]] | None = None
+        self._written_lock = threading.Lock()
         self.migrate()
 
     def _config(self) -> dict[str, str | bool | int | float | list[str]]:
@@ -342,9 +346,38 @@ class Store:
     def load_files(self, files: Sequence[tuple[str, Path]]) -> None:
         """Load the owner's own flush, written as segment files (table, path), in one transaction: the same
         path a producer's segments take, without the ledger (nothing names these files twice)."""
+        written: list[tuple[str, list[float]]] = []
         with self.transaction():
             for table, path in files:
                 self._load_locked(table, [str(path)], None)
+                written.append((table, self._minutes_of([str(path)], table)))
+        for table, minutes in written:  # after the commit: a take between the two re-exports, never misses
+            self._note_written(table, minutes)
+
+    def watch_written_minutes(self) -> None:
+        """Start noting the minutes of the time-stamped rows every flush and ingest commits (the publish job's
+        journal of what changed; nothing else pays for it)."""
+        with self._written_lock:
+            if self._written is None:
+                self._written = {}
+
+    def take_written_minutes(self) -> dict[str, set[float]]:
+        """The minutes (epoch seconds) written per table since the last call, and start anew."""
+        with self._written_lock:
+            taken, self._written = self._written or {}, {}
+        return taken
+
+    def _minutes_of(self, paths: list[str], table: str) -> list[float]:
+        """The minutes the rows of segment files fall in, when watched (read in the loading transaction)."""
+        if self._written is None or table == "series":
+            return []
+        return [m for (m,) in self.con.execute(sqlfiles.query(STORE_FILE, "segment-minutes"), {"files": paths})
+                .fetchall() if m is not None]
+
+    def _note_written(self, table: str, minutes: Iterable[float]) -> None:
+        with self._written_lock:
+            if self._written is not None:
+                self._written.setdefault(table, set()).update(minutes)
 
     def already_ingested(self, names: Sequence[str]) -> set[str]:
         self.check_file()
@@ -371,6 +404,7 @@ class Store:
         try:
             with self.transaction():
                 rows = self._load_locked(table, paths, columns)
+                minutes = self._minutes_of(paths, table)
                 self.con.execute(sqlfiles.query(STORE_FILE, "ledger-insert"),
                                  {"segments": [f[0] for f in files], "rows": [rows[p] for p in paths],
                                   "ingested_at": utc_datetime(self.clock.now())})
@@ -380,6 +414,7 @@ class Store:
             raise SpoolError(f"cannot load {len(paths)} segment(s) of {table}: {exc}") from exc
         except duckdb.Error as exc:
             raise SpoolError(f"cannot load {len(paths)} segment(s) of {table}: {exc}") from exc
+        self._note_written(table, minutes)  # after the commit, as in load_files()
         return sum(rows.values())
 
     def segment_fault(self, table: str, name: str, path: Path, columns: Mapping[str, int]) -> str | None:

@@ -64,6 +64,33 @@ SELECT * FROM read_parquet('rollup_bins_1h/*/*/*.parquet', hive_partitioning = t
 -- The custom series.
 CREATE OR REPLACE VIEW series AS SELECT * FROM read_parquet('series/*.parquet');
 
+-- name: history-view-archive-and-recent
+-- A table over the archive (below the owner's published watermark) and the minutes it published (at or above
+-- it): the watermark is read once per query, so a run of the archive and publish jobs meanwhile never makes a
+-- row count twice or go missing. /* table */ and the rest come from a fixed allow-list (pipeline/history.py).
+CREATE OR REPLACE VIEW /* table */ AS
+WITH watermark AS MATERIALIZED (
+    SELECT coalesce(max(recent_from) FILTER (WHERE table_name = /* table-name */), 'infinity'::TIMESTAMP) AS since
+    FROM read_parquet('_recent/watermark.parquet')
+)
+SELECT archived.* FROM read_parquet(/* archive-files */, hive_partitioning = true,
+                                    hive_types = {'date': DATE, 'hour': INTEGER}) AS archived, watermark
+WHERE archived./* column */ < watermark.since
+UNION ALL BY NAME
+SELECT recent.*, CAST(recent./* column */ AS DATE) AS date, CAST(hour(recent./* column */) AS INTEGER) AS hour
+FROM read_parquet(/* recent-files */, union_by_name = true) AS recent, watermark
+WHERE recent./* column */ >= watermark.since;
+
+-- name: history-view-recent
+-- A table nothing of which is archived yet: every minute the owner published (with the archive's date and hour).
+CREATE OR REPLACE VIEW /* table */ AS
+SELECT recent.*, CAST(recent./* column */ AS DATE) AS date, CAST(hour(recent./* column */) AS INTEGER) AS hour
+FROM read_parquet(/* recent-files */, union_by_name = true) AS recent;
+
+-- name: history-view-whole
+-- A small table the owner publishes whole (series, alert_state, alert_events, silences).
+CREATE OR REPLACE VIEW /* table */ AS SELECT * FROM read_parquet(/* recent-files */);
+
 -- name: history-sketch-macros
 -- The log-bucket mapping of pipeline/sketch.py (the same macros as migration-2 creates in the database).
 CREATE OR REPLACE MACRO duckpulse_sketch_bin(v) AS
@@ -76,7 +103,7 @@ CREATE OR REPLACE MACRO duckpulse_sketch_value(b) AS
          ELSE 2.0 * pow(1.02, b) / (1.02 + 1.0) END;
 
 -- name: history-attach-live
--- The live database, read-only (only when no owner holds it).
+-- The live database, read-only (only when no owner holds it and none ever published).
 ATTACH $path AS live (READ_ONLY);
 
 -- name: history-own-views
@@ -104,3 +131,7 @@ SELECT (SELECT count(*) FROM requests)        AS requests,
              (SELECT min(ts) FROM process_samples))    AS since,
        greatest((SELECT max(ts) FROM requests), (SELECT max(ts) FROM queries),
                 (SELECT max(ts) FROM process_samples)) AS until;
+
+-- name: history-published-at
+-- When the owner last published (epoch seconds), from its watermark file.
+SELECT epoch(max(published_at)) FROM read_parquet($path);

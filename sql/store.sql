@@ -39,3 +39,9 @@ FROM duckdb_memory();
 -- The rows of the data tables (counted as lost when the file holding them is deleted under its owner).
 SELECT (SELECT count(*) FROM requests) + (SELECT count(*) FROM queries) + (SELECT count(*) FROM points)
        + (SELECT count(*) FROM process_samples);
+
+-- name: segment-minutes
+-- The minutes the rows of segment files fall in (epoch seconds), for the publish job: their time (epoch seconds,
+-- DOUBLE) made a timestamp as the inserts do, so that a row on a minute's edge falls in the same minute.
+SELECT DISTINCT epoch(date_trunc('minute', make_timestamp(CAST(round(ts * 1000000) AS BIGINT))))
+FROM read_parquet($files);

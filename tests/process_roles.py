@@ -52,9 +52,33 @@ def own_and_wait(db: str) -> None:
     time.sleep(600)
 
 
+def publishing_owner(db: str, publish_seconds: int) -> None:
+    """Own ``db``, record ~400 requests/s and publish every ``publish_seconds``; print "<wall time> <recorded>"
+    four times a second until a line on stdin."""
+    import threading
+
+    from pipeline.publish import PublishSettings
+
+    mon = Monitor(db_path=db, memory_interval_seconds=None, flush_interval_seconds=0.25,
+                  publish=PublishSettings(interval_seconds=publish_seconds))
+    stop = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+    recorded = 0
+    next_report = time.time()
+    while not stop.is_set():
+        for _ in range(10):
+            mon.track_request("/load", "GET", 200, 1.0)
+        recorded += 10
+        if time.time() >= next_report:
+            print(f"{time.time():.3f} {recorded}", flush=True)
+            next_report += 0.25
+        time.sleep(0.025)
+    mon.close()
+
+
 if __name__ == "__main__":
     role, *args = sys.argv[1:]
     roles = {"producer": producer, "producer_then_hang": producer_then_hang, "ingest_loop": ingest_loop,
-             "own_and_wait": own_and_wait}
+             "own_and_wait": own_and_wait, "publishing_owner": publishing_owner}
     fn = roles[role]
     fn(*[int(a) if a.isdigit() else a for a in args])  # type: ignore[operator]

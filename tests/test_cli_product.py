@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,9 +98,22 @@ def test_sql_table_output_is_capped_by_max_rows(archived_db: Path, capsys: pytes
     assert f"({OLD_ROWS + NEW_ROWS} rows; {OLD_ROWS + NEW_ROWS - 3} not shown" in out
 
 
-def test_sql_with_the_owner_running_reads_the_history_and_says_so(archived_db: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """While an owner holds the file, only the archived history is readable: the command says so on stderr."""
+def test_sql_with_the_owner_running_reads_what_it_published_and_says_when_that_is_old(
+        archived_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """While an owner holds the file, the archive and the minutes it published are read, never the file; a
+    publication older than a minute (here: the fake clock's) is said on stderr."""
+    with Monitor(db_path=archived_db, jobs=False, memory_interval_seconds=None):
+        code, out, err = sql(capsys, "--db", str(archived_db), "--format", "csv",
+                             "SELECT route, count(*) FROM requests GROUP BY route ORDER BY route")
+    assert code == 0
+    assert list(csv.reader(io.StringIO(out)))[1:] == [["/new", str(NEW_ROWS)], ["/old", str(OLD_ROWS)]]
+    assert "last published" in err and "newer rows are missing" in err
+
+
+def test_sql_with_the_owner_running_before_it_published_reads_the_archive_and_says_so(
+        archived_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An owner that has published nothing yet (an older duckpulse's file): the archive only, said on stderr."""
+    shutil.rmtree(archived_db.with_name(archived_db.name + ".history") / "_recent")
     with Monitor(db_path=archived_db, jobs=False, memory_interval_seconds=None):
         code, out, err = sql(capsys, "--db", str(archived_db), "--format", "csv",
                              "SELECT route, count(*) FROM requests GROUP BY route")
@@ -115,7 +129,7 @@ def test_sql_reads_the_environment_for_its_paths(archived_db: Path, capsys: pyte
     monkeypatch.setenv("DUCKPULSE_HISTORY_DIR", f"{archived_db}.history")
     code, out, err = sql(capsys, "--format", "csv", "SELECT count(*) AS n FROM requests")
     assert code == 0, err
-    assert out.splitlines() == ["n", str(OLD_ROWS)]
+    assert out.splitlines() == ["n", str(OLD_ROWS + NEW_ROWS)]  # the archive and what the owner published
 
 
 @pytest.mark.parametrize(("args", "message"), [
