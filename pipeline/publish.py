@@ -117,6 +117,7 @@ class Publisher:
         self.published, self._watermarks = self._load_index()
         store.watch_written_minutes()
         self._next_full_scan = -math.inf
+        self._low: dict[str, float] = {}  # per table, the lowest watermark of the last run
         self._empty_written: set[str] = set()  # tables whose _empty.parquet this owner wrote (its schema's)
 
     def _load_index(self) -> tuple[dict[str, dict[str, Fingerprint]], list[tuple[float, dict[str, float]]]]:
@@ -152,9 +153,12 @@ class Publisher:
         written = rows = deleted = 0
         minutes_written: dict[str, int] = {}
         for table, column in TIME_TABLES.items():
-            # The lowest watermark a reader may hold: minutes from there on stay published and current.
+            # The lowest watermark a reader may hold: minutes from there on stay published and current. When it
+            # went down (the archive's state did), the minutes below the last run's are compared one by one.
             low = min(w.get(table, watermark[table]) for _, w in self._watermarks)
-            journal = None if full_scan or table not in APPEND_ONLY else written_minutes.get(table, set())
+            lowered = low < self._low.get(table, -math.inf)
+            self._low[table] = low
+            journal = None if full_scan or lowered or table not in APPEND_ONLY else written_minutes.get(table, set())
             done, n_rows = self._publish_minutes(table, column, low, window_end, journal)
             written, rows, minutes_written[table] = written + done, rows + n_rows, done
             deleted += self._delete_below(table, low)

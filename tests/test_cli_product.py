@@ -400,19 +400,20 @@ def test_the_readme_documents_every_option_and_command() -> None:
 
 def test_the_readme_documents_the_owners_job_settings_and_its_snippet_runs(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """RollupSettings, RetentionSettings and ArchiveSettings: their import paths and every field are in the README
-    (each field once per table row), and the README's snippet runs as written."""
+    """RollupSettings, RetentionSettings, ArchiveSettings and PublishSettings: their import paths and every field
+    are in the README (each field once per table row), and the README's snippet runs as written."""
     import dataclasses
     import importlib
 
     from pipeline.archive import ArchiveSettings
+    from pipeline.publish import PublishSettings
     from pipeline.rollup import RollupSettings
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("### The owner's jobs"):readme.index("### The dashboard: `DUCKPULSE_*` keys")]
     # Defined in pipeline.settings with the other settings; documented where each job's module re-exports it.
     for cls, module in ((RollupSettings, "pipeline.rollup"), (RetentionSettings, "pipeline.retention"),
-                        (ArchiveSettings, "pipeline.archive")):
+                        (ArchiveSettings, "pipeline.archive"), (PublishSettings, "pipeline.publish")):
         assert getattr(importlib.import_module(module), cls.__name__) is cls
         assert f"`{module}.{cls.__name__}`" in section and f"from {module} import {cls.__name__}" in section
         table = section[section.index(f"`{module}.{cls.__name__}`"):]

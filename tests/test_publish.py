@@ -19,6 +19,9 @@ from pipeline.publish import RECENT_DIR, WATERMARK_FILE, PublishSettings
 from pipeline.testing import FakeClock
 
 ROLES = str(Path(__file__).with_name("process_roles.py"))
+# How far behind the owner `duckpulse sql` may be in the test under load: well under the promised 60 s, with room
+# for a loaded machine (the owner publishes every 2 s there, flushes every 0.25 s).
+LAG_SECONDS = 15
 COUNTS = ("SELECT (SELECT count(*) FROM requests), (SELECT sum(duration_ms) FROM requests), "
           "(SELECT sum(count) FROM rollups_1m WHERE source = 'request'), (SELECT count(*) FROM series)")
 
@@ -148,15 +151,15 @@ def test_an_in_memory_owner_publishes_nothing_and_bad_settings_are_refused(tmp_p
 
 def test_duckpulse_sql_from_another_process_while_the_owner_runs_under_load(tmp_path: Path) -> None:
     """An owner records ~400 requests/s and publishes every 2 s; `duckpulse sql` in another process (which cannot
-    open the file) counts at least what the owner had recorded 8 s before it started, and no more than it had
-    recorded when it ended."""
+    open the file) counts at least what the owner had recorded LAG_SECONDS before it started (the promise is 60 s;
+    a publish interval plus a flush is the design), and no more than it had recorded when it ended."""
     db = tmp_path / "m.duckdb"
     proc = subprocess.Popen([sys.executable, ROLES, "publishing_owner", str(db), "2"], stdout=subprocess.PIPE,
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     timeline: list[tuple[float, int]] = []  # (wall time, requests recorded by then), as the owner reports it
     try:
         assert proc.stdout is not None and proc.stdin is not None
-        while not timeline or timeline[-1][0] - timeline[0][0] < 14:
+        while not timeline or timeline[-1][0] - timeline[0][0] < LAG_SECONDS + 5:
             line = proc.stdout.readline()
             assert line, proc.stderr.read() if proc.stderr else ""
             t, n = line.split()
@@ -178,7 +181,7 @@ def test_duckpulse_sql_from_another_process_while_the_owner_runs_under_load(tmp_
             proc.wait()
     assert run.returncode == 0, run.stderr
     count = int(run.stdout.splitlines()[1])
-    recorded_before = max((n for t, n in timeline if t <= started - 8), default=0)
+    recorded_before = max((n for t, n in timeline if t <= started - LAG_SECONDS), default=0)
     recorded_after = next(n for t, n in timeline if t >= ended)
     assert recorded_before > 1_000
     assert recorded_before <= count <= recorded_after, (recorded_before, count, recorded_after)
