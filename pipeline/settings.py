@@ -1,8 +1,9 @@
 """duckpulse's settings: one frozen value (``Settings``), a dataclass per section, each validating its own fields.
 
 Each component takes the section it needs: ``Monitor`` the ``RecordingSettings``, the owner role
-(``pipeline/owner.py``) the ``OwnerSettings``, the rollup, retention, archive and publish jobs their own. Where the values
-come from (keyword arguments > ``DUCKPULSE_*`` variables > duckpulse.toml > these defaults) is pipeline/config.py.
+(``pipeline/owner.py``) the ``OwnerSettings``, the rollup, retention, archive and publish jobs their own. Where
+the values come from (keyword arguments > ``DUCKPULSE_*`` variables > duckpulse.toml > these defaults) is
+pipeline/config.py.
 
 This module stays light (no DuckDB, pyarrow or pandas): every process, producers included, reads it.
 """
