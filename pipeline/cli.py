@@ -35,24 +35,33 @@ def _serve(args: argparse.Namespace) -> int:
         stop.set()
 
     starter, check = _dashboard(args)
+    if args.dashboard_only and starter is None:
+        raise DuckPulseError("--dashboard-only serves the dashboard, which needs the webapp package: install "
+                             "duckpulse from a checkout with its webapp, or run `python -m webapp serve ...`")
     if check is not None:
         check(args.host, args.port)  # before the monitor: a refused bind leaves no file and no row behind
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    options: dict[str, Any] = {"role": "owner"}  # a dedicated owner: another owner is an error, not a handover
+    # A dedicated owner: another owner is an error, not a handover. With --dashboard-only, never the owner: the
+    # dashboard reads what the file's owner publishes (webapp/published.py).
+    options: dict[str, Any] = {"role": "producer" if args.dashboard_only else "owner"}
     if args.spool is not None:
         # A directory (producers on this machine), or a fleet's object storage (producers on any host).
         options["spool_url" if is_object_url(args.spool) else "ingest_dir"] = args.spool
     if args.interval is not None:
         options["flush_interval_seconds"] = args.interval
     monitor = Monitor(db_path=args.db, config=args.config, **options)
-    rules = len(monitor.alerts.rules) if monitor.alerts is not None else 0
-    sources = monitor.stats().get("ingest", {}).get("sources") or [monitor.ingest_dir]
-    _check_object_store(monitor)
-    print(f"duckpulse: owning {args.db}, ingesting segments from {' and '.join(map(str, sources))} "
-          f"(pid {monitor.pid}), "
-          f"configuration {monitor.settings.config_file or 'none'}, {rules} alert rules; stop with Ctrl-C or "
-          "SIGTERM", flush=True)
+    if args.dashboard_only:
+        print(f"duckpulse: serving the dashboard of {args.db} from what its owner publishes, never opening the "
+              f"file (pid {monitor.pid}); stop with Ctrl-C or SIGTERM", flush=True)
+    else:
+        rules = len(monitor.alerts.rules) if monitor.alerts is not None else 0
+        sources = monitor.stats().get("ingest", {}).get("sources") or [monitor.ingest_dir]
+        _check_object_store(monitor)
+        print(f"duckpulse: owning {args.db}, ingesting segments from {' and '.join(map(str, sources))} "
+              f"(pid {monitor.pid}), "
+              f"configuration {monitor.settings.config_file or 'none'}, {rules} alert rules; stop with Ctrl-C or "
+              "SIGTERM", flush=True)
     dashboard = None
     try:
         if starter is not None:
@@ -66,7 +75,8 @@ def _serve(args: argparse.Namespace) -> int:
         if dashboard is not None:
             dashboard.stop()  # no new requests while the last ingest runs
         monitor.close()  # a last flush and ingest
-    print(f"duckpulse: stopped; {monitor.stats().get('ingest', {}).get('rows', 0)} rows ingested", flush=True)
+    if not args.dashboard_only:
+        print(f"duckpulse: stopped; {monitor.stats().get('ingest', {}).get('rows', 0)} rows ingested", flush=True)
     return 0
 
 
@@ -330,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address the dashboard binds to (default 127.0.0.1; any other needs DUCKPULSE_TOKEN)")
     serve.add_argument("--port", type=int, default=8050, help="port of the dashboard (default 8050; 0: any free)")
+    serve.add_argument("--dashboard-only", action="store_true",
+                       help="serve only the dashboard, over what the file's owner (an app, another serve) publishes, "
+                            "at most ~15 s behind; the file is never opened")
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="a sample bookshop app under generated traffic, with the dashboard",

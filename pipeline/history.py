@@ -81,26 +81,42 @@ def connect(history_dir: str | os.PathLike[str] | None = None,
         con.execute(sqlfiles.query(SQL, "history-search-path"), {"paths": f"{root},{Path.cwd()}"})
         con.execute(sqlfiles.query(SQL, "history-sketch-macros"))
         published = published_at(root, con) is not None
-        for table, column in TABLES.items():
-            archived = any((root / table).glob(f"*/*/{FILE_NAME}"))
-            recent = published and (root / RECENT_DIR / table / EMPTY_FILE).exists()
-            if archived and recent:
-                con.execute(_compose(sqlfiles.query(SQL, "history-view-archive-and-recent"), table, column))
-            elif recent:
-                con.execute(_compose(sqlfiles.query(SQL, "history-view-recent"), table, column))
-            elif archived:
-                con.execute(sqlfiles.query(SQL, _VIEWS[table]))
-        for table in WHOLE_TABLES:
-            if published and (root / RECENT_DIR / table / WHOLE_FILE).exists():
-                con.execute(_compose(sqlfiles.query(SQL, "history-view-whole"), table))
-            elif table == SERIES_DIR and (root / SERIES_DIR / FILE_NAME).exists():
-                con.execute(sqlfiles.query(SQL, "history-view-series"))
+        for table, kind in _views(root, published).items():
+            column = TABLES.get(table)
+            if kind in ("history-view-archive-and-recent", "history-view-recent", "history-view-whole"):
+                con.execute(_compose(sqlfiles.query(SQL, kind), table, column))
+            else:
+                con.execute(sqlfiles.query(SQL, kind))
         if attach_live and not published and db_path is not None and Path(db_path).exists():
             _attach_live(con, Path(db_path))
     except BaseException:
         con.close()
         raise
     return con
+
+
+def _views(root: Path, published: bool) -> dict[str, str]:
+    """The tables there is data for under ``root``, each with the SQL block of its view."""
+    views: dict[str, str] = {}
+    for table in TABLES:
+        archived = any((root / table).glob(f"*/*/{FILE_NAME}"))
+        recent = published and (root / RECENT_DIR / table / EMPTY_FILE).exists()
+        if archived or recent:
+            views[table] = ("history-view-archive-and-recent" if archived and recent
+                            else "history-view-recent" if recent else _VIEWS[table])
+    for table in WHOLE_TABLES:
+        if published and (root / RECENT_DIR / table / WHOLE_FILE).exists():
+            views[table] = "history-view-whole"
+        elif table == SERIES_DIR and (root / SERIES_DIR / FILE_NAME).exists():
+            views[table] = "history-view-series"
+    return views
+
+
+def published_tables(history_dir: str | os.PathLike[str]) -> frozenset[str]:
+    """The tables ``connect(history_dir)`` makes views for, once an owner has published there (else none)."""
+    root = Path(history_dir)
+    published = (root / RECENT_DIR / WATERMARK_FILE).exists()
+    return frozenset(_views(root, published)) if published else frozenset()
 
 
 def local_history(history_dir: str | os.PathLike[str], *, since: date | None = None,

@@ -3,11 +3,15 @@ watermark; only what changed is exported; `duckpulse sql` in another process is 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -149,14 +153,13 @@ def test_an_in_memory_owner_publishes_nothing_and_bad_settings_are_refused(tmp_p
         PublishSettings(interval_seconds=0)
 
 
-def test_duckpulse_sql_from_another_process_while_the_owner_runs_under_load(tmp_path: Path) -> None:
-    """An owner records ~400 requests/s and publishes every 2 s; `duckpulse sql` in another process (which cannot
-    open the file) counts at least what the owner had recorded LAG_SECONDS before it started (the promise is 60 s;
-    a publish interval plus a flush is the design), and no more than it had recorded when it ended."""
-    db = tmp_path / "m.duckdb"
+def under_load(db: Path, read: Callable[[], Any]) -> tuple[Any, int, int]:
+    """Start an owner of ``db`` in another process recording ~400 requests/s and publishing every 2 s; once it has
+    run LAG_SECONDS + 5 s, call ``read()``; returns its result, what the owner had recorded LAG_SECONDS before the
+    call started and what it had recorded when it ended (as the owner reports it, four times a second)."""
     proc = subprocess.Popen([sys.executable, ROLES, "publishing_owner", str(db), "2"], stdout=subprocess.PIPE,
                             stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    timeline: list[tuple[float, int]] = []  # (wall time, requests recorded by then), as the owner reports it
+    timeline: list[tuple[float, int]] = []  # (wall time, requests recorded by then)
     try:
         assert proc.stdout is not None and proc.stdin is not None
         while not timeline or timeline[-1][0] - timeline[0][0] < LAG_SECONDS + 5:
@@ -165,11 +168,9 @@ def test_duckpulse_sql_from_another_process_while_the_owner_runs_under_load(tmp_
             t, n = line.split()
             timeline.append((float(t), int(n)))
         started = time.time()
-        run = subprocess.run([sys.executable, "-m", "pipeline.cli", "sql", "--db", str(db), "--format", "csv",
-                              "SELECT count(*) FROM requests"], capture_output=True, text=True, timeout=120,
-                             env={**os.environ, "PYTHONPATH": os.getcwd()})
+        result = read()
         ended = time.time()
-        while timeline[-1][0] < ended:  # the owner's reports up to the end of the query
+        while timeline[-1][0] < ended:  # the owner's reports up to the end of the read
             t, n = proc.stdout.readline().split()
             timeline.append((float(t), int(n)))
         proc.stdin.write("\n")
@@ -179,13 +180,84 @@ def test_duckpulse_sql_from_another_process_while_the_owner_runs_under_load(tmp_
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert run.returncode == 0, run.stderr
-    count = int(run.stdout.splitlines()[1])
     recorded_before = max((n for t, n in timeline if t <= started - LAG_SECONDS), default=0)
     recorded_after = next(n for t, n in timeline if t >= ended)
     assert recorded_before > 1_000
+    return result, recorded_before, recorded_after
+
+
+def test_duckpulse_sql_from_another_process_while_the_owner_runs_under_load(tmp_path: Path) -> None:
+    """`duckpulse sql` in another process (which cannot open the file) counts at least what the owner had recorded
+    LAG_SECONDS before it started (the promise is 60 s; a publish interval plus a flush is the design), and no
+    more than it had recorded when it ended."""
+    db = tmp_path / "m.duckdb"
+    run, recorded_before, recorded_after = under_load(db, lambda: subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "sql", "--db", str(db), "--format", "csv",
+         "SELECT count(*) FROM requests"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": os.getcwd()}))
+    assert run.returncode == 0, run.stderr
+    count = int(run.stdout.splitlines()[1])
     assert recorded_before <= count <= recorded_after, (recorded_before, count, recorded_after)
     assert "note" not in run.stderr
+
+
+def served_performance(db: Path) -> dict[str, Any]:
+    """`python -m webapp serve --db DB --dashboard-only` in a process of its own: its /api/metrics/performance."""
+    server = subprocess.Popen([sys.executable, "-m", "webapp", "serve", "--db", str(db), "--dashboard-only",
+                               "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert server.stdout is not None
+        for line in server.stdout:
+            if "dashboard at " in line:
+                url = line.split("dashboard at ")[1].strip()
+                break
+        else:
+            raise AssertionError(server.stderr.read() if server.stderr else "no dashboard")
+        with urllib.request.urlopen(f"{url}/api/metrics/performance?window=1h", timeout=60) as response:
+            body: dict[str, Any] = json.loads(response.read())
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=60) == 0, server.stderr.read() if server.stderr else ""
+        return body
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
+def test_a_dashboard_in_another_process_reads_what_the_owner_publishes(tmp_path: Path) -> None:
+    """create_app over a file another process owns: its monitor records as a producer, and the dashboard's own
+    endpoints answer from what the owner publishes, as fresh as `duckpulse sql`; silences, which only the owner
+    keeps, are refused with where to set them. `python -m webapp serve --dashboard-only` serves the same."""
+    from webapp import create_app
+
+    db = tmp_path / "m.duckdb"
+
+    def dashboard() -> tuple[dict[str, Any], list[int], str, int, dict[str, Any]]:
+        served = served_performance(db)
+        app = create_app({"DUCKPULSE_DB_PATH": str(db), "DUCKPULSE_CACHE_SECONDS": 0})
+        monitor = app.extensions["duckpulse"]["monitor"]
+        try:
+            assert not monitor.is_owner
+            client = app.test_client()
+            with client.get("/api/metrics/performance?window=1h") as perf:
+                body = perf.get_json()
+            statuses = []
+            for url in ("/api/routes?window=1h", "/api/series?window=1h", "/api/queries?window=1h",
+                        "/api/memory?window=1h", "/api/alerts", "/api/alerts/history?window=1h", "/api/silences",
+                        "/metrics"):
+                with client.get(url) as response:
+                    statuses.append(response.status_code)
+            with client.post("/api/silences", json={"matchers": {"route": "/load"}, "duration": "1h"}) as silence:
+                return body, statuses, silence.get_json()["error"]["message"], silence.status_code, served
+        finally:
+            monitor.close()  # before the owner ends, so that this process does not take the file over
+
+    (perf, statuses, refusal, refusal_status, served), recorded_before, recorded_after = under_load(db, dashboard)
+    assert statuses == [200] * len(statuses)
+    assert recorded_before <= served["requests"]["total"] <= perf["requests"]["total"] <= recorded_after
+    assert perf["requests"]["byRoute"] == {"/load": perf["requests"]["total"]}
+    assert refusal_status == 503 and "does not own" in refusal and "owns the file" in refusal
 
 
 def test_a_clean_close_publishes_every_row(db_path: Path) -> None:

@@ -233,7 +233,8 @@ def test_a_producer_cannot_serve_the_dashboard(tmp_path: Path) -> None:
 
 def test_a_dashboard_in_a_process_that_does_not_own_the_file_answers_503(tmp_path: Path) -> None:
     """Mounted in a process that records as a producer for now (gunicorn workers all mounting it), the dashboard
-    says which process serves it instead, in the error envelope; health still answers."""
+    reads what the owner publishes; an owner that published nothing (jobs=False) makes it say so, in the error
+    envelope; health still answers."""
     db = tmp_path / "m.duckdb"
     holder = subprocess.Popen([sys.executable, str(Path(__file__).with_name("process_roles.py")), "own_and_wait",
                                str(db)], stdout=subprocess.PIPE, text=True)
@@ -245,7 +246,8 @@ def test_a_dashboard_in_a_process_that_does_not_own_the_file_answers_503(tmp_pat
             app.register_blueprint(blueprint(mon))
             answer = app.test_client().get("/duckpulse/api/metrics/performance")
             assert answer.status_code == 503
-            assert f"pid {os.getpid()}) records as a producer" in answer.get_json()["error"]["message"]
+            message = answer.get_json()["error"]["message"]
+            assert f"pid {os.getpid()}) does not own {db}" in message and "nothing is published there yet" in message
             assert app.test_client().get("/duckpulse/api/health").status_code == 200
     finally:
         holder.send_signal(signal.SIGTERM)

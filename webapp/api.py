@@ -21,6 +21,7 @@ from .bodies import health_body, silence_request
 from .cache import ResponseCache, cache_key
 from .config import Settings
 from .params import ApiError, TimeRange, iso, iso_epoch
+from .published import PublishedReads
 
 RANGE = ("window", "start", "end")
 QUERIES_LIMIT = 50
@@ -46,6 +47,9 @@ class Api:
         self.cache = ResponseCache(settings.cache_seconds)
         # A process is live while it keeps reporting: samples come every memory_interval_seconds (10 s by default).
         self.live_within_seconds = max(LIVE_WITHIN_SECONDS, 3 * (monitor.memory_interval_seconds or 0))
+        # While this process does not own the file (another one does), reads go to what that owner publishes.
+        self.published = PublishedReads(monitor.db_path, monitor.settings.owner.archive.history_dir) \
+            if monitor.db_path is not None else None
 
     def register(self, bp: Blueprint) -> None:
         rules: list[tuple[str, str, Callable[..., ResponseReturnValue], tuple[str, ...]]] = [
@@ -104,8 +108,10 @@ class Api:
         if self.monitor.closed:
             raise ApiError(503, "the monitor this dashboard reads has been closed; restart the server")
         if store is None:
-            raise ApiError(503, f"this process (pid {os.getpid()}) records as a producer: another process owns "
-                           f"{self.monitor.db_path} and serves its dashboard; this one takes over when that one ends")
+            if self.published is None:
+                raise ApiError(503, f"this process (pid {os.getpid()}) records as a producer into a spool and has "
+                               "no database to read; serve the dashboard from the process that owns the file")
+            return self.published.reader()  # another process owns the file: what it publishes
         return store.reader()
 
     @staticmethod
@@ -273,7 +279,8 @@ class Api:
     def _alerts_engine(self) -> Any:
         engine = getattr(self.monitor, "alerts", None)
         if engine is None:
-            raise ApiError(503, "this monitor evaluates no alerts, so it keeps no silences")
+            raise ApiError(503, f"this process (pid {os.getpid()}) does not own {self.monitor.db_path}, so it keeps no "
+                           "silences; set them on the dashboard of the process that owns the file")
         return engine
 
     def create_silence(self) -> tuple[Response, int]:

@@ -85,12 +85,12 @@ def _build(monitor: Monitor | None, url_prefix: str, token: str | None, settings
            name: str) -> tuple[Blueprint, Api]:
     if monitor is None:
         monitor = default_monitor()
-    if not isinstance(monitor, Monitor) or not monitor.can_own:
-        # A monitor in role "auto" that is a producer for now is accepted: the dashboard answers 503 until this
-        # process owns the file (gunicorn workers mounting it: whichever owns serves it).
-        raise ConfigError("the dashboard reads the DuckDB file, so it needs a Monitor of that file (one created "
-                          "with db_path=...); a producer (spool_dir=... or role='producer') has no database to "
-                          "read. Serve the dashboard from `duckpulse serve`, which owns the file")
+    if not isinstance(monitor, Monitor) or (monitor.db_path is None and not monitor.can_own):
+        # A monitor of a file this process does not own (role "auto" while another process owns it, or
+        # "producer") is accepted: the dashboard reads what the owner publishes (webapp/published.py).
+        raise ConfigError("the dashboard reads a DuckDB file, so it needs a Monitor of that file (one created "
+                          "with db_path=...); a producer of a spool (spool_dir=...) names no database to read. "
+                          "Give the monitor db_path=..., or serve the dashboard with `duckpulse serve`")
     settings = settings or config_module.load()
     if token is not None:  # validated like the setting it overrides
         settings = replace(settings, token=config_module.load({"DUCKPULSE_TOKEN": token}, environ={}).token)
