@@ -30,22 +30,24 @@ def test_no_file_and_no_history_reads_empty_tables_and_says_where_it_looked(
 
 def test_history_without_a_table_gives_an_empty_one(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                     clock: FakeClock) -> None:
-    """An app that runs no instrumented query and samples no memory archives requests only: the history is read,
-    and queries and process_samples are empty tables instead of missing ones."""
+    """An app that runs no instrumented query and samples no memory archives and publishes requests only: the
+    history is read (the archived hour and the minutes published since), and queries and process_samples are
+    empty tables instead of missing ones."""
     db = tmp_path / "app.duckdb"
     with Monitor(db_path=db, clock=clock, jobs=False, memory_interval_seconds=None, default_rules=False) as mon:
         for _ in range(90):
             mon.track_request("/", "GET", 200, 3.0)
             clock.advance(60)
         mon.flush()
-        mon.run_jobs_now()  # archives the first closed hour
+        mon.run_jobs_now()  # archives the first closed hour and publishes the 30 minutes since
         assert mon.store is not None
-        data = notebook.open_data(db)  # the owner holds the file: the history only
-    assert f"Reading the archived history in {db}.history." in capsys.readouterr().out
-    assert not data.live and data.counts == {"requests": 60, "queries": 0, "process_samples": 0}
+        data = notebook.open_data(db)  # the owner holds the file: what it archived and published
+    assert (f"Reading the history in {db}.history (archived hours, and the minutes the owner published since)."
+            in capsys.readouterr().out)
+    assert not data.live and data.counts == {"requests": 90, "queries": 0, "process_samples": 0}
     assert data.named("query-fingerprints", since=data.since, until=data.until, threshold=5, limit=5,
                       route=None).empty
-    assert data.since == datetime(2026, 1, 1) and data.until == datetime(2026, 1, 1, 0, 59)
+    assert data.since == datetime(2026, 1, 1) and data.until == datetime(2026, 1, 1, 1, 29)
 
 
 def test_the_live_file_is_read_before_any_hour_is_archived(tmp_path: Path, capsys: pytest.CaptureFixture[str],
