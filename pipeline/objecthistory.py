@@ -31,6 +31,7 @@ from .objectstore import ObjectStore, ObjectUrl, user_cache_dir
 MANIFEST = ".uploaded.json"  # in the local history: what was pushed (a dot file: no view ever reads it)
 CACHE_MANIFEST = ".pulled.json"  # in a reader's cache: the ETag of each file pulled
 SUFFIX = ".parquet"
+RECENT_DIR = "_recent"  # pipeline/publish.py's (not imported: this module stays without DuckDB)
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,12 @@ class PushSummary:
 
 
 def _files(root: Path) -> dict[str, Path]:
-    """The history's Parquet files by relative key (temporary files, whose names do not end in .parquet, left out)."""
+    """The history's Parquet files by relative key (temporary files, whose names do not end in .parquet, left out,
+    and what the owner publishes for local readers every few seconds: the archive is what a fleet shares)."""
     if not root.is_dir():
         return {}
-    return {p.relative_to(root).as_posix(): p for p in root.rglob(f"*{SUFFIX}") if p.is_file()}
+    return {p.relative_to(root).as_posix(): p for p in root.rglob(f"*{SUFFIX}")
+            if p.is_file() and p.relative_to(root).parts[0] != RECENT_DIR}
 
 
 def _read_json(path: Path) -> dict[str, list[object]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pipeline import ConfigError, Monitor, history
+from pipeline import ConfigError, Monitor, history, objecthistory
 from pipeline.archive import ArchiveSettings
 from pipeline.publish import RECENT_DIR, WATERMARK_FILE, PublishSettings
 from pipeline.testing import FakeClock
@@ -85,6 +85,10 @@ def test_a_run_exports_only_what_changed_and_a_new_owner_too(db_path: Path) -> N
         clock.advance(60)
     first = mon.run_jobs_now()["publish"]
     assert first.minutes["requests"] == 10
+    # What a fleet pushes to object storage is the archive: the recent minutes are for readers on this machine.
+    assert objecthistory.RECENT_DIR == RECENT_DIR
+    assert len(list((Path(first.history_dir) / RECENT_DIR).rglob("*.parquet"))) > 10
+    assert [key for key in objecthistory._files(Path(first.history_dir)) if RECENT_DIR in key] == []
     assert mon.run_jobs_now()["publish"].files_written == 0
     mon.track_request("/late", "GET", 200, 1.0, ts=clock.now() - 5 * 60)
     again = mon.run_jobs_now()["publish"]
