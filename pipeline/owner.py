@@ -51,6 +51,16 @@ def notifier(settings: NotifierSettings) -> Notifier:
 SPOOL_DEBRIS_INTERVAL_SECONDS = 300.0
 
 
+def _time_spans(flush: Flush) -> dict[str, tuple[float, float]]:
+    """Per table of a flush, the first and last time of its rows (what the publish job's journal needs)."""
+    spans: dict[str, tuple[float, float]] = {}
+    for table, data in flush.tables.items():
+        if data.rows and any(c.name == "ts" for c in data.spec.columns):
+            ts = data.column("ts")
+            spans[table] = (min(ts), max(ts))
+    return spans
+
+
 class Ownership:
     """What the owner of a database holds: its store, ingestor, alerts and jobs.
 
@@ -153,7 +163,7 @@ class Ownership:
                 files.append((table, path))
                 with open(path, "wb") as f:
                     write_segment(f, flush, table)
-            self.store.load_files(files)
+            self.store.load_files(files, _time_spans(flush))
         finally:
             for _, path in files:
                 path.unlink(missing_ok=True)

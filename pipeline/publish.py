@@ -108,7 +108,7 @@ class Publisher:
         self.store = store
         self.root = Path(history_dir) / RECENT_DIR
         self.settings = settings or PublishSettings()
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Made at the first run, not here: an owner that never runs its jobs leaves nothing beside its file.
         for leftover in self.root.rglob(".*.tmp"):  # of an owner that died mid-write: only the owner writes here
             leftover.unlink(missing_ok=True)
         # What an earlier owner published: table -> minute (epoch seconds, a string as in the index file) -> the
@@ -138,6 +138,7 @@ class Publisher:
 
     def run(self, now: float) -> PublishSummary:
         """Export what changed, publish the watermark, delete what readers no longer need."""
+        self.root.mkdir(parents=True, exist_ok=True)
         # Rows flushed and ingested from here on are the next run's; those before are committed, so read below.
         written_minutes = self.store.take_written_minutes()
         archived = dict(self.store.fetchall(sqlfiles.query(SQL, "publish-archived-until")))

@@ -75,6 +75,24 @@ def test_readers_see_every_row_once_while_the_archive_moves_the_watermark(db_pat
     mon.close()
 
 
+def test_runs_every_15_s_between_full_counts_miss_no_row(db_path: Path) -> None:
+    """Runs every 15 s use the store's notes of the minutes each flush wrote (a full count only every 5 min): rows
+    on a minute's edge, in the middle and late ones are all published, each once, and a run re-exports only the
+    minutes they fall in."""
+    clock = FakeClock()
+    mon = owner(db_path, clock)
+    for step in range(48):  # 12 minutes
+        for i in range(15):
+            mon.track_request("/a", "GET", 200, float(i))  # one at each whole second, minute edges included
+            clock.advance(1)
+        if step % 5 == 2:
+            mon.track_request("/late", "GET", 200, 1.0, ts=clock.now() - 180)
+        summary = mon.run_jobs_now()["publish"]
+        assert summary.minutes["requests"] <= 3, step  # this step's one or two minutes, and a late row's
+        assert read(db_path) == in_the_file(mon), step
+    mon.close()
+
+
 def test_a_run_exports_only_what_changed_and_a_new_owner_too(db_path: Path) -> None:
     """A second run with nothing new writes nothing; a late row re-exports its one minute; a new owner of the
     file starts from what the last one published."""
