@@ -5,6 +5,7 @@ around them are byte for byte what they were."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -12,6 +13,7 @@ import pytest
 
 from pipeline import Monitor
 from pipeline.cli import main
+from pipeline.publish import RECENT_DIR
 from pipeline.testing import FakeClock
 
 
@@ -94,10 +96,16 @@ def test_selects_reach_nothing_but_the_history_and_the_file(db: Path, capsys: py
 
 
 def test_reads_still_work_once_locked(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The locked connection still reads the history, the live file and DuckDB's own catalog (DESCRIBE, SHOW)."""
+    """The locked connection still reads the history (what the owner archived and published), the live file
+    (of a file nothing was published for, e.g. written by an older duckpulse) and DuckDB's own catalog (DESCRIBE,
+    SHOW)."""
     code, out, err = _sql(capsys, db, "SELECT count(*) AS n FROM requests")
     assert code == 0, err
     assert out.splitlines() == ["n", "3"]
+    code, out, err = _sql(capsys, db, "SELECT count(*) AS n FROM read_parquet('requests/*/*/*.parquet')")
+    assert code == 0, err
+    assert out.splitlines() == ["n", "3"]
+    shutil.rmtree(db.with_name(f"{db.name}.history") / RECENT_DIR)  # nothing published: the live file is read
     code, out, err = _sql(capsys, db, "SELECT count(*) AS n FROM history_requests")
     assert code == 0, err
     assert out.splitlines() == ["n", "3"]
