@@ -17,6 +17,7 @@ import duckdb
 
 from pipeline import history
 from pipeline.archive import default_history_dir
+from pipeline.objectstore import is_object_url
 
 from .params import ApiError
 
@@ -29,7 +30,9 @@ class PublishedReads:
 
     def __init__(self, db_path: Path, history_dir: str | os.PathLike[str] | None = None) -> None:
         self.db_path = Path(db_path)
-        self.history_dir = Path(history_dir) if history_dir is not None else default_history_dir(self.db_path)
+        # The owner publishes into its local history: <db>.history when the archive goes to object storage.
+        local = history_dir is not None and not is_object_url(history_dir)
+        self.history_dir = Path(history_dir) if local and history_dir is not None else default_history_dir(self.db_path)
         self._lock = threading.Lock()
         self._con: duckdb.DuckDBPyConnection | None = None
         self._tables: frozenset[str] = frozenset()
