@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import sqlfiles
 from .archive import TABLES as TIME_TABLES
-from .archive import ArchiveSettings, default_history_dir
+from .archive import ArchiveSettings, history_dir_of
 from .clock import utc_datetime
 from .settings import PublishSettings as PublishSettings  # defined with the other settings
 from .sqlfiles import quote_identifier
@@ -247,19 +247,11 @@ class Publisher:
         _replace(_temporary(target), target, lambda tmp: tmp.write_text(json.dumps(index)))
 
 
-def history_dir_of(store: Store, archive: ArchiveSettings) -> Path | None:
-    """Where the archive and the published data live: the archive's setting, else ``<db>.history``; None for an
-    in-memory store told nothing."""
-    if archive.history_dir is not None:
-        return Path(archive.history_dir)
-    return default_history_dir(store.path) if store.path is not None else None
-
-
 def job(store: Store, archive: ArchiveSettings, settings: PublishSettings | None = None) -> Job | None:
     """The owner's "publish" job over ``store``, or None when there is nowhere to publish (an in-memory store)."""
     from .jobs import Job
 
-    history_dir = history_dir_of(store, archive)
+    history_dir = history_dir_of(store, archive)  # the archive's, also the published data's
     if history_dir is None:
         return None
     publisher = Publisher(store, history_dir, settings)
