@@ -98,6 +98,7 @@ class Ownership:
             self._unsubscribe: dict[int, Callable[[], None]] = {}
             for each in notifiers:
                 self.subscribe(each)
+            self._published_watermark: Path | None = None  # set with the publish job, if any
             self.jobs = Jobs(clock, log)
             for job in self._jobs(ingest_interval_seconds):
                 self.jobs.add(job)
@@ -146,6 +147,8 @@ class Ownership:
         """After the archive (the watermark it publishes is the archive's latest), into its local history: the
         recent minutes are for readers on this machine; none for an in-memory store."""
         job = publish.job(self.store, local_archive, self.settings.publish)
+        history_dir = archive.history_dir_of(self.store, local_archive)
+        self._published_watermark = publish.watermark_path(history_dir) if job and history_dir else None
         return [job] if job is not None else []
 
     # -- the sink the flusher writes to ---------------------------------------------------------------------
@@ -222,12 +225,15 @@ class Ownership:
         self.jobs.shutdown()
 
     def close(self) -> None:
-        """Ingest a last time (one page once ``stop_jobs`` ran), publish (when the jobs run), let notifiers deliver,
+        """Ingest a last time (one page once ``stop_jobs`` ran), publish (see below), let notifiers deliver,
         close the file and release the lock (in that order)."""
         try:
             self.ingest_now()
-            if self.settings.storage.jobs and "publish" in self.jobs.names:
-                self.jobs.run("publish")  # readers in other processes see every row up to the close
+            # Readers in other processes see every row up to the close: a publication, once there is one (with
+            # jobs=False too, e.g. of run_jobs_now() or an earlier owner), is what they read instead of the file.
+            watermark = self._published_watermark
+            if watermark is not None and (self.settings.storage.jobs or watermark.exists()):
+                self.jobs.run("publish")
         finally:
             if self._object_spool is not None:
                 self._object_spool.close()

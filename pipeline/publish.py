@@ -247,6 +247,11 @@ class Publisher:
         _replace(_temporary(target), target, lambda tmp: tmp.write_text(json.dumps(index)))
 
 
+def watermark_path(history_dir: Path) -> Path:
+    """The file whose presence says that an owner has published under ``history_dir``."""
+    return history_dir / RECENT_DIR / WATERMARK_FILE
+
+
 def job(store: Store, archive: ArchiveSettings, settings: PublishSettings | None = None) -> Job | None:
     """The owner's "publish" job over ``store``, or None when there is nowhere to publish (an in-memory store)."""
     from .jobs import Job

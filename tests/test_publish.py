@@ -283,10 +283,30 @@ def test_a_dashboard_in_another_process_reads_what_the_owner_publishes(tmp_path:
 
 
 def test_a_clean_close_publishes_every_row(db_path: Path) -> None:
-    """An owner running its jobs publishes once more at close: a reader then sees every row it recorded."""
+    """An owner running its jobs publishes once more at close: a reader then sees every row it recorded. So does
+    an owner with jobs=False once a publication exists (its own run_jobs_now(), or an earlier owner's), since
+    readers then read it instead of the file; one that never published leaves the file to be read."""
     mon = Monitor(db_path=db_path, memory_interval_seconds=None, default_rules=False)
     for _ in range(25):
         mon.track_request("/a", "GET", 200, 1.0)
     mon.close()
     assert read(db_path)[0] == 25
-    shutil.rmtree(db_path.parent / f"{db_path.name}.history")
+    history_dir = db_path.parent / f"{db_path.name}.history"
+    with Monitor(db_path=db_path, jobs=False, memory_interval_seconds=None, default_rules=False) as mon:
+        mon.track_request("/a", "GET", 200, 1.0)  # jobs=False, and an earlier owner's publication
+    assert read(db_path)[0] == 26
+    shutil.rmtree(history_dir)
+    with Monitor(db_path=db_path, jobs=False, memory_interval_seconds=None, default_rules=False) as mon:
+        mon.track_request("/a", "GET", 200, 1.0)
+        mon.run_jobs_now()
+        mon.track_request("/a", "GET", 200, 1.0)  # after its own publication
+    assert read(db_path)[0] == 28
+    shutil.rmtree(history_dir)
+    with Monitor(db_path=db_path, jobs=False, memory_interval_seconds=None, default_rules=False) as mon:
+        mon.track_request("/a", "GET", 200, 1.0)
+    assert not history_dir.exists()  # nothing published: the free file is read, attached as "live"
+    con = history.connect(db_path=db_path)
+    try:
+        assert con.execute("SELECT count(*) FROM live.requests").fetchone() == (29,)
+    finally:
+        con.close()
