@@ -64,12 +64,6 @@ if TYPE_CHECKING:
 INF = math.inf
 # Finished requests an integration may queue for the flusher to record (beyond, it records them itself).
 FINISHED_CAP = 16_384
-# An owner's write into DuckDB costs a few ms of CPU whatever its size (a transaction, a Parquet read, the WAL's
-# commit): at one write a second that is more than the recording of a few hundred requests a second. So an owner's
-# periodic flush waits for OWNER_FLUSH_MIN_ROWS rows, at most OWNER_FLUSH_MAX_INTERVALS flush intervals; a
-# producer's segments (its loss bound if killed) and an explicit flush() never wait.
-OWNER_FLUSH_MIN_ROWS = 1_000
-OWNER_FLUSH_MAX_INTERVALS = 5
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -281,7 +275,6 @@ class Monitor(_HotState):
         self.last_flush_at: float | None = None
         self.last_flush_error: str | None = None
         self._next_flush = self.clock.monotonic() + self.flush_interval_seconds
-        self._last_periodic_flush = self.clock.monotonic()
         self._next_sample = self.clock.monotonic()
         self._next_claim = self.clock.monotonic() + CLAIM_INTERVAL_SECONDS
         self._stop = threading.Event()
@@ -602,8 +595,7 @@ class Monitor(_HotState):
         return self.jobs_runner.run_all_now()
 
     def tick(self) -> None:
-        """One step of the flusher loop: compact, try to own (role "auto"), flush / sample when they are due (an
-        owner's small batches wait, see OWNER_FLUSH_MIN_ROWS)."""
+        """One step of the flusher loop: compact, try to own (role "auto"), flush / sample when they are due."""
         now = self.clock.monotonic()
         if self._role.claim is not None and now >= self._next_claim:
             self._next_claim = now + CLAIM_INTERVAL_SECONDS
@@ -612,17 +604,9 @@ class Monitor(_HotState):
         if self.memory_interval_seconds is not None and now >= self._next_sample:
             self._next_sample = now + self.memory_interval_seconds
             self.track_memory()
-        buffered = self._buffer.buffered_rows()
-        if buffered >= self.flush_rows or (now >= self._next_flush and self._batch_worth_writing(now, buffered)):
+        if now >= self._next_flush or self._buffer.buffered_rows() >= self.flush_rows:
             self._next_flush = now + self.flush_interval_seconds
-            self._last_periodic_flush = now
             self.flush()
-
-    def _batch_worth_writing(self, now: float, buffered: int) -> bool:
-        """Whether a due periodic flush writes now: always as a producer; as an owner once OWNER_FLUSH_MIN_ROWS are
-        buffered or OWNER_FLUSH_MAX_INTERVALS flush intervals have passed since its last periodic flush."""
-        return (self._role.ownership is None or buffered >= OWNER_FLUSH_MIN_ROWS
-                or now - self._last_periodic_flush >= OWNER_FLUSH_MAX_INTERVALS * self.flush_interval_seconds)
 
     def _run(self) -> None:
         # Compaction runs often (it bounds memory); flushing runs every flush_interval_seconds on self.clock.
