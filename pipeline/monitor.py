@@ -47,7 +47,7 @@ from .owner_lock import holder
 from .process import ProcessSampler
 from .role import CLAIM_INTERVAL_SECONDS, Role
 from .settings import MonitorOptions, Settings
-from .validate import duration_message, duration_reason, ts_problem
+from .validate import TS_MAX_AGE_SECONDS, TS_MAX_AHEAD_SECONDS, duration_message, duration_reason, ts_problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -329,17 +329,18 @@ class Monitor(_HotState):
 
     def _track_request_at(self, route: str, method: str, status: int, duration_ms: float,
                           request_id: int | None, query_count: int, ts: float) -> None:
-        """track_request with its own timestamp, checked first (a slow branch: most calls stamp now)."""
-        problem = ts_problem(ts, self._stamps.seconds or self._stamps.now())
+        """track_request with its own timestamp (the WSGI integration's, on the flusher thread): two chained
+        comparisons accept it; only a refused one is looked at closely (``pipeline.validate``)."""
+        now = self._stamps.seconds or self._stamps.now()
+        try:
+            if now - TS_MAX_AGE_SECONDS <= ts <= now + TS_MAX_AHEAD_SECONDS and 0.0 <= duration_ms < INF:
+                self._buffer.append("requests", (ts, route, method, status, duration_ms, request_id, query_count))
+                return
+        except Exception:  # as in track_request
+            pass
+        problem = ts_problem(ts, now)
         if problem is not None:
             self._reject(*problem)
-            return
-        try:
-            valid = 0.0 <= duration_ms < INF
-        except Exception:  # as in track_request
-            valid = False
-        if valid:
-            self._buffer.append("requests", (float(ts), route, method, status, duration_ms, request_id, query_count))
         else:
             self._reject_duration("request", duration_ms)
 
