@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 
@@ -32,9 +33,27 @@ class SystemClock:
 SYSTEM_CLOCK = SystemClock()
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
+def epoch_us(epoch_seconds: float) -> int:
+    """The microsecond a row stamped ``epoch_seconds`` is stored at: what the store's inserts compute,
+    ``round(ts * 1000000)`` in DuckDB, which rounds the double product half away from zero.
+
+    Every bound compared with stored times is made here, so that a row and a bound of the same time are equal.
+    Python's own conversions disagree with the store about one time in eight: ``round()`` rounds ties to even,
+    and ``datetime.fromtimestamp`` rounds the exact value, not the product (whose last bit is a quarter of a
+    microsecond at today's dates, so a tie is common). An alert sweep at the very time of a slow request missed
+    it that way, and so did a range ending at a row's time.
+    """
+    fraction, whole = math.modf(epoch_seconds * 1_000_000)  # both parts exact
+    return int(whole) + (fraction >= 0.5) - (fraction <= -0.5)
+
+
 def utc_datetime(epoch_seconds: float) -> datetime:
-    """Naive UTC datetime for an epoch time, the form DuckDB's TIMESTAMP columns hold."""
-    return datetime.fromtimestamp(epoch_seconds, UTC).replace(tzinfo=None)
+    """Naive UTC datetime for an epoch time, the form DuckDB's TIMESTAMP columns hold, to the microsecond a row
+    of that time is stored at (``epoch_us``)."""
+    return _EPOCH + timedelta(microseconds=epoch_us(epoch_seconds))
 
 
 class Timestamps:

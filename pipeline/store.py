@@ -22,7 +22,7 @@ from typing import Any
 import duckdb
 
 from . import malloc, parquet, sqlfiles
-from .clock import Clock, utc_datetime
+from .clock import Clock, epoch_us, utc_datetime
 from .errors import OwnershipError, SpoolError, SqlFileError, StoreError
 from .logs import logger
 from .malloc import DEFAULT_MEMORY_LIMIT as DEFAULT_MEMORY_LIMIT  # how it was chosen: pipeline/settings.py
@@ -165,7 +165,7 @@ SPAN_MINUTES_MAX = 2
 def _minutes_between(first: float, last: float) -> list[float]:
     """Every minute (epoch seconds) from the one holding ``first`` to the one holding ``last``, each time rounded
     to the microsecond as the inserts store it (so that a row on a minute's edge falls in the same minute)."""
-    start, end = (round(t * 1_000_000) // 60_000_000 * 60 for t in (first, last))
+    start, end = (epoch_us(t) // 60_000_000 * 60 for t in (first, last))
     return [float(m) for m in range(start, end + 60, 60)]
 
 
@@ -460,7 +460,8 @@ class Store:
         if table == "series":
             self.con.execute(sqlfiles.query(STORE_FILE, "segment-series-insert"), params)
         else:
-            # Segments carry time as epoch seconds (DOUBLE): stored as TIMESTAMP, to the microsecond.
+            # Segments carry time as epoch seconds (DOUBLE): stored as TIMESTAMP, to the microsecond (rounded as
+            # pipeline.clock.epoch_us rounds every bound made in Python).
             self.con.execute(f"INSERT INTO {quote_identifier(table)} BY NAME SELECT * REPLACE "
                              "(make_timestamp(CAST(round(ts * 1000000) AS BIGINT)) AS ts) FROM read_parquet($files)",
                              params)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from pipeline import Monitor
-from pipeline.clock import SYSTEM_CLOCK, Timestamps
+from pipeline.clock import SYSTEM_CLOCK, Timestamps, epoch_us, utc_datetime
 from pipeline.errors import ConfigError
 from pipeline.testing import FakeClock
 
@@ -98,3 +100,42 @@ def test_rows_recorded_with_the_system_clock_carry_the_time_of_the_call(tmp_path
             # A coarse time is older than the call by at most a tick plus a GIL hand-over: 0.25 s is generous.
             assert start - 0.25 <= lo <= hi <= end, (table, start, lo, hi, end)
     assert _clock_threads() == threads
+
+
+# Times whose microseconds end in a half: x.0078125 s is 7,812.5 us exactly; 1796312660.3461185 is not a tie, but its
+# product by 10^6 is (the double's last bit there is a quarter of a microsecond), and the store rounds the product.
+TIES = (1_767_225_600.0078125, 1_796_312_660.3461185)
+
+
+def test_a_bound_made_in_python_equals_the_stored_time_of_a_row_of_that_time(tmp_path: Path) -> None:
+    """epoch_us and utc_datetime give the microsecond the store keeps for a row of the same time, ties included
+    (about one time in eight today, where Python's round() and datetime.fromtimestamp round otherwise)."""
+    clock = FakeClock(start=max(TIES) + 1)
+    rng = random.Random(16)
+    times = [*TIES, *(clock.now() - rng.uniform(0, 365 * 86_400) for _ in range(2_000))]
+    assert sum(round(t * 1_000_000) != epoch_us(t) for t in times) > 100, "the times hold ties"
+    with Monitor(db_path=tmp_path / "m.duckdb", jobs=False, clock=clock, memory_interval_seconds=None,
+                 default_rules=False) as mon:
+        for i, t in enumerate(times):
+            mon.track_request("/x", "GET", 200, 1.0, request_id=i, ts=t)
+        assert mon.flush() and mon.store is not None
+        stored = dict(mon.store.fetchall("SELECT request_id, ts FROM requests"))
+    assert [stored[i] for i in range(len(times))] == [utc_datetime(t) for t in times]
+    assert [(stored[i] - datetime(1970, 1, 1)) // timedelta(microseconds=1) for i in range(len(times))] == [
+        epoch_us(t) for t in times]
+
+
+@pytest.mark.parametrize("start", TIES)
+def test_an_alert_sweep_at_the_time_of_a_slow_request_sees_it(tmp_path: Path, start: float) -> None:
+    """A request over 1 s fires request_over_1s at the flush that writes it, and the full sweep keeps it firing,
+    both evaluated at the request's own time (a frozen clock): the window (now - 60 s, now] holds the row whatever
+    its microseconds (the dashboard's browser tests showed no alert about one run in eight)."""
+    clock = FakeClock(start=start)
+    with Monitor(db_path=tmp_path / "m.duckdb", jobs=False, clock=clock, memory_interval_seconds=None) as mon:
+        mon.track_request("/report", "GET", 200, 1_500.0)
+        assert mon.flush() and mon.alerts is not None
+        firing = [(s.rule, s.labels) for s in mon.alerts.states() if s.state == "firing"]
+        assert firing == [("request_over_1s", (("route", "/report"),))]
+        mon.run_jobs_now()
+        assert [(s.rule, s.labels, s.evaluated_at) for s in mon.alerts.states() if s.state == "firing"] == [
+            ("request_over_1s", (("route", "/report"),), start)]

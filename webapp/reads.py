@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 
 from pipeline import sqlfiles
-from pipeline.clock import utc_datetime
+from pipeline.clock import epoch_us, utc_datetime
 from pipeline.rollup import epoch_of, floor_to
 
 from .params import TimeRange, iso, iso_epoch
@@ -169,7 +169,7 @@ def alert_history(cursor: duckdb.DuckDBPyConnection, span: TimeRange, rule: str 
 def silences(cursor: duckdb.DuckDBPyConnection, now: float, silence_id: str | None = None) -> list[Row]:
     """The silences in force at ``now``, or only the one ``silence_id`` names (sql/alerts.sql's own query)."""
     result = cursor.execute(sqlfiles.query("alerts.sql", "silences-active"),
-                            {"now_us": int(now * 1_000_000), "silence_id": silence_id})
+                            {"now_us": epoch_us(now), "silence_id": silence_id})
     return [
         {"id": sid, "matchers": _labels(matchers), "startsAt": iso_epoch(starts), "endsAt": iso_epoch(ends),
          "comment": comment, "createdAt": iso_epoch(created)}

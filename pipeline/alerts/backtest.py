@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from .. import sqlfiles
+from ..clock import epoch_us
 from ..errors import ConfigError
 from ..relations import temp_table
 from . import windows
@@ -110,8 +111,8 @@ def backtest(con: duckdb.DuckDBPyConnection, rules: Sequence[Rule], *, since_sec
         combos = {**folded.combos, "step": ("DOUBLE", steps),
                   "steps": ("BIGINT", [int(since_seconds // s) for s in steps])}
         # rows are read from the start of the earliest window (start - longest) to now
-        params: dict[str, Any] = {**folded.params(start), "now_us": round(now * 1_000_000), "start": start,
-                                  "start_us": round(start * 1_000_000)}
+        params: dict[str, Any] = {**folded.params(start), "now_us": epoch_us(now), "start": start,
+                                  "start_us": epoch_us(start)}
         with temp_table(con, "__alert_combos", combos), temp_table(con, "__alert_rules", folded.encoded[1]):
             rows = con.execute(sqlfiles.query(SQL, "backtest-runs"), params).fetchall()
     else:

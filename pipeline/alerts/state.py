@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import sqlfiles
+from ..clock import epoch_us
 from ..relations import Columns, temp_table
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def labels_from_json(text: str) -> Labels:
 
 
 def _us(epoch_seconds: float | None) -> int | None:
-    return None if epoch_seconds is None else round(epoch_seconds * 1_000_000)
+    return None if epoch_seconds is None else epoch_us(epoch_seconds)
 
 
 @dataclass(frozen=True)

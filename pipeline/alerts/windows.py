@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import sqlfiles
+from ..clock import epoch_us
 from ..relations import Columns, encode, temp_table
 from .rules import MAX_LABEL_KEYS, METRICS, Rule
 from .state import SQL, Labels, StateKey
@@ -27,10 +28,6 @@ SOURCES = ("requests", "queries", "process_samples", "points")
 _SINCE_PARAM = {"requests": "requests_since_us", "queries": "queries_since_us",
                 "process_samples": "samples_since_us", "points": "points_since_us"}
 _PERCENTILES = ("p50", "p95", "p99")
-
-
-def _us(epoch_seconds: float) -> int:
-    return round(epoch_seconds * 1_000_000)
 
 
 def positions(rule: Rule) -> dict[str, int]:
@@ -64,8 +61,8 @@ class Folded:
 
     def params(self, now: float) -> dict[str, Any]:
         """The query's parameters at ``now``: each source is read over its longest window only."""
-        params: dict[str, Any] = {"now_us": _us(now)}
-        params.update({_SINCE_PARAM[source]: _us(now - self.longest.get(source, 0.0)) for source in SOURCES})
+        params: dict[str, Any] = {"now_us": epoch_us(now)}
+        params.update({_SINCE_PARAM[source]: epoch_us(now - self.longest.get(source, 0.0)) for source in SOURCES})
         return params
 
 
