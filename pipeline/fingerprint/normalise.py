@@ -40,7 +40,7 @@ from typing import Final
 
 from .dialects import DQ_AMBIGUOUS, DQ_IDENT, RUN_ELEMENTS, Dialect
 
-__all__ = ["normalise", "tokens_of"]
+__all__ = ["FUNCTION_KEYWORDS", "KEYWORDS", "normalise", "tokens_of"]
 
 _KEYWORDS: Final = frozenset(
     {
@@ -66,6 +66,8 @@ _FUNCTION_KEYWORDS: Final = frozenset(
     {"ANY", "ARRAY", "CAST", "COALESCE", "EXTRACT", "GREATEST", "LEAST", "LEFT", "NULLIF", "REPLACE", "RIGHT",
      "ROW"}
 )
+KEYWORDS: Final = _KEYWORDS  # for fast.py, which must agree with this module on every word
+FUNCTION_KEYWORDS: Final = _FUNCTION_KEYWORDS
 _BOOLEANS: Final = frozenset({"TRUE", "FALSE"})
 # Operators and punctuation that need no decision: emitted as they are.
 _OPERATORS: Final = [

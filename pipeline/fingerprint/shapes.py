@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Final
 
 from .dialects import DIALECTS, SAFE, Dialect
+from .fast import fast_fingerprint
 from .normalise import normalise, tokens_of
 
 __all__ = ["fingerprint_by_shape"]
@@ -42,16 +43,24 @@ def fingerprint_by_shape(sql: str, dialect: Dialect) -> str:
         sql = sql.rstrip()
     except AttributeError:
         return normalise(sql, dialect)  # raises the TypeError that names the type
-    if len(sql) > _SHAPE_CHARS_MAX:  # never remembered: the split would be wasted
-        return normalise(sql, dialect)
     shape = tuple(dialect.literals.split(sql))
     shapes = _SHAPES[dialect.name]
     fp = shapes.get(shape)
     if fp is not None:
         return fp
+    remember = shape not in shapes and len(shapes) < _SHAPES_MAX and len(sql) <= _SHAPE_CHARS_MAX
+    if "\x00" not in sql:  # NUL stands for the values in the fast path
+        fp = fast_fingerprint(shape)
+        if fp is not None:
+            # Its result is a function of the shape alone (fast.py), so no _values_are_tokens check is needed.
+            if remember:
+                shapes[shape] = fp
+            return fp
+    if len(sql) > _SHAPE_CHARS_MAX:
+        return normalise(sql, dialect)
     tokens = tokens_of(sql, dialect)
     fp = normalise(sql, dialect, tokens)
-    if shape not in shapes and len(shapes) < _SHAPES_MAX:
+    if remember:
         shapes[shape] = fp if _values_are_tokens(sql, tokens, shape) else None
     return fp
 

@@ -1,0 +1,184 @@
+"""The fingerprint of a plain statement from a shape in a few regex passes, all in C; None for anything else.
+
+``fingerprint_by_shape`` has split the statement at its strings and plain numbers (``Dialect.literals``; the
+shape is the texts between them, with a marker for each value's kind). Most statements an application sends
+hold nothing but ASCII words, ``'...'`` strings, plain numbers, ``?``/``%s`` placeholders, brackets, commas and
+the common operators: for those, the fingerprint is a short chain of ``re.sub`` and ``str.replace`` over the
+texts joined by a stand-in for the values, with no Python loop over tokens and no memory of words met before
+(the cost is the same for a statement whose every identifier is new).
+
+``_GUARD`` refuses every statement holding what needs the full lexer's judgement (``normalise.py``): any quote
+but ``'`` (and ``'`` outside the values cannot be: the split takes every string, unterminated ones included),
+a backslash, comment openers, ``$ # @ : [ ] { } & | ^ ~ \\``, a letter glued to a string (``E'..'``, ``N'..'``,
+``q'..'``, ``_utf8'..'``), a digit that starts a token but is no plain number (``0x1F``, ``1e5x``, ``1abc``,
+``.5`` after a name), operators other than ``= < > <> != <= >= + - * / %s``, TRUE/FALSE, CAST, empty list
+items, non-ASCII text outside the values. A refused statement goes to ``normalise`` unchanged.
+
+On what it accepts, the result is ``normalise``'s, byte for byte: tests/test_fingerprint_fast.py runs both over
+the corpus in every dialect, the property tests' grammar and a few thousand random mutations, and checks that
+the guard refuses each construct above. Why this holds, pass by pass:
+
+* values: the split's strings and numbers are then exactly the lexer's string and number tokens (each kind
+  of value the split takes is one lexer token, and the guard leaves no other quote, comment or prefix that
+  could make the lexer cut elsewhere), so they become ``?`` as the normaliser makes them; a ``-``/``+`` before
+  one is dropped after what the normaliser treats as a non-operand (an operator, ``(``, ``,``, ``;``, a
+  keyword but NULL/END, the start), and a name right before a string is upper-cased (a typed literal);
+* spacing: the tokens (words, ``?``, ``%s``, the four two-character operators, single characters) joined by one
+  space, then the normaliser's own ``str.replace`` chain;
+* keywords upper-cased (found by a case-sensitive search for a keyword not in upper case), ``(`` glued to a name
+  or a function keyword, IN lists and VALUES rows collapsed by the normaliser's rules on their items, ``;``
+  trimmed at the end.
+
+A statement the fast path accepts has a fingerprint that depends only on its shape (its values are whole
+tokens), so ``shapes.py`` remembers the shape without the check ``_values_are_tokens`` makes for the others.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from .normalise import FUNCTION_KEYWORDS, KEYWORDS
+
+__all__ = ["fast_fingerprint"]
+
+# Classes spelled out: in a str pattern \w, \d and \s test Unicode categories, several times slower than a range.
+_WORD_CHAR: Final = "A-Za-z0-9_"
+_ALLOWED: Final = re.compile(r"[\x00 \t\n\r" + _WORD_CHAR + r"(),.;=<>!*+/%?-]*+")
+_REFUSED_PAIRS: Final = ("--", "/*", "==", "=>", "->", "<<", ">>")
+_GUARD: Final = re.compile(
+    # One leading class (the regex engine then skips to its characters in C), then what each one may start.
+    r"[0-9\x00?%<>]"
+    r"(?:(?<=[^" + _WORD_CHAR + r"][0-9])"  # a digit starting a token that is not a value: 0x1F, 1abc, 1.2.3, t.5
+    r"|(?<=[" + _WORD_CHAR + r"]\x00)"  # a letter glued to a string: E'..', N'..', q'..', _utf8'..'
+    r"|(?<=\?)[+0-9]"  # ?+ and ?1
+    r"|(?<=[" + _WORD_CHAR + r"]%)|(?<=%)(?!s(?![" + _WORD_CHAR + r"]))"  # % but the %s placeholder after a blank
+    r"|(?<=<)[ \t\n\r]++[>=]|(?<=>)[ \t\n\r]++="  # "< >", "< =", "> =": two operators each
+    r")"
+)
+# Every character that is a token of its own, spaced so that str.split() finds the tokens (the guard has left no
+# operator of two characters but <> != <= >=, each mended after the split).
+_PUNCTUATION: Final = "(),=.\x00?;<>!*+/-"
+_MENDED: Final = (("< >", "<>"), ("! =", "!="), ("< =", "<="), ("> =", ">="))
+# Each keyword's token as output, with a mark of its class for the passes below (removed at the end):
+# \x02 a keyword (an operator before a sign, no call after it), \x04 a keyword that is a function (its "(" glued on),
+# \x03 a word that is neither name nor operator (NULL, END, %s), \x05 what this path does not take (TRUE, FALSE, CAST).
+_REFUSED: Final = "\x05"
+_TOKENS: Final[dict[str, str]] = {
+    **{kw: kw + ("\x04" if kw in FUNCTION_KEYWORDS else "\x03" if kw in ("NULL", "END") else "\x02")
+       for kw in KEYWORDS},
+    "TRUE": _REFUSED, "FALSE": _REFUSED, "CAST": _REFUSED, "%S": "%s\x03"}
+# A sign right after an operator, "(", ",", ";" or a keyword but NULL and END, before a value: dropped.
+_SIGN: Final = re.compile(r"[-+](?<=[\x02\x04(,;=<>*/+-] [-+]) (?=\x00)")
+# "(" after a name or a function keyword is glued on (a call, or a table's column list).
+_GLUE: Final = re.compile(r" \((?<=[" + _WORD_CHAR + r"\x04] \()")
+# An IN list: flat (collapsed by the rule), or a subquery (left as it is); any other is not for this path.
+_IN_LIST: Final = re.compile(r"(?<![" + _WORD_CHAR + r"])IN \((?:([^()]*+)\)|(?=(?:SELECT|WITH|VALUES)(?![" +
+                             _WORD_CHAR + r"])))")
+_IN_OPEN: Final = re.compile(r"(?<![" + _WORD_CHAR + r"])IN \(")
+_IN_SUBQUERY: Final = re.compile(r"(?<![" + _WORD_CHAR + r"])IN \((?:SELECT|WITH|VALUES)(?![" + _WORD_CHAR + "])")
+_ROWS: Final = re.compile(r"(?<![" + _WORD_CHAR + r"])VALUES (\([^()]*+\)(?:, \([^()]*+\))*+)")
+_SCALARS: Final = frozenset({"?", "NULL", "DEFAULT", "%s"})
+_SUBQUERY: Final = re.compile(r"(?:SELECT|WITH|VALUES)(?![" + _WORD_CHAR + "])")
+
+
+def fast_fingerprint(shape: tuple[str | None, ...]) -> str | None:
+    """The fingerprint of the statement split into ``shape``, or None when the guard refuses it.
+
+    The statement must hold no NUL character (it stands for the values here).
+    """
+    text = "\x00".join(shape[::2])  # type: ignore[arg-type]  # the even items are the texts, never None
+    if not text.isascii() or not _ALLOWED.fullmatch(text) or _GUARD.search(text):
+        return None
+    for pair in _REFUSED_PAIRS:
+        if pair in text:
+            return None
+    if "!" in text and text.count("!") != text.count("!="):
+        return None
+    if text[:1].isdigit():
+        return None
+    for char in _PUNCTUATION:
+        if char in text:
+            text = text.replace(char, f" {char} ")
+    # Keywords by their upper-case form, so any casing is one (as the normaliser has it); other tokens as written.
+    result = " ".join(map(_TOKENS.get, text.upper().split(), text.split()))
+    if _REFUSED in result or ", ," in result or ", )" in result or "( ," in result:
+        return None  # TRUE, FALSE, CAST, or an empty list item
+    for spaced, mended in _MENDED:
+        if spaced in result:
+            result = result.replace(spaced, mended)
+    if "-" in result or "+" in result:
+        result = _SIGN.sub("", result)
+        if result[:1] in ("-", "+") and result[1:3] == " \x00":
+            result = result[2:]
+    if "\x00" in result and _AFTER_NAME.search(result):
+        return None  # a name before a value: a typed literal (date '2024-01-01') when the value is a string
+    if "(" in result:
+        result = _GLUE.sub("(", result)
+    # The normaliser's own spacing pass (normalise.py), then the marks out.
+    if "," in result:
+        result = result.replace(" ,", ",")
+    if ")" in result:
+        result = result.replace(" )", ")")
+    if "(" in result:
+        result = result.replace("( ", "(")
+    if "." in result:
+        result = result.replace(" .", ".").replace(". ", ".")
+    if ";" in result:
+        result = result.replace(" ;", ";").rstrip(";")
+    return _lists(result.replace("\x02", "").replace("\x03", "").replace("\x04", "").replace("\x00", "?"))
+
+
+def _lists(result: str) -> str | None:
+    """IN lists and VALUES rows collapsed; None for a list this path does not take."""
+    if "IN (" in result:
+        result, lists = _IN_LIST.subn(_in_list, result)
+        if lists != len(_IN_OPEN.findall(result)):
+            return None  # an IN list holding brackets that is no subquery: f(?), (?, ?) tuples
+        # A bracket right inside a list holding a subquery would be a list too: not for this path.
+        if ("((" in result or ", (" in result) and _IN_SUBQUERY.search(result):
+            return None
+    if "VALUES (" in result:
+        return _values(result)
+    return result
+
+
+_AFTER_NAME: Final = re.compile(r"\x00(?<=[" + _WORD_CHAR + r"] \x00)")
+
+
+def _collapse(items_text: str) -> str:
+    """The normaliser's list rule on flat items: all lone values -> ``?+``; all the same -> the first."""
+    items = items_text.split(", ")
+    if not items_text or _SUBQUERY.match(items_text):
+        return items_text
+    if all(item in _SCALARS for item in items):
+        return "?+"
+    if len(items) > 1 and items.count(items[0]) == len(items):
+        return items[0]
+    return items_text
+
+
+def _in_list(match: re.Match[str]) -> str:
+    items = match.group(1)
+    return match.group() if items is None else "IN (" + _collapse(items) + ")"
+
+
+def _values(result: str) -> str | None:
+    """Collapse each VALUES row, then drop a row equal to the one before it; None if a row is not flat."""
+    position = 0
+    parts: list[str] = []
+    for match in _ROWS.finditer(result):
+        rows: list[str] = []
+        for row in match.group(1)[1:-1].split("), ("):
+            row = "(" + _collapse(row) + ")"
+            if not rows or rows[-1] != row:
+                rows.append(row)
+        parts.append(result[position:match.start()])
+        parts.append("VALUES " + ", ".join(rows))
+        position = match.end()
+        if result.startswith(", (", position):  # a row that is not flat follows: not for this path
+            return None
+    if result.count("VALUES (") != len(parts) // 2:  # a first row that is not flat
+        return None
+    parts.append(result[position:])
+    return "".join(parts)
