@@ -7,7 +7,9 @@ address has no business being.
 
 ``fingerprint(sql, dialect)`` reads ``sql`` with the lexer of its dialect (``dialects.py``: strings, escapes,
 comments, quoted identifiers and special literals as each database's documentation defines them) and
-normalises the tokens (``normalise.py``). With no dialect, or one not known here, it reads ``sql`` the safe
+normalises the tokens (``normalise.py``), once per shape (``shapes.py``: the statement but for its values); a
+shape of plain tokens only is read by a fast path of C-level string passes (``fast.py``) that gives the
+normaliser's result byte for byte. With no dialect, or one not known here, it reads ``sql`` the safe
 way: whatever could be a value in any dialect is one. The integrations name the dialect from the driver or
 the SQLAlchemy engine; ``Monitor.track_query(..., dialect=...)`` takes it from the caller.
 

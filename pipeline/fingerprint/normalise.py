@@ -25,6 +25,9 @@ Tokens are joined with one space, then a few ``str.replace`` remove the spaces t
 (inside brackets, before commas, around ``.`` and ``::``, between a name and its ``(``), so ``a=1`` and
 ``a = 1`` agree and ``fingerprint(fingerprint(sql)) == fingerprint(sql)``.
 
+This module is the reference: ``fast.py`` reads a statement of plain tokens without it, and is tested to give
+the same text.
+
 Speed (benchmarks/bench_fingerprint.py): the lexer is one ``findall`` in C, and it reads a run of ASCII words
 and ``, = .`` (``SELECT id, name FROM users WHERE id =``) as one token; a run met before whose elements needed
 no decision is remembered (``_RUNS``, bounded) with its output tokens, so the skeleton an ORM repeats between

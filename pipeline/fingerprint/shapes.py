@@ -4,7 +4,8 @@ An ORM that inlines its values sends ``... WHERE id = 41``, then ``... WHERE id 
 the statement cache misses, but the shape is the same. ``fingerprint_by_shape`` splits the statement at its
 strings and plain numbers with one regex (``Dialect.literals``); the list of the texts between them, with a
 marker for the kind of each value (``""`` a string, ``None`` a number), is the shape, and never holds a value.
-A shape met before gives its fingerprint from a dict; a new one is read by ``normalise`` and remembered.
+A shape met before gives its fingerprint from a dict; a new one is read by the fast path (``fast.py``) when it
+holds only plain tokens, else by ``normalise``, and remembered.
 
 Why the fingerprint of one statement serves every statement of its shape: the normaliser turns a string or a
 number token into ``?`` whatever its text (a string after a name upper-cases the name: ``date '2024-01-01'``;
@@ -12,12 +13,14 @@ the marker keeps strings and numbers apart). So if each value the split found is
 lexer, another statement with the same shape, which is the same text with other values in the same kinds of
 tokens, is read into the same tokens but for those values, and gives the same fingerprint. That is checked
 once per shape, on the statement that first brings it (``_values_are_tokens``): a split that cut elsewhere
-(a quote inside a comment or a quoted name, ``E'..'``, ``N'..'``) marks its shape as one to read every time.
+(a quote inside a comment or a quoted name, ``E'..'``, ``N'..'``) marks its shape as one to read every time. A
+shape the fast path accepts needs no check: its guard leaves nothing that could make the lexer cut elsewhere.
 tests/test_fingerprint.py checks it on the corpus with other values in every literal.
 
 Bounded like the normaliser's own memories: at most _SHAPES_MAX shapes per dialect, each of a statement of at
 most _SHAPE_CHARS_MAX characters (~2.3 MB per dialect at worst, measured; an application's few hundred shapes in
-practice); past the bound a new shape is read every time.
+practice); past the bound a new shape is read every time. A longer statement is split too, for the fast path,
+but never remembered.
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ def fingerprint_by_shape(sql: str, dialect: Dialect) -> str:
     fp = shapes.get(shape)
     if fp is not None:
         return fp
-    remember = shape not in shapes and len(shapes) < _SHAPES_MAX and len(sql) <= _SHAPE_CHARS_MAX
+    if shape in shapes:  # a shape whose values are not tokens: the fast path would refuse it too
+        return normalise(sql, dialect)
+    remember = len(shapes) < _SHAPES_MAX and len(sql) <= _SHAPE_CHARS_MAX
     if "\x00" not in sql:  # NUL stands for the values in the fast path
         fp = fast_fingerprint(shape)
         if fp is not None:
