@@ -44,7 +44,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from .normalise import FUNCTION_KEYWORDS, KEYWORDS
+from .normalise import FUNCTION_KEYWORDS, KEYWORDS, tighten
 
 __all__ = ["fast_fingerprint"]
 
@@ -131,17 +131,10 @@ def fast_fingerprint(shape: tuple[str | None, ...]) -> str | None:
         return None  # a name before a value: a typed literal (date '2024-01-01') when the value is a string
     if "(" in result:
         result = _GLUE.sub("(", result)
-    # The normaliser's own spacing pass (normalise.py), then the marks out.
-    if "," in result:
-        result = result.replace(" ,", ",")
-    if ")" in result:
-        result = result.replace(" )", ")")
-    if "(" in result:
-        result = result.replace("( ", "(")
-    if "." in result:
-        result = result.replace(" .", ".").replace(". ", ".")
-    if ";" in result:
-        result = result.replace(" ;", ";").rstrip(";")
+    # The normaliser's own spacing pass, a trailing ";" dropped (it drops the token), then the marks out.
+    result = tighten(result)
+    if result[-1:] == ";":
+        result = result.rstrip(";")
     return _lists(result.replace("\x02", "").replace("\x03", "").replace("\x04", "").replace("\x00", "?"))
 
 

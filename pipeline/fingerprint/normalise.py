@@ -43,7 +43,7 @@ from typing import Final
 
 from .dialects import DQ_AMBIGUOUS, DQ_IDENT, RUN_ELEMENTS, Dialect
 
-__all__ = ["FUNCTION_KEYWORDS", "KEYWORDS", "normalise", "tokens_of"]
+__all__ = ["FUNCTION_KEYWORDS", "KEYWORDS", "normalise", "tighten", "tokens_of"]
 
 _KEYWORDS: Final = frozenset(
     {
@@ -321,6 +321,21 @@ def _protect(tok: str) -> str:
     return tok.replace(" ", _QUOTED_SPACE)
 
 
+def tighten(result: str) -> str:
+    """Tokens joined by one space, without the spaces canonical form has not: before , ) . ; and after ( ."""
+    if "," in result:
+        result = result.replace(" ,", ",")
+    if ")" in result:
+        result = result.replace(" )", ")")
+    if "(" in result:
+        result = result.replace("( ", "(")
+    if "." in result:
+        result = result.replace(" .", ".").replace(". ", ".")
+    if ";" in result:
+        result = result.replace(" ;", ";")
+    return result
+
+
 def tokens_of(sql: str, dialect: Dialect) -> list[str]:
     """The tokens of ``sql``, without its trailing blanks, as ``dialect``'s lexer reads them."""
     lexer = dialect.lexer_for(sql)
@@ -451,19 +466,11 @@ def normalise(sql: str, dialect: Dialect, tokens: list[str] | None = None) -> st
     # identifier (or a placeholder's own name) has spaces inside, so each pair below is a token boundary. Each
     # replace scans the whole text, so one whose character is absent (a one-character test is a memchr) is
     # skipped: they only delete, so a character absent at first stays absent, and the order is kept.
+    # The glue goes first: the space it deletes is never part of another pair but "( " (which deletes it too).
     result = " ".join(out)
-    if "," in result:
-        result = result.replace(" ,", ",")
-    if ")" in result:
-        result = result.replace(" )", ")")
-    if "(" in result:
-        result = result.replace("( ", "(")
     if _GLUE in result:
         result = result.replace(" " + _GLUE, "")
-    if "." in result:
-        result = result.replace(" .", ".").replace(". ", ".")
-    if ";" in result:
-        result = result.replace(" ;", ";")
+    result = tighten(result)
     if casts:
         result = result.replace(" ::", "::").replace(":: ", "::")
     if "[" in result:
