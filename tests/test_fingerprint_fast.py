@@ -92,7 +92,7 @@ def _mutations(seed: int, count: int) -> Iterator[tuple[str, str | None]]:
 def test_random_mutations_of_the_corpus() -> None:
     """3,000 statements mutated at random towards every construct: accepted means equal to the reference."""
     accepted = sum(agrees(sql, dialect) for sql, dialect in _mutations(15, 3_000))
-    assert accepted > 300
+    assert accepted > 200  # ~10%: most mutations put in something the guard refuses
 
 
 @pytest.mark.parametrize("sql", [
@@ -103,9 +103,9 @@ def test_random_mutations_of_the_corpus() -> None:
     "SELECT a FROM t WHERE b = TRUE", "SELECT a FROM t WHERE b IS false", "SELECT CAST(a AS int)",
     "SELECT a FROM t WHERE b = date '2024-01-01'", "SELECT a FROM t WHERE b IN ((1, 2), (3, 4))",
     "SELECT a FROM t WHERE b IN (f(1), f(1))", "SELECT a FROM t WHERE b IN (SELECT c FROM u WHERE d IN ((1)))",
-    "INSERT INTO t VALUES (now(), 1), (now(), 1)", "SELECT a FROM t WHERE b IN (1,, 2)", "SELECT a ?+ b",
+    "INSERT INTO t VALUES (now(), 1), (now(), 1)", "INSERT INTO t VALUES (1, 2) VALUES (1, 2)", "SELECT a FROM t WHERE b IN (1,, 2)", "SELECT a ?+ b",
     "SELECT ?1", "SELECT %(a)s", "SELECT a%s", "SELECT a % b", "SELECT !a", "SELECT a == b", "SELECT a => b",
-    "SELECT a -> b", "SELECT a << b", "SELECT a < > b", "SELECT a {b}", "SELECT a | b", "SELECT a ~ b",
+    "SELECT a -> b", "SELECT a << b", "SELECT a < > b", "SELECT a <>= b", "SELECT a {b}", "SELECT a | b", "SELECT a ~ b",
     "SELECT 'a' FROM t WHERE b = é", "SELECT a\x0bFROM t",
 ])
 def test_the_guard_refuses_what_needs_the_lexer(sql: str) -> None:
@@ -120,7 +120,7 @@ def test_what_the_fast_path_takes() -> None:
         "SELECT id, name, email FROM users WHERE id = 42 AND status = 'active'",
         "select u.id, count(*) from users u join orders o on o.user_id = u.id where u.id in (1, 2, 3) group by 1",
         "INSERT INTO t (a, b) VALUES (1, 'x'), (2, 'y'), (3, NULL)",
-        "UPDATE t SET n = n + 1, m = -5 WHERE id = %s;",
+        "UPDATE t SET n = n + 1, m = -5 WHERE id = %s;", "- + 1 - 'a'", "SELECT a - - 1, (+ 2), -3",
         "SELECT a FROM t WHERE b <> 'x' AND c != 1.5 AND d >= 2 AND e <= 3 LIMIT 10 OFFSET 20",
         "SELECT a FROM t WHERE b IN (SELECT c FROM u WHERE d IN (1, 2)) ORDER BY a DESC",
         "SeLeCt\ta\nFROM   t WHERE x=1",
