@@ -103,9 +103,11 @@ def test_random_mutations_of_the_corpus() -> None:
     "SELECT a FROM t WHERE b = TRUE", "SELECT a FROM t WHERE b IS false", "SELECT CAST(a AS int)",
     "SELECT a FROM t WHERE b = date '2024-01-01'", "SELECT a FROM t WHERE b IN ((1, 2), (3, 4))",
     "SELECT a FROM t WHERE b IN (f(1), f(1))", "SELECT a FROM t WHERE b IN (SELECT c FROM u WHERE d IN ((1)))",
-    "INSERT INTO t VALUES (now(), 1), (now(), 1)", "INSERT INTO t VALUES (1, 2) VALUES (1, 2)", "SELECT a FROM t WHERE b IN (1,, 2)", "SELECT a ?+ b",
+    "INSERT INTO t VALUES (now(), 1), (now(), 1)", "INSERT INTO t VALUES (1, 2) VALUES (1, 2)",
+    "SELECT a FROM t WHERE b IN (1,, 2)", "SELECT a ?+ b",
     "SELECT ?1", "SELECT %(a)s", "SELECT a%s", "SELECT a % b", "SELECT !a", "SELECT a == b", "SELECT a => b",
-    "SELECT a -> b", "SELECT a << b", "SELECT a < > b", "SELECT a <>= b", "SELECT a {b}", "SELECT a | b", "SELECT a ~ b",
+    "SELECT a -> b", "SELECT a << b", "SELECT a < > b", "SELECT a <>= b", "SELECT a {b}", "SELECT a | b",
+    "SELECT a ~ b",
     "SELECT 'a' FROM t WHERE b = é", "SELECT a\x0bFROM t",
 ])
 def test_the_guard_refuses_what_needs_the_lexer(sql: str) -> None:

@@ -176,8 +176,6 @@ def _in_list(match: re.Match[str]) -> str:
 
 def _values(result: str) -> str | None:
     """Collapse each VALUES row, then drop a row equal to the one before it; None if a row is not flat."""
-    if ") VALUES (" in result:
-        return None  # the normaliser compares such a row with the one before the keyword: left to it
     position = 0
     parts: list[str] = []
     for match in _ROWS.finditer(result):
@@ -189,7 +187,9 @@ def _values(result: str) -> str | None:
         parts.append(result[position:match.start()])
         parts.append("VALUES " + ", ".join(rows))
         position = match.end()
-        if result.startswith(", (", position):  # a row that is not flat follows: not for this path
+        if result.startswith((", (", " VALUES ("), position):
+            # A row that is not flat; or rows right after these, which the normaliser compares with the last of
+            # these across the keyword: not for this path.
             return None
     if result.count("VALUES (") != len(parts) // 2:  # a first row that is not flat
         return None
