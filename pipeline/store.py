@@ -372,6 +372,7 @@ class Store:
                 written.append((table, minutes))
         for table, minutes in written:  # after the commit: a take between the two re-exports, never misses
             self._note_written(table, minutes)
+        malloc.purge_duckdb()  # what loading the files used, given back now rather than within a second
 
     def watch_written_minutes(self) -> None:
         """Start noting the minutes of the time-stamped rows every flush and ingest commits (the publish job's
@@ -434,6 +435,7 @@ class Store:
         except duckdb.Error as exc:
             raise SpoolError(f"cannot load {len(paths)} segment(s) of {table}: {exc}") from exc
         self._note_written(table, minutes)  # after the commit, as in load_files()
+        malloc.purge_duckdb()
         return sum(rows.values())
 
     def segment_fault(self, table: str, name: str, path: Path, columns: Mapping[str, int]) -> str | None:
@@ -515,7 +517,8 @@ class Store:
         if recycled:
             self._recycled_at = now
         evicted = None if recycled else self.release_cache()
-        return {"evicted_bytes": evicted, "recycled": recycled, "trimmed": malloc.trim()}
+        return {"evicted_bytes": evicted, "recycled": recycled, "purged": malloc.purge_duckdb(),
+                "trimmed": malloc.trim()}
 
     def recycle(self) -> bool:
         """Close the database and open it again, with no read or write running; False when reads kept running.

@@ -312,7 +312,8 @@ def test_an_owner_releases_memory_as_a_job_and_a_producer_has_none(tmp_path: Pat
         results = owner.run_jobs_now()
         assert list(results)[-1] == "release-cache"  # after the jobs that read, so it evicts what they cached
         # A new file: nothing cached above the floor, and not yet time to reopen it.
-        assert results["release-cache"] == {"evicted_bytes": 0, "recycled": False, "trimmed": malloc.CAN_TRIM}
+        assert results["release-cache"] == {"evicted_bytes": 0, "recycled": False,
+                                              "purged": malloc.can_purge_duckdb(), "trimmed": malloc.CAN_TRIM}
         assert owner.stats()["jobs"]["release-cache"]["failures"] == 0
     with Monitor(spool_dir=tmp_path / "spool", memory_interval_seconds=None) as producer:
         assert "release-cache" not in producer.stats()["jobs"]
@@ -330,7 +331,8 @@ def test_release_memory_reopens_the_database_every_interval_and_survives_a_clock
         assert store.con is first
         clock.advance(1)
         done = store.release_memory(clock.now())
-        assert done == {"evicted_bytes": None, "recycled": True, "trimmed": malloc.CAN_TRIM}
+        assert done == {"evicted_bytes": None, "recycled": True, "purged": malloc.can_purge_duckdb(),
+                        "trimmed": malloc.CAN_TRIM}
         assert store.con is not first
         assert store.scalar("SELECT count(*) FROM requests") == 1000
         clock.set_wall(clock.now() - 3600)  # an hour back: the next reopen is an interval from there, not in an hour
@@ -343,6 +345,7 @@ def test_release_memory_reopens_the_database_every_interval_and_survives_a_clock
     try:
         clock.advance(10 * RECYCLE_INTERVAL_SECONDS)
         assert in_memory.release_memory(clock.now()) == {"evicted_bytes": None, "recycled": False,
+                                                         "purged": malloc.can_purge_duckdb(),
                                                          "trimmed": malloc.CAN_TRIM}
     finally:
         in_memory.close()
@@ -491,3 +494,22 @@ def test_an_owner_caps_malloc_arenas_unless_the_environment_chose(role: str, env
     arenas, flag = result.stdout.split()
     assert least <= int(arenas) <= most
     assert flag == limited
+
+
+def _anonymous_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:"))
+
+
+@pytest.mark.skipif(not malloc.can_purge_duckdb(), reason="DuckDB built with its jemalloc only")
+def test_purging_gives_back_the_pages_duckdb_freed() -> None:
+    store = Store(None, SYSTEM_CLOCK)
+    try:
+        # ~32 MB of DuckDB buffers, freed: jemalloc keeps their pages resident (dirty) until it purges them.
+        store.con.execute("CREATE TABLE big AS SELECT range AS n, range * 2 AS m FROM range(2000000)")
+        store.con.execute("DROP TABLE big")
+        before = _anonymous_rss_bytes()
+        assert malloc.purge_duckdb() is True
+        assert before - _anonymous_rss_bytes() > 8 * MB
+    finally:
+        store.close()
