@@ -24,15 +24,15 @@ LIMIT $limit;
 
 -- name: performance-memory
 -- Resident memory over the range: the sum of the latest sample of each live process (one that reported at or
--- after $live_since), how many there are, and the mean of all samples.
-WITH samples AS (
-    SELECT host, pid, ts, rss_bytes FROM process_samples WHERE ts >= $since AND ts <= $until
-), latest AS (
-    SELECT arg_max(rss_bytes, ts) AS rss_bytes, max(ts) AS last_seen FROM samples GROUP BY host, pid
-)
-SELECT (SELECT sum(rss_bytes) FROM latest WHERE last_seen >= $live_since) AS current_bytes,
-       (SELECT count(*) FROM latest WHERE last_seen >= $live_since) AS live_processes,
-       (SELECT avg(rss_bytes) FROM samples) AS avg_bytes;
+-- after $live_since), how many there are, and the mean of all samples (one pass over the samples, per process).
+SELECT sum(rss_bytes) FILTER (WHERE last_seen >= $live_since)  AS current_bytes,
+       count(*) FILTER (WHERE last_seen >= $live_since)        AS live_processes,
+       sum(total_bytes) / sum(samples)                         AS avg_bytes
+FROM (SELECT arg_max(rss_bytes, ts) AS rss_bytes, max(ts) AS last_seen, sum(rss_bytes) AS total_bytes,
+             count(*) AS samples
+      FROM process_samples
+      WHERE ts >= $since AND ts <= $until
+      GROUP BY host, pid);
 
 -- name: route-stats
 -- Per route template over the range, from raw rows: requests, errors (status >= 500), mean and nearest-rank

@@ -26,6 +26,18 @@ stats AS (
     GROUP BY ALL
 )
 
+-- name: range-counts-raw
+-- CTE counts (a range read from raw rows only): per group, requests, errors (status >= 500), client errors (4xx),
+-- total and slowest ms, in one pass over [$start, $end) (range-counts' union of empty tier slots cost twice this).
+counts AS (
+    SELECT /* by */ count(*) AS count, count(*) FILTER (WHERE status >= 500) AS errors,
+           count(*) FILTER (WHERE status >= 400 AND status < 500) AS client_errors,
+           sum(duration_ms) AS sum_ms, max(duration_ms) AS max_ms
+    FROM requests
+    WHERE ts >= $start AND ts < $end AND ($route IS NULL OR route = $route)
+    GROUP BY ALL
+)
+
 -- name: range-counts
 -- CTE counts: per group, requests, errors (status >= 500), client errors (4xx), total and slowest ms, over the
 -- tiers.
@@ -53,6 +65,16 @@ counts AS (
                OR (ts >= $r3_start AND ts < $r3_end) OR (ts >= $r4_start AND ts < $r4_end))
           AND ($route IS NULL OR route = $route)
     )
+    GROUP BY ALL
+)
+
+-- name: range-bins-raw
+-- CTE bins (a range read from raw rows only): per group and sketch bin, how many request durations fell in it, in
+-- one pass over [$start, $end).
+bins AS (
+    SELECT /* by */ duckpulse_sketch_bin(duration_ms) AS bin, count(*)::BIGINT AS n
+    FROM requests
+    WHERE ts >= $start AND ts < $end AND ($route IS NULL OR route = $route)
     GROUP BY ALL
 )
 
