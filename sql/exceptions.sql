@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS exceptions (
 -- name: error-groups
 -- Exceptions over the range (of one route when $route is not NULL) grouped by signature, most frequent first, at
 -- most $limit: how many, the routes they hit, first and last seen in the range and ever (in stored rows), and the
--- latest occurrence (what ties it to its request: host, pid, request_id).
+-- latest occurrence (what ties it to its request: host, pid, request_id); every row also carries the range's
+-- totals over all groups (hits, signatures), counted before the limit, so one statement answers the endpoint.
 WITH hits AS (
     SELECT * FROM exceptions WHERE ts >= $since AND ts <= $until AND ($route IS NULL OR route = $route)
 ), groups AS (
@@ -31,7 +32,8 @@ WITH hits AS (
            count(*) AS count,
            list_sort(list_distinct(list(route))) AS routes,
            min(ts) AS first_in_range, max(ts) AS last_in_range,
-           arg_max({'ts': ts, 'route': route, 'request_id': request_id, 'pid': pid, 'host': host}, ts) AS latest
+           arg_max({'ts': ts, 'route': route, 'request_id': request_id, 'pid': pid, 'host': host}, ts) AS latest,
+           sum(count(*)) OVER () AS total_count, count(*) OVER () AS total_signatures
     FROM hits
     GROUP BY signature_id
     ORDER BY count DESC, last_in_range DESC, signature_id
@@ -45,9 +47,3 @@ WITH hits AS (
 SELECT g.*, e.first_seen, e.last_seen
 FROM groups g JOIN ever e USING (signature_id)
 ORDER BY g.count DESC, g.last_in_range DESC, g.signature_id;
-
--- name: error-totals
--- Exceptions over the range (of one route when $route is not NULL): how many, and how many signatures.
-SELECT count(*) AS count, count(DISTINCT signature_id) AS signatures
-FROM exceptions
-WHERE ts >= $since AND ts <= $until AND ($route IS NULL OR route = $route);

@@ -75,7 +75,11 @@ def test_groups_match_sql(client: FlaskClient, filled: tuple[Monitor, Traffic], 
     assert declined["message"] == "card ending ? declined for ?, order ?"
     assert declined["function"] == "_decline" and declined["module"] == "webapp.testing"
     assert traffic.exceptions == mon.store.scalar("SELECT count(*) FROM exceptions")
-    assert len(client.get("/api/errors?window=1h&limit=1").get_json()["groups"]) == 1
+    limited = client.get("/api/errors", query_string={"window": "30m", "limit": 1, **({"route": route} if route
+                                                                                   else {})}).get_json()
+    assert len(limited["groups"]) == 1
+    assert (limited["total"], limited["signatures"]) == (body["total"], body["signatures"]), \
+        "the totals count every group in the range, not only those the limit lets through"
 
 
 # Printable text without backslashes, so that repr() quotes it without escaping it: the value planted is the very

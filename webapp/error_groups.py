@@ -19,9 +19,9 @@ SQL = "exceptions.sql"
 def groups(cursor: duckdb.DuckDBPyConnection, span: TimeRange, route: str | None, limit: int) -> dict[str, Any]:
     """The error groups of the range (or one route), most frequent first, and the range's totals."""
     bounds = {"since": span.start, "until": span.end, "route": route}
-    totals = rows(cursor, "error-totals", bounds, SQL)[0]
     found: list[Row] = []
-    for r in rows(cursor, "error-groups", {**bounds, "limit": limit}, SQL):
+    groups = rows(cursor, "error-groups", {**bounds, "limit": limit}, SQL)
+    for r in groups:
         latest = r["latest"]
         found.append({
             # Strings: 64-bit ids do not survive JavaScript's 53-bit numbers.
@@ -35,4 +35,6 @@ def groups(cursor: duckdb.DuckDBPyConnection, span: TimeRange, route: str | None
                        "requestId": None if latest["request_id"] is None else str(latest["request_id"]),
                        "pid": int(latest["pid"]), "host": latest["host"]},
         })
-    return {"total": int(totals["count"]), "signatures": int(totals["signatures"]), "groups": found}
+    # The totals ride on every group's row (counted before the limit); no group means no exception in the range.
+    total, signatures = (int(groups[0]["total_count"]), int(groups[0]["total_signatures"])) if groups else (0, 0)
+    return {"total": total, "signatures": signatures, "groups": found}
