@@ -1,8 +1,9 @@
 -- Request statistics over any range, read from the cheapest tier that holds each part of it (webapp/ranges.py):
 -- whole hours from rollups_1h, whole minutes from rollups_1m, the rest (ragged edges, minutes not rolled yet)
 -- from raw rows; the same split as pipeline.percentiles (pipeline/percentiles.py's plan). Unused range slots are
--- given start = end and match nothing. A range up to an hour is read from raw rows only: percentiles are then
--- exact (nearest rank), else merged from the log-bucket sketches (within 1%, duckpulse_sketch_value).
+-- given start = end and match nothing. A range up to an hour, or up to a day holding few raw rows (webapp/ranges.py's
+-- EXACT_UP_TO_ROWS), is read from raw rows only: percentiles are then exact (nearest rank), else merged from the
+-- log-bucket sketches (within 1%, duckpulse_sketch_value).
 --
 -- The blocks are CTE fragments joined by webapp/ranges.py into one statement: WITH, the fragments, then a final
 -- block (a SELECT, or more CTEs and a SELECT). Python replaces only markers, with
@@ -12,6 +13,11 @@
 --   /* partition */  PARTITION BY the group names, or nothing
 --   /* join */       the quantiles q joined USING the group names, or CROSS JOIN without groups
 -- $route, when not NULL, keeps one route.
+
+-- name: raw-rows-up-to
+-- How many raw requests [$start, $end) holds (of $route when not NULL), counting no further than $limit.
+SELECT count(*) FROM (SELECT 1 FROM requests
+                      WHERE ts >= $start AND ts < $end AND ($route IS NULL OR route = $route) LIMIT $limit);
 
 -- name: range-exact
 -- CTE stats (a range read from raw rows only): per group, requests, errors (status >= 500), client errors (4xx),

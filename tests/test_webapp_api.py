@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from pipeline import Monitor
 from pipeline.clock import utc_datetime
 from pipeline.testing import FakeClock
-from webapp import create_app
+from webapp import create_app, ranges
 from webapp.testing import Traffic, record_sample_traffic, sql
 
 
@@ -64,8 +64,10 @@ def iso(value: datetime) -> str:
 
 @pytest.mark.parametrize("window,seconds", [("5m", 300), ("1h", 3600), ("24h", 86_400), ("90s", 90)])
 def test_performance_has_the_plans_shape_and_the_stores_numbers(client: FlaskClient, mon: Monitor, window: str,
-                                                                 seconds: int) -> None:
+                                                                 seconds: int, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
     """/api/metrics/performance answers the plan's shape; each number equals SQL over the same window."""
+    monkeypatch.setattr(ranges, "EXACT_UP_TO_ROWS", 0)  # beyond an hour, the tiers (whatever the rows)
     body = client.get(f"/api/metrics/performance?window={window}").get_json()
     assert set(body) == {"requests", "queries", "memory", "timestamp"}
     assert set(body["requests"]) == {"total", "byRoute", "avgDuration", "p95Duration", "method", "errorBound"}
@@ -157,10 +159,12 @@ def test_routes_match_sql_per_route(client: FlaskClient, mon: Monitor) -> None:
     assert any(r["errors"] for r in body["routes"]), "the sample traffic has failing requests"
 
 
-def test_long_ranges_take_percentiles_from_the_rollups_within_their_bound(client: FlaskClient,
-                                                                         mon: Monitor) -> None:
-    """Beyond an hour, /api/routes counts exactly and takes p50/p95/p99 from the rollups' sketches, each within
-    its stated relative error of the exact nearest rank; up to an hour they are exact."""
+def test_long_ranges_take_percentiles_from_the_rollups_within_their_bound(client: FlaskClient, mon: Monitor,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond an hour (and more raw rows than EXACT_UP_TO_ROWS), /api/routes counts exactly and takes p50/p95/p99
+    from the rollups' sketches, each within its stated relative error of the exact nearest rank; up to an hour
+    they are exact."""
+    monkeypatch.setattr(ranges, "EXACT_UP_TO_ROWS", 0)
     assert {r["method"] for r in client.get("/api/routes?window=1h").get_json()["routes"]} == {"exact"}
     body = client.get("/api/routes?window=24h").get_json()
     since, until = window_bounds(mon, 86_400)

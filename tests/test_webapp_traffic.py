@@ -16,7 +16,8 @@ from pipeline import Monitor
 from pipeline.clock import utc_datetime
 from pipeline.sketch import GAMMA
 from pipeline.testing import FakeClock
-from webapp import create_app
+from webapp import create_app, ranges
+from webapp.params import TimeRange
 from webapp.testing import record_sample_traffic, sql
 
 OUTAGE = (70, 76)  # minutes of the 90 recorded without any request: gaps the charts must show
@@ -94,9 +95,11 @@ def test_the_last_hour_is_every_bucket_exact_with_its_gaps(client: FlaskClient, 
     assert sum(p["count"] for p in body["points"]) == total > 0
 
 
-def test_a_day_is_read_from_the_rollups_with_exact_counts(client: FlaskClient, mon: Monitor) -> None:
+def test_a_day_is_read_from_the_rollups_with_exact_counts(client: FlaskClient, mon: Monitor,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Over 24 hours (15-minute buckets, beyond the raw-row hour) counts stay exact and each bucket's percentiles,
     merged from the minute sketches, are within the stated relative error of the exact nearest rank."""
+    monkeypatch.setattr(ranges, "EXACT_UP_TO_ROWS", 0)  # more rows than that: the tiers
     body = client.get("/api/timeline?window=24h").get_json()
     end = utc_datetime(mon.clock.now())
     start = end - timedelta(hours=24)
@@ -109,9 +112,10 @@ def test_a_day_is_read_from_the_rollups_with_exact_counts(client: FlaskClient, m
     assert sum(p["count"] for p in body["points"]) == sql(mon, "SELECT count(*) FROM requests")[0][0]
 
 
-def test_a_custom_range_in_the_past(client: FlaskClient, mon: Monitor) -> None:
+def test_a_custom_range_in_the_past(client: FlaskClient, mon: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
     """start/end name any range: 80 minutes ending 10 minutes before the last row, as a zoom would ask; the routes
     table over it counts exactly and its percentiles are within their bound."""
+    monkeypatch.setattr(ranges, "EXACT_UP_TO_ROWS", 0)  # more rows than that: the tiers
     end = utc_datetime(mon.clock.now() - 600)
     start = end - timedelta(minutes=80)
     query = {"start": start.isoformat() + "Z", "end": end.isoformat() + "Z"}
@@ -136,6 +140,46 @@ def test_a_custom_range_in_the_past(client: FlaskClient, mon: Monitor) -> None:
             assert exact is not None and abs(got[key] - exact) <= got["errorBound"] * exact + 1e-9
     one = client.get("/api/routes", query_string={**query, "route": "/checkout"}).get_json()["routes"]
     assert one == [r for r in routes if r["route"] == "/checkout"]
+
+
+def test_beyond_an_hour_few_raw_rows_are_read_exactly(mon: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A range beyond an hour that holds at most EXACT_UP_TO_ROWS requests (of its route, on a route's page) is
+    read from raw rows: its percentiles equal SQL's nearest rank, per route and per bucket. One request over the
+    threshold, or a start before raw rows are kept (raw_since), sends it to the tiers."""
+    client = create_app({"DUCKPULSE_CACHE_SECONDS": 0}, monitor=mon).test_client()  # the same URLs, asked again
+    end = utc_datetime(mon.clock.now() - 600)
+    start = end - timedelta(minutes=80)
+    query = {"start": start.isoformat() + "Z", "end": end.isoformat() + "Z"}
+    expected = sql(mon, "SELECT route, list(duration_ms) FROM requests WHERE ts BETWEEN ? AND ? GROUP BY route "
+                        "ORDER BY count(*) DESC, route", start, end)
+    rows = sum(len(durations) for _, durations in expected)
+    monkeypatch.setattr(ranges, "EXACT_UP_TO_ROWS", rows)
+    routes = client.get("/api/routes", query_string=query).get_json()["routes"]
+    assert [r["route"] for r in routes] == [e[0] for e in expected]
+    for got, (_route, durations) in zip(routes, expected, strict=True):
+        assert (got["method"], got["errorBound"], got["count"]) == ("exact", 0.0, len(durations))
+        assert [got["p50"], got["p95"], got["p99"]] == [nearest_rank(durations, q) for q in (0.5, 0.95, 0.99)]
+    timeline = client.get("/api/timeline", query_string=query).get_json()
+    assert (timeline["method"], timeline["errorBound"]) == ("exact", 0.0)
+    step = timedelta(seconds=timeline["stepSeconds"])
+    for point in timeline["points"]:
+        check_point(point, in_bucket(mon, start, end, parse(point["t"]), step), 0.0)
+
+    monkeypatch.setattr(ranges, "EXACT_UP_TO_ROWS", rows - 1)
+    assert {r["method"] for r in client.get("/api/routes", query_string=query).get_json()["routes"]} == {"sketch"}
+    checkout = next(len(durations) for route, durations in expected if route == "/checkout")
+    assert checkout <= rows - 1, "one route holds fewer rows than all of them"
+    one = client.get("/api/routes", query_string={**query, "route": "/checkout"}).get_json()["routes"]
+    assert [(r["method"], r["count"]) for r in one] == [("exact", checkout)]
+
+    monkeypatch.setattr(ranges, "EXACT_UP_TO_ROWS", rows)
+    span = TimeRange(start, end)
+    assert mon.store is not None
+    with mon.store.reading() as cursor:
+        assert ranges.reading(cursor, span, raw_since=start).exact
+        assert not ranges.reading(cursor, span, raw_since=start + timedelta(seconds=1)).exact, \
+            "raw rows no longer cover its start: the tiers hold what retention deleted"
+        assert not ranges.reading(cursor, span).exact, "without raw_since only ranges up to an hour are exact"
 
 
 @pytest.mark.parametrize("window,route", [("1h", None), ("24h", "/authors/<int:author_id>")])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -146,6 +146,10 @@ class Api:
     def _range_body(self, span: TimeRange) -> dict[str, Any]:
         return {"start": iso(span.start), "end": iso(span.end)}
 
+    def _raw_since(self) -> datetime:
+        """From when raw rows are kept: a range from then on may be read from them (webapp/ranges.py)."""
+        return utc_datetime(self._now() - self.monitor.settings.owner.retention.raw_days * 86_400)
+
     def _live_since(self, span: TimeRange) -> Any:
         return span.end - timedelta(seconds=self.live_within_seconds)
 
@@ -155,14 +159,15 @@ class Api:
         span = params.time_range(args, self._now())
         cursor = self._cursor()
         body = reads.performance(cursor, span, self.settings.slow_queries_limit, self._live_since(span),
-                                 traffic.totals(cursor, span), traffic.route_counts(cursor, span))
+                                 traffic.totals(cursor, span, raw_since=self._raw_since()),
+                                 traffic.route_counts(cursor, span, self._raw_since()))
         return self._json(body)
 
     def routes(self) -> Response:
         """Per route (or one): count, errors, error rate, mean, max and p50/p95/p99 over a range."""
         args = self._args((*RANGE, "route"))
         span = params.time_range(args, self._now())
-        found, _ = traffic.routes(self._cursor(), span, params.text(args, "route"))
+        found, _ = traffic.routes(self._cursor(), span, params.text(args, "route"), self._raw_since())
         return self._json({**self._range_body(span), "routes": found})
 
     def series(self) -> Response:
@@ -170,7 +175,7 @@ class Api:
         args = self._args((*RANGE, "step", "route"))
         span = params.time_range(args, self._now())
         step = params.step(args, span)
-        points, how = traffic.series(self._cursor(), span, step, params.text(args, "route"))
+        points, how = traffic.series(self._cursor(), span, step, params.text(args, "route"), self._raw_since())
         return self._json({**self._range_body(span), "stepSeconds": step.total_seconds(), **how, "series": points})
 
     def timeline(self) -> Response:
@@ -179,7 +184,7 @@ class Api:
         span = params.time_range(args, self._now())
         step = params.step(args, span)
         route = params.text(args, "route")
-        points, how = traffic.timeline(self._cursor(), span, step, route)
+        points, how = traffic.timeline(self._cursor(), span, step, route, self._raw_since())
         return self._json({**self._range_body(span), "stepSeconds": step.total_seconds(), "route": route, **how,
                            "points": points})
 
@@ -188,7 +193,7 @@ class Api:
         args = self._args((*RANGE, "route"))
         span = params.time_range(args, self._now())
         route = params.text(args, "route")
-        bars = traffic.histogram(self._cursor(), span, route)
+        bars = traffic.histogram(self._cursor(), span, route, self._raw_since())
         return self._json({**self._range_body(span), "route": route, "total": sum(b["count"] for b in bars),
                            "bars": bars})
 

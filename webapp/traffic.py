@@ -8,7 +8,7 @@ sketches otherwise; every answer that carries a percentile says which (``method`
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -47,42 +47,47 @@ def _rows(cursor: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -
     return [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
 
 
-def totals(cursor: duckdb.DuckDBPyConnection, span: TimeRange, route: str | None = None) -> Row:
-    """The whole range (or one route): requests, errors, client errors, error rate, mean, max, p50/p95/p99."""
-    reading = ranges.reading(cursor, span, route)
+def totals(cursor: duckdb.DuckDBPyConnection, span: TimeRange, route: str | None = None,
+           raw_since: datetime | None = None) -> Row:
+    """The whole range (or one route): requests, errors, client errors, error rate, mean, max, p50/p95/p99.
+
+    ``raw_since`` (here and below): from when raw rows are kept, see ``ranges.reading``."""
+    reading = ranges.reading(cursor, span, route, raw_since=raw_since)
     found = _rows(cursor, ranges.statement("totals", (), reading.exact), reading.params)
     return {**_stats(found[0]), **method_of(reading)}
 
 
-def route_counts(cursor: duckdb.DuckDBPyConnection, span: TimeRange) -> dict[str, int]:
+def route_counts(cursor: duckdb.DuckDBPyConnection, span: TimeRange,
+                 raw_since: datetime | None = None) -> dict[str, int]:
     """Requests per route, busiest first."""
-    reading = ranges.reading(cursor, span)
+    reading = ranges.reading(cursor, span, raw_since=raw_since)
     found = _rows(cursor, ranges.statement("route-counts", ("route",), reading.exact, "counts"),
                   reading.params)
     return {r["route"]: int(r["count"]) for r in found}
 
 
-def routes(cursor: duckdb.DuckDBPyConnection, span: TimeRange, route: str | None = None) -> tuple[list[Row], Row]:
+def routes(cursor: duckdb.DuckDBPyConnection, span: TimeRange, route: str | None = None,
+           raw_since: datetime | None = None) -> tuple[list[Row], Row]:
     """Per route (or the one asked for), busiest first: its stats and percentiles; and how they were computed."""
-    reading = ranges.reading(cursor, span, route)
+    reading = ranges.reading(cursor, span, route, raw_since=raw_since)
     found = _rows(cursor, ranges.statement("routes", ("route",), reading.exact), reading.params)
     return [{"route": r["route"], **_stats(r), **method_of(reading)} for r in found], method_of(reading)
 
 
 def timeline(cursor: duckdb.DuckDBPyConnection, span: TimeRange, step: timedelta,
-             route: str | None) -> tuple[RawJson, Row]:
+             route: str | None, raw_since: datetime | None = None) -> tuple[RawJson, Row]:
     """Every ``step`` bucket of the range, all routes together or one: requests, errors, error rate, mean and
     p50/p95/p99 (JSON text shaped by DuckDB); and how the percentiles were computed."""
-    reading = ranges.reading(cursor, span, route, step)
+    reading = ranges.reading(cursor, span, route, step, raw_since)
     row = ranges.run(cursor, ranges.statement("timeline", ("bucket",), reading.exact), reading.params).fetchone()
     assert row is not None
     return RawJson(row[0]), method_of(reading)
 
 
 def series(cursor: duckdb.DuckDBPyConnection, span: TimeRange, step: timedelta,
-           route: str | None) -> tuple[RawJson, Row]:
+           route: str | None, raw_since: datetime | None = None) -> tuple[RawJson, Row]:
     """Per route, every ``step`` bucket of the range (JSON text); and how the percentiles were computed."""
-    reading = ranges.reading(cursor, span, route, step)
+    reading = ranges.reading(cursor, span, route, step, raw_since)
     sql = ranges.statement("series", ("route", "bucket"), reading.exact)
     row = ranges.run(cursor, sql, reading.params).fetchone()
     assert row is not None
@@ -94,13 +99,14 @@ def _bound(bin_: int) -> float:
     return float(GAMMA**bin_)
 
 
-def histogram(cursor: duckdb.DuckDBPyConnection, span: TimeRange, route: str | None) -> list[Row]:
+def histogram(cursor: duckdb.DuckDBPyConnection, span: TimeRange, route: str | None,
+              raw_since: datetime | None = None) -> list[Row]:
     """Request durations of the range (or one route) in at most HISTOGRAM_BARS bars of equal width on a log scale.
 
     A bar holds the durations in (low, high] ms; its count is exact: bars are made of whole sketch bins, whose
     counts are exact whatever tier they come from. Durations of 0 ms get their own bar (low = high = 0).
     """
-    reading = ranges.reading(cursor, span, route)
+    reading = ranges.reading(cursor, span, route, raw_since=raw_since)
     sql = ranges.statement("histogram", (), reading.exact, "bins")
     bins = [(int(b), int(n)) for b, n in ranges.run(cursor, sql, reading.params).fetchall()]
     bars: list[Row] = []
