@@ -117,7 +117,7 @@ def memory(cursor: duckdb.DuckDBPyConnection, span: TimeRange, step: timedelta,
     for r in rows(cursor, "memory-series", {**_range(span), "step": step}):
         found.setdefault((r["host"], r["pid"]), {})[r["bucket"]] = {
             "avg": number(r["avg_rss_bytes"]), "max": int(r["max_rss_bytes"])}
-    grid = buckets(span, step)
+    grid = [(t, iso(t)) for t in buckets(span, step)]  # each bucket's time written once, not once per process
     processes = [
         {"host": r["host"], "pid": int(r["pid"]), "live": r["last_seen"] >= live_since,
          "samples": int(r["samples"]), "current": int(r["rss_bytes"]),
@@ -125,8 +125,8 @@ def memory(cursor: duckdb.DuckDBPyConnection, span: TimeRange, step: timedelta,
          "cpuPercent": number(r["cpu_percent"]), "numThreads": int(r["num_threads"]),
          "numFds": _optional_int(r["num_fds"]), "firstSeen": iso(r["first_seen"]),
          "lastSeen": iso(r["last_seen"]),
-         "points": [{"t": iso(t), **found.get((r["host"], r["pid"]), {}).get(t, {"avg": None, "max": None})}
-                    for t in grid]}
+         "points": [{"t": text, **found.get((r["host"], r["pid"]), {}).get(t, {"avg": None, "max": None})}
+                    for t, text in grid]}
         for r in rows(cursor, "memory-per-process", _range(span))
     ]
     live = sorted((p for p in processes if p["live"]), key=lambda p: -p["current"])
