@@ -231,19 +231,30 @@ def test_an_instrumented_app_inside_another_ties_queries_to_the_innermost_reques
         ("/outer", 1), ("/inner", 2), ("/outer", 1), (None, None)]
 
 
-def test_a_full_queue_of_finished_requests_is_recorded_by_the_request_itself(
+def test_the_row_is_made_when_the_response_ends_on_the_serving_thread(
         monitor: Monitor, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Finished requests wait for the flusher thread in a bounded queue; once it is full (the flusher is behind)
-    the request makes its own row, so memory stays bounded and nothing is lost."""
-    import pipeline.integrations.wsgi as wsgi
+    """The request's row is made by the thread that served it, as its response ends (not queued for the flusher
+    thread, which runs under the same GIL: the row costs the process less made there and then); a failure to
+    make it is logged and costs the request nothing."""
+    made: list[tuple[str, str]] = []
+    track_request = monitor.track_request
 
-    monkeypatch.setattr(wsgi, "FINISHED_CAP", 2)
-    record_finished = monitor._record_finished
-    monkeypatch.setattr(monitor, "_record_finished", lambda: None)  # the flusher thread falls behind
+    def tracking(*args: Any) -> None:
+        made.append((threading.current_thread().name, args[0]))
+        track_request(*args)
+
+    monkeypatch.setattr(monitor, "track_request", tracking)
     app = MetricsMiddleware(hello, monitor, route_resolver=routes)
-    for _ in range(5):
-        call(app)
-    assert len(monitor._finished) == 2  # two queued; the three after them recorded themselves
-    assert len(monitor._raw_requests) == 3 * 7  # three rows of seven values
-    monkeypatch.setattr(monitor, "_record_finished", record_finished)  # it catches up
-    assert [r[:3] for r in requests(monitor)] == [("/hello", "GET", 200)] * 5
+    served: list[int] = []
+    server = threading.Thread(target=lambda: served.append(call(app).status_code), name="serving")
+    server.start()
+    server.join()
+    assert served == [200]
+    assert made == [("serving", "/hello")]  # before any flush
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("buffer gone")
+
+    monkeypatch.setattr(monitor, "track_request", broken)
+    assert call(app).status_code == 200
+    assert [r[:3] for r in requests(monitor)] == [("/hello", "GET", 200)]
