@@ -3,8 +3,8 @@
 Hot path (``track_request``, ``track_query``, instruments): validate a number with one chained comparison
 (which also rejects NaN), extend a list with the row's values, stamped with the time a clock thread keeps
 (``clock.Timestamps``). Everything else (columns, fingerprints, writing) happens on the flusher thread, or
-inline only when a raw list is full. The WSGI integration goes further: it queues the finished request itself
-(``_finished``) and its row is made on the flusher thread too (``_record_finished``).
+inline only when a raw list is full. (The WSGI integration makes a request's row on the
+serving thread as its response ends: a row queued for the flusher costs more CPU in all, under the same GIL.)
 
 The flusher writes into a sink: the owner's store, or the database's spool. Which one, the ownership this process
 holds and the one it may take over when the owner ends are the monitor's role (pipeline/role.py); the hot path
@@ -62,8 +62,6 @@ if TYPE_CHECKING:
     from .store import Store
 
 INF = math.inf
-# Finished requests an integration may queue for the flusher to record (beyond, it records them itself).
-FINISHED_CAP = 16_384
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -98,7 +96,6 @@ class _HotState(metaclass=_OnePerFile):
         "_buffer",
         "_closed",
         "_counts_lock",
-        "_finished",
         "_flush_lock",
         "_folded",
         "_next_flush",
@@ -121,7 +118,6 @@ class _HotState(metaclass=_OnePerFile):
     _raw_requests: list[Any]
     _raw_queries: list[Any]
     _raw_samples: list[Any]
-    _finished: list[Any]
     next_request_id: Callable[[], int]
     """A request id unique within this process (rows also carry pid and host)."""
 
@@ -252,7 +248,6 @@ class Monitor(_HotState):
         self._raw_requests = self._buffer.raw["requests"]
         self._raw_queries = self._buffer.raw["queries"]
         self._raw_samples = self._buffer.raw["process_samples"]
-        self._finished = []
         self._stamps = Timestamps(self.clock, self.timestamp_resolution_seconds, self._buffer.activity)
         self._random = random.random
         self._registry = Registry(self._buffer, self._stamps, self._reject, self._fold,
@@ -295,7 +290,6 @@ class Monitor(_HotState):
         # before the fork (module-level counters under gunicorn --preload) keep recording into this process.
         self.pid = os.getpid()
         self._buffer.reset_after_fork(self.pid)
-        del self._finished[:]  # the parent's requests, the parent's to record
         self._registry.reset_after_fork()
         self._start_process_state()
 
@@ -457,26 +451,8 @@ class Monitor(_HotState):
         self.log.warning(key, f"duckpulse: {message}", exc_info=exc)
 
     # -- flushing ----------------------------------------------------------------------------------------
-    def _record_finished(self) -> None:
-        """Make the rows of the requests integrations finished since the last call (see integrations/wsgi.py):
-        they queue the request itself, and its row is made here, off the request path."""
-        finished = self._finished
-        n = len(finished)
-        if not n:
-            return
-        chunk = finished[:n]
-        del finished[:n]  # atomic, like the raw lists: requests finishing meanwhile land after the n taken
-        for request in chunk:
-            try:
-                request.record(self)
-            except Exception as exc:  # one bad request must not stop the others, nor the flusher
-                self._note_failure("record", f"cannot record a finished request: {exc!r}", exc)
-                if self.strict:
-                    raise
-
     def _compact(self, min_rows: int = 0) -> None:
         end_returned_request()  # a response this thread left unclosed (a test client's) is recorded now
-        self._record_finished()
         problems = self._buffer.compact(min_rows)
         for reason, detail in problems:
             self.log.warning(f"rejected:{reason}", f"duckpulse rejected a metric: {detail}")
