@@ -15,6 +15,7 @@ import io
 import os
 import statistics
 import sys
+import time
 from pathlib import Path
 
 from _common import Budget, finish, header, parse_args, quiet_monitor, stopwatch, table, temp_dir
@@ -57,20 +58,30 @@ def write_costs(tmp: Path, rows: int, writes: int) -> list[float]:
         mon.close()
 
 
+def _fill(buffer: Buffer, rows: int) -> None:
+    """Requests as the hot path leaves them: in the C recorder where it was built (pipeline/_record.c), else in
+    the raw list."""
+    recorder = buffer.attach_recorder(_not_taken, 0.01)
+    now = time.time()
+    for i in range(rows):
+        row = (ROUTES[i & 3], METHODS[i & 1], 200, float(i % 997) * 0.5)
+        if recorder is not None:
+            recorder.track_request(*row)
+        else:
+            buffer.append("requests", (now, *row, None, 0))
+
+
+def _not_taken(*args: object) -> None:
+    raise SystemExit(f"the C recorder refused a valid request: {args}")
+
+
 def write_stages(tmp: Path, rows: int, writes: int) -> dict[str, list[float]]:
     """The steps of one segment write (as ``SpoolWriter.write`` does them), each timed on its own."""
-    mon = quiet_monitor(tmp, spool=True)  # only to produce realistic raw tuples
-    try:
-        _record(mon, rows)
-        raw = list(mon._buffer.raw["requests"])
-        mon._buffer.raw["requests"].clear()
-    finally:
-        mon.close()
     out: dict[str, list[float]] = {k: [] for k in ("compact + take", "Parquet encode (pipeline.parquet)", "write file",
                                                    "fsync file", "rename + fsync dir")}
     for i in range(writes):
         buffer = Buffer(10 * rows, os.getpid(), "bench-host")
-        buffer.raw["requests"].extend(raw)
+        _fill(buffer, rows)
         taken: list[Flush] = []
         out["compact + take"].append(stopwatch(lambda b=buffer, t=taken: t.append(b.take())))
         sink = io.BytesIO()

@@ -13,14 +13,19 @@ Accounting, kept exact by construction: ``recorded == flushed + sum(dropped) + p
 
 from __future__ import annotations
 
+import itertools
 import threading
+from array import array
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .caps import DEFAULT_MAX_ROUTES, vocabularies
 from .tables import (
     MAX_CHUNK_ROWS,
+    NULL_VALUE,
+    REQUESTS,
     SPECS,
     TABLE_ORDER,
     Chunk,
@@ -30,18 +35,27 @@ from .tables import (
     TableData,
     TableSpec,
     altered_rows,
+    columns_to_chunk,
     concat,
     new_interners,
+    raw_columns,
     series_row,
     to_chunk,
 )
-from .validate import safe_repr
+from .validate import TS_MAX_AGE_SECONDS, TS_MAX_AHEAD_SECONDS, safe_repr
+
+try:  # the optional C recorder of track_request (pipeline/_record.c); absent where it could not be compiled
+    from ._record import Recorder, remap
+except ImportError:  # pragma: no cover - the pure-Python path records everything then
+    Recorder = None  # type: ignore[assignment,misc]
 
 # Raw rows cost ~150 B each; columns cost ~38 B. Keeping at most this many raw values per table bounds the
 # memory a buffered metric costs at 1M buffered to the columnar size plus a few bytes.
 RAW_CAP = 131_072  # values, i.e. 16,384 rows of 8 values
 # The flusher's periodic compaction waits for this many raw rows (a flush compacts whatever there is).
 TICK_COMPACT_ROWS = 2_048
+# Requests the C recorder holds at most (~50 B each) before the hot path compacts them itself, like RAW_CAP.
+RECORDER_MAX_ROWS = RAW_CAP // REQUESTS.raw_width
 
 
 @dataclass
@@ -73,6 +87,7 @@ class Buffer:
         # The lists the hot path appends to, one per table; never replaced, only trimmed from the front.
         self.raw: dict[str, list[Any]] = {name: [] for name in SPECS}
         self.compacted_values = 0  # raw values moved out of the raw lists so far (see activity())
+        self.recorder: Recorder | None = None  # the C recorder of requests, once attach_recorder() made it
         self._start_empty(pid)
 
     def _start_empty(self, pid: int) -> None:
@@ -96,7 +111,25 @@ class Buffer:
         What the parent buffered is the parent's to flush."""
         for raw in self.raw.values():
             del raw[:]  # in place: the hot path and the instruments hold these lists
+        if self.recorder is not None:
+            self.recorder.clear()  # kept, emptied: the monitor's track_request is bound to it
         self._start_empty(pid)
+
+    def attach_recorder(self, fallback: Callable[..., None], resolution_seconds: float) -> Recorder | None:
+        """The C recorder of requests (pipeline/_record.c), made once; None where it was not compiled.
+
+        ``fallback`` is called with the arguments of every call the recorder does not take (a value that is not
+        certainly storable): the pure-Python ``track_request``, so what is refused is refused as before.
+        """
+        if Recorder is not None and self.recorder is None:
+            self.recorder = Recorder(fallback, self._recorder_full, RECORDER_MAX_ROWS, resolution_seconds,
+                                     TS_MAX_AGE_SECONDS, TS_MAX_AHEAD_SECONDS)
+        return self.recorder
+
+    def _recorder_full(self) -> None:
+        """The C recorder holds RECORDER_MAX_ROWS: the flusher fell behind, so compact on this thread."""
+        with self.lock:
+            self._drain_recorder()
 
     # -- hot-path slow branch ---------------------------------------------------------------------------
     def append(self, table: str, row: Row) -> None:
@@ -115,13 +148,16 @@ class Buffer:
         self.raw[table].extend(row)
 
     def activity(self) -> int:
-        """A number that grows whenever a row is recorded (read without the lock: a hint for the clock thread)."""
+        """A number that grows whenever a row is recorded (read without the lock: a hint for the clock thread).
+
+        The C recorder's rows are left out: it reads the clock itself, so the clock thread may sleep meanwhile."""
         return self.compacted_values + sum(len(raw) for raw in self.raw.values())
 
     # -- compaction --------------------------------------------------------------------------------------
     def buffered_rows(self) -> int:
         """Rows waiting for a flush: compacted, plus raw (read without the lock: a hint, not an account)."""
-        return self.pending_rows + sum(len(raw) // SPECS[t].raw_width for t, raw in self.raw.items())
+        held = len(self.recorder) if self.recorder is not None else 0
+        return self.pending_rows + held + sum(len(raw) // SPECS[t].raw_width for t, raw in self.raw.items())
 
     def compact(self, min_rows: int = 0) -> list[tuple[str, str]]:
         """Move raw rows into columns, for each table holding at least ``min_rows`` of them.
@@ -134,6 +170,8 @@ class Buffer:
             for table in SPECS:
                 if len(self.raw[table]) >= max(min_rows, 1) * SPECS[table].raw_width:
                     problems.extend(self._compact_locked(table))
+            if self.recorder is not None and len(self.recorder) >= max(min_rows, 1):
+                problems.extend(self._drain_recorder())
             return problems
 
     def _compact_locked(self, table: str) -> list[tuple[str, str]]:
@@ -147,16 +185,64 @@ class Buffer:
             chunk = raw[:n]
             del raw[:n]  # atomic: rows racing with us land after the n values we took
             self.compacted_values += n
-            problems.extend(self._add_chunk(spec, chunk))
+            problems.extend(self._add_flat(spec, chunk))
         return problems
 
-    def _add_chunk(self, spec: TableSpec, flat: list[Any]) -> list[tuple[str, str]]:
+    def _add_flat(self, spec: TableSpec, flat: list[Any]) -> list[tuple[str, str]]:
+        """Convert and keep whole rows laid end to end, as the hot path appends them."""
+        interners = self._interners[spec.name]
+        columns = raw_columns(spec, flat)
+
+        def convert() -> tuple[Chunk, Counter[str]]:
+            return (columns_to_chunk(spec, len(flat) // spec.raw_width, columns, interners),
+                    altered_rows(spec, columns, interners))
+
+        return self._add_chunk(spec, convert, lambda: flat)
+
+    def _drain_recorder(self) -> list[tuple[str, str]]:
+        """Move the C recorder's rows into columns: its numbers are C arrays already, and its strings ids into a
+        list of distinct ones, each encoded once here (no Python step per row)."""
+        assert self.recorder is not None
+        drained = self.recorder.drain()
+        if drained is None:
+            return []
+        n, ts, route_ids, routes, method_ids, methods, status, duration_ms, request_id, query_count = drained
+        interners = self._interners["requests"]
+
+        def convert() -> tuple[Chunk, Counter[str]]:
+            altered: Counter[str] = Counter()
+            strings = []
+            for name, ids, values in (("route", route_ids, routes), ("method", method_ids, methods)):
+                interner = interners[name]
+                strings.append(_array("I", remap(ids, interner.encode(values))))
+                if interner.altered:  # rare: a value cut or folded by its cap, counted per row
+                    changed = interner.altered
+                    altered.update(changed[v] for v in map(values.__getitem__, _array("I", ids)) if v in changed)
+            columns = [_array("d", ts), *strings, _array("h", status), _array("d", duration_ms),
+                       _array("q", request_id), _array("i", query_count)]
+            return columns_to_chunk(REQUESTS, n, columns, interners), altered
+
+        def flat_rows() -> list[Any]:  # the rows as the hot path lays them, a missing request id None again
+            missing = NULL_VALUE["q"]
+            return list(itertools.chain.from_iterable(zip(
+                _array("d", ts), map(routes.__getitem__, _array("I", route_ids)),
+                map(methods.__getitem__, _array("I", method_ids)), _array("h", status), _array("d", duration_ms),
+                [None if v == missing else v for v in _array("q", request_id)], _array("i", query_count),
+                strict=True)))
+
+        return self._add_chunk(REQUESTS, convert, flat_rows)
+
+    def _add_chunk(self, spec: TableSpec, convert: Callable[[], tuple[Chunk, Counter[str]]],
+                   flat_rows: Callable[[], list[Any]]) -> list[tuple[str, str]]:
+        """Keep the rows ``convert()`` makes into columns (with the count of those a cap altered); if any row
+        cannot be stored, find which, one by one, in ``flat_rows()`` (the rows laid end to end)."""
         problems: list[tuple[str, str]] = []
         interners = self._interners[spec.name]
         try:
-            chunk = to_chunk(spec, flat, interners)
-            self.folded += altered_rows(spec, flat, interners)
+            chunk, altered = convert()
+            self.folded += altered
         except Exception:  # a hostile value may raise anything (a __hash__ or __eq__ of its own)
+            flat = flat_rows()
             # Rare: some row has a wrong type or an empty name. Find the culprits one by one.
             width = spec.raw_width
             good: list[Any] = []
@@ -169,7 +255,7 @@ class Buffer:
                     problems.append(self._refuse_row(spec, row, exc))
             try:
                 chunk = to_chunk(spec, good, interners)
-                self.folded += altered_rows(spec, good, interners)
+                self.folded += altered_rows(spec, raw_columns(spec, good), interners)
             except Exception as exc:  # a value that converted alone and not now: refuse those rows, only them
                 for i in range(0, len(good), width):
                     problems.append(self._refuse_row(spec, good[i:i + width], exc))
@@ -212,6 +298,8 @@ class Buffer:
         with self.lock:
             for table in SPECS:
                 self._compact_locked(table)
+            if self.recorder is not None:
+                self._drain_recorder()
             out = Flush(self.pid, self.host, self._series)
             self._series = []
             for name in TABLE_ORDER:
@@ -281,3 +369,10 @@ class Buffer:
         """Bytes held in compacted columns (the raw lists are bounded by RAW_CAP)."""
         with self.lock:
             return int(sum(c.nbytes for chunks in self._chunks.values() for c in chunks))
+
+
+def _array(typecode: str, data: bytes) -> array[Any]:
+    """An array of C values from their bytes (the C recorder's columns)."""
+    out = array(typecode)
+    out.frombytes(data)
+    return out

@@ -187,22 +187,33 @@ def new_interners(spec: TableSpec,
             for c in spec.columns if c.kind == "str"}
 
 
-def altered_rows(spec: TableSpec, flat: Sequence[Any], interners: Mapping[str, Interner]) -> Counter[str]:
-    """How many rows of ``flat`` (converted with ``interners``) have a value stored changed, by reason."""
+def altered_rows(spec: TableSpec, raw: Sequence[Sequence[Any]], interners: Mapping[str, Interner]) -> Counter[str]:
+    """How many rows of the raw columns ``raw`` (converted with ``interners``) have a value stored changed, by
+    reason."""
     found: Counter[str] = Counter()
     sources = spec.sources or tuple(range(len(spec.columns)))
     for column, source in zip(spec.columns, sources, strict=True):
         interner = interners.get(column.name)
         if interner is not None and interner.altered and source is not None:
             altered = interner.altered
-            found.update(altered[v] for v in flat[source::spec.raw_width] if v in altered)
+            found.update(altered[v] for v in raw[source] if v in altered)
     return found
 
 
-def _numbers(values: list[Any], column: Column) -> array[Any]:
+def raw_columns(spec: TableSpec, flat: list[Any]) -> list[list[Any]]:
+    """A flat list of values (rows laid end to end, as the hot path appends them) as one list per raw column."""
+    width = spec.raw_width
+    return [flat[i::width] for i in range(width)]
+
+
+def _numbers(values: Sequence[Any], column: Column) -> array[Any]:
     code = KINDS[column.kind][0]
+    if isinstance(values, array) and values.typecode == code:  # the C recorder's columns (pipeline/_record.c)
+        return values
     if column.nullable and None in values:
         sentinel = NULL_VALUE[code]
+        if values.count(None) == len(values):  # the common case (no request id): no Python loop
+            return array(code, [sentinel]) * len(values)
         values = [sentinel if v is None else v for v in values]
     # A wrong type (None in a required column, a string) raises TypeError, a value out of range OverflowError.
     out = array(code, values)
@@ -221,7 +232,11 @@ def to_chunk(spec: TableSpec, flat: list[Any], interners: dict[str, Interner]) -
     n = len(flat) // width
     if n > MAX_CHUNK_ROWS or n * width != len(flat):
         raise ValueError(f"a chunk holds at most {MAX_CHUNK_ROWS} whole rows of {width} values, got {len(flat)}")
-    raw = [flat[i::width] for i in range(width)]
+    return columns_to_chunk(spec, n, raw_columns(spec, flat), interners)
+
+
+def columns_to_chunk(spec: TableSpec, n: int, raw: list[Any], interners: dict[str, Interner]) -> Chunk:
+    """``to_chunk`` of rows already split into raw columns (lists, or arrays of the stored type)."""
     if spec.prepare is not None:
         raw = spec.prepare(raw)
     arrays: list[array[Any]] = []
@@ -229,6 +244,8 @@ def to_chunk(spec: TableSpec, flat: list[Any], interners: dict[str, Interner]) -
     for column, source in zip(spec.columns, sources, strict=True):
         if source is None:
             arrays.append(arrays[-1])  # derived from the previous column's ids (fingerprint_id)
+        elif column.kind == "str" and isinstance(raw[source], array):
+            arrays.append(raw[source])  # ids into this flush's dictionary already (the C recorder's rows)
         elif column.kind == "str":
             values = raw[source]
             if column.name == "fingerprint" and spec.dialect_source is not None:

@@ -28,6 +28,9 @@ def test_wheel_ships_sql_and_works_outside_the_checkout(tmp_path: Path) -> None:
         names = zf.namelist()
         assert "pipeline/sql/schema.sql" in names and "pipeline/sql/queries.sql" in names
         assert any(n.endswith("entry_points.txt") for n in names)
+        # The C recorder is compiled into the wheel (which is therefore this platform's), with its type stub.
+        assert any(n.startswith("pipeline/_record.") and n.endswith((".so", ".pyd")) for n in names), names
+        assert "pipeline/_record.pyi" in names
         # Every package of the source tree ships (the list in pyproject.toml is explicit, so a new subpackage
         # that is not added to it would be missing from every installed copy).
         for init in [*ROOT.glob("pipeline/**/__init__.py"), *ROOT.glob("webapp/**/__init__.py")]:
@@ -38,7 +41,7 @@ def test_wheel_ships_sql_and_works_outside_the_checkout(tmp_path: Path) -> None:
     elsewhere.mkdir()
     code = ("import pipeline, sys; assert 'site' in pipeline.__file__, pipeline.__file__; "
             "m = pipeline.Monitor(db_path='x.duckdb', jobs=False, memory_interval_seconds=None); "
-            "m.track_request('/a', 'GET', 200, 1.0); m.flush(); "
+            "assert m._buffer.recorder is not None; m.track_request('/a', 'GET', 200, 1.0); m.flush(); "
             "print(m.store.fetchall('select count(*) from requests')[0][0]); m.close()")
     out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r}); "
                           + code], cwd=elsewhere, capture_output=True, text=True, timeout=120,

@@ -1,0 +1,9 @@
+"""Build configuration that pyproject.toml cannot hold: the optional C recorder (pipeline/_record.c).
+
+``optional=True``: where it cannot be compiled (no C compiler, no Python headers), the install goes on without it
+and ``Monitor.track_request`` runs in pure Python (README, "The C recorder").
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("pipeline._record", ["pipeline/_record.c"], optional=True)])
