@@ -103,6 +103,7 @@ def test_random_mutations_of_the_corpus() -> None:
     "SELECT a FROM t WHERE b = TRUE", "SELECT a FROM t WHERE b IS false", "SELECT CAST(a AS int)",
     "SELECT a FROM t WHERE b = date '2024-01-01'", "SELECT a FROM t WHERE b IN ((1, 2), (3, 4))",
     "SELECT a FROM t WHERE b IN (f(1), f(1))", "SELECT a FROM t WHERE b IN (SELECT c FROM u WHERE d IN ((1)))",
+    "SELECT a FROM t WHERE b IN (SELECT c, (d) FROM u)",
     "INSERT INTO t VALUES (now(), 1), (now(), 1)", "INSERT INTO t VALUES (1, 2) VALUES (1, 2)",
     "SELECT a FROM t WHERE b IN (1,, 2)", "SELECT a ?+ b",
     "SELECT ?1", "SELECT %(a)s", "SELECT a%s", "SELECT a % b", "SELECT !a", "SELECT a == b", "SELECT a => b",
@@ -125,7 +126,7 @@ def test_what_the_fast_path_takes() -> None:
         "UPDATE t SET n = n + 1, m = -5 WHERE id = %s;", "- + 1 - 'a'", "SELECT a - - 1, (+ 2), -3",
         "SELECT a FROM t WHERE b <> 'x' AND c != 1.5 AND d >= 2 AND e <= 3 LIMIT 10 OFFSET 20",
         "SELECT a FROM t WHERE b IN (SELECT c FROM u WHERE d IN (1, 2)) ORDER BY a DESC",
-        "SeLeCt\ta\nFROM   t WHERE x=1",
+        "SeLeCt\ta\nFROM   t WHERE x=1", "-5 + a", "SELECT x FROM t WHERE y IN (a + 1, a + 2) AND z IN (b, c)",
     ]:
         assert agrees(sql, None), sql
 
