@@ -159,8 +159,7 @@ class Api:
         span = params.time_range(args, self._now())
         cursor = self._cursor()
         body = reads.performance(cursor, span, self.settings.slow_queries_limit, self._live_since(span),
-                                 traffic.totals(cursor, span, raw_since=self._raw_since()),
-                                 traffic.route_counts(cursor, span, self._raw_since()))
+                                 *traffic.totals(cursor, span, self._raw_since()))
         return self._json(body)
 
     def routes(self) -> Response:

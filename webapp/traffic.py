@@ -47,23 +47,17 @@ def _rows(cursor: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -
     return [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
 
 
-def totals(cursor: duckdb.DuckDBPyConnection, span: TimeRange, route: str | None = None,
-           raw_since: datetime | None = None) -> Row:
-    """The whole range (or one route): requests, errors, client errors, error rate, mean, max, p50/p95/p99.
+def totals(cursor: duckdb.DuckDBPyConnection, span: TimeRange,
+           raw_since: datetime | None = None) -> tuple[Row, dict[str, int]]:
+    """The whole range: requests, errors, client errors, error rate, mean, max, p50/p95/p99; and its requests per
+    route, busiest first. Both read by one plan (its row count or tier state asked for once).
 
     ``raw_since`` (here and below): from when raw rows are kept, see ``ranges.reading``."""
-    reading = ranges.reading(cursor, span, route, raw_since=raw_since)
-    found = _rows(cursor, ranges.statement("totals", (), reading.exact), reading.params)
-    return {**_stats(found[0]), **method_of(reading)}
-
-
-def route_counts(cursor: duckdb.DuckDBPyConnection, span: TimeRange,
-                 raw_since: datetime | None = None) -> dict[str, int]:
-    """Requests per route, busiest first."""
     reading = ranges.reading(cursor, span, raw_since=raw_since)
-    found = _rows(cursor, ranges.statement("route-counts", ("route",), reading.exact, "counts"),
-                  reading.params)
-    return {r["route"]: int(r["count"]) for r in found}
+    found = _rows(cursor, ranges.statement("totals", (), reading.exact), reading.params)
+    per_route = _rows(cursor, ranges.statement("route-counts", ("route",), reading.exact, "counts"),
+                      reading.params)
+    return {**_stats(found[0]), **method_of(reading)}, {r["route"]: int(r["count"]) for r in per_route}
 
 
 def routes(cursor: duckdb.DuckDBPyConnection, span: TimeRange, route: str | None = None,
