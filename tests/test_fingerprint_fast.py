@@ -1,5 +1,8 @@
 """The fast path (pipeline/fingerprint/fast.py) gives the normaliser's fingerprint byte for byte, or refuses.
 
+Every test runs twice: with the C fast path (pipeline/_fastfp.c, which this build must have) and with the
+Python passes that stand in for it where the extension is not built.
+
 Whenever ``fast_fingerprint`` accepts a statement, its result must equal ``normalise``'s (the reference) in the
 statement's dialect: over the whole corpus read in every dialect, over random statements of the property tests'
 grammar, and over a few thousand random mutations of corpus statements. Each test also counts what the fast
@@ -20,13 +23,51 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_fingerprint_properties import _statement
 
+from pipeline import _fastfp
 from pipeline.fingerprint import fingerprint
 from pipeline.fingerprint.dialects import dialect_rules
 from pipeline.fingerprint.fast import fast_fingerprint
-from pipeline.fingerprint.normalise import normalise
+from pipeline.fingerprint.normalise import KEYWORDS, normalise
 
 shapes_module = importlib.import_module("pipeline.fingerprint.shapes")
+fast_module = importlib.import_module("pipeline.fingerprint.fast")
 DIALECTS = [None, "postgres", "duckdb", "mysql", "sqlite", "oracle", "mssql"]
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def implementation(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test with the C fast path, then with the Python passes (the fallback) in its place."""
+    if request.param == "python":
+        monkeypatch.setattr(fast_module, "_c_fingerprint", None)
+    return str(request.param)
+
+
+def test_the_c_fast_path_is_built_and_used(implementation: str) -> None:
+    """This build has the C extension, fast_fingerprint calls it, and it refuses a shape that is not a tuple."""
+    assert fast_module._c_fingerprint is (_fastfp.fingerprint if implementation == "c" else None)
+    with pytest.raises(TypeError, match="shape tuple"):
+        _fastfp.fingerprint(["SELECT 1"])  # type: ignore[arg-type]
+    assert _fastfp.fingerprint(("SELECT é",)) is None  # only ASCII is for the fast path
+
+
+def test_the_c_keyword_table_comes_from_the_normaliser(implementation: str) -> None:
+    """The C table is fast.py's _TOKENS (normalise.KEYWORDS): every keyword comes out upper-cased, and classed.
+
+    Checked word by word through the C function against the Python passes; a bad table is refused with a reason.
+    """
+    accepted = 0
+    for keyword in sorted(KEYWORDS):
+        for sql in (f"SELECT a {keyword.lower()} b", f"x {keyword.title()}(1)", f"x {keyword} -1"):
+            shape = tuple(dialect_rules(None).literals.split(sql))
+            c_result = _fastfp.fingerprint(shape)
+            accepted += c_result is not None
+            assert (c_result and fast_module._lists(c_result)) == fast_module.python_fingerprint(shape), sql
+    assert accepted >= 3 * len(KEYWORDS) - 3  # all but CAST, which the fast path leaves to the normaliser
+    with pytest.raises(ValueError, match="no keyword"):
+        _fastfp.configure({"X" * 40: "X\x02"})
+    with pytest.raises(TypeError):
+        _fastfp.configure([])  # type: ignore[arg-type]
+    assert _fastfp.fingerprint(("SELECT a FROM t",)) == "SELECT a FROM t"  # the table was left as it was
 
 
 def fast(sql: str, dialect: str | None) -> str | None:
@@ -52,7 +93,8 @@ def test_the_corpus_in_every_dialect() -> None:
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
-@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow], max_examples=40)
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+          max_examples=40)
 @given(data=st.data())
 def test_the_property_grammar(dialect: str | None, data: st.DataObject) -> None:
     """Random statements of the property tests' grammar, literals planted everywhere: accepted means equal."""

@@ -28,9 +28,11 @@ def test_wheel_ships_sql_and_works_outside_the_checkout(tmp_path: Path) -> None:
         names = zf.namelist()
         assert "pipeline/sql/schema.sql" in names and "pipeline/sql/queries.sql" in names
         assert any(n.endswith("entry_points.txt") for n in names)
-        # The C recorder is compiled into the wheel (which is therefore this platform's), with its type stub.
-        assert any(n.startswith("pipeline/_record.") and n.endswith((".so", ".pyd")) for n in names), names
-        assert "pipeline/_record.pyi" in names
+        # The C recorder and fingerprint fast path are compiled into the wheel (which is therefore this
+        # platform's), each with its type stub.
+        for module in ("_record", "_fastfp"):
+            assert any(n.startswith(f"pipeline/{module}.") and n.endswith((".so", ".pyd")) for n in names), names
+            assert f"pipeline/{module}.pyi" in names
         # Every package of the source tree ships (the list in pyproject.toml is explicit, so a new subpackage
         # that is not added to it would be missing from every installed copy).
         for init in [*ROOT.glob("pipeline/**/__init__.py"), *ROOT.glob("webapp/**/__init__.py")]:

@@ -42,11 +42,12 @@ makes for the others.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
 from .normalise import FUNCTION_KEYWORDS, KEYWORDS, tighten
 
-__all__ = ["fast_fingerprint"]
+__all__ = ["fast_fingerprint", "python_fingerprint"]
 
 # Classes spelled out: in a str pattern \w, \d and \s test Unicode categories, several times slower than a range.
 _WORD_CHAR: Final = "A-Za-z0-9_"
@@ -87,12 +88,32 @@ _ROWS: Final = re.compile(r"(?<![" + _WORD_CHAR + r"])VALUES (\([^()]*+\)(?:, \(
 _SCALARS: Final = frozenset({"?", "NULL", "DEFAULT", "%s"})
 _SUBQUERY: Final = re.compile(r"(?:SELECT|WITH|VALUES)(?![" + _WORD_CHAR + "])")
 
+_c_fingerprint: Callable[[tuple[str | None, ...]], str | None] | None
+try:
+    from pipeline import _fastfp
+except ImportError:  # not built (no C compiler at install): the Python passes below
+    _c_fingerprint = None
+else:
+    _fastfp.configure(_TOKENS)  # the keyword table: normalise.KEYWORDS stays its one source
+    _c_fingerprint = _fastfp.fingerprint
+
 
 def fast_fingerprint(shape: tuple[str | None, ...]) -> str | None:
     """The fingerprint of the statement split into ``shape``, or None when the guard refuses it.
 
-    The statement must hold no NUL character (it stands for the values here).
+    The statement must hold no NUL character (it stands for the values here). In C (``pipeline/_fastfp.c``)
+    where the extension is built, else ``python_fingerprint``.
     """
+    if _c_fingerprint is None:
+        return python_fingerprint(shape)
+    result = _c_fingerprint(shape)
+    if result is None or ("IN (" not in result and "VALUES (" not in result):
+        return result
+    return _lists(result)
+
+
+def python_fingerprint(shape: tuple[str | None, ...]) -> str | None:
+    """``fast_fingerprint`` in Python passes: the fallback where the C extension is not built."""
     text = "\x00".join(shape[::2])  # type: ignore[arg-type]  # the even items are the texts, never None
     if not _ACCEPTED.fullmatch(text):
         return None
