@@ -7,6 +7,12 @@ fingerprint comes from the shape's texts joined by NUL (standing for each value)
 ``str.replace``/``split``/``join``, one dict lookup per token and a few regex passes that fire on rare text, with
 no memory of words met before: a statement whose every identifier is new costs the same as any other.
 
+Those passes run in C (``pipeline/_fastfp.c``, one pass over the characters: the guard, the tokens, the keywords
+from ``_TOKENS`` handed over by ``configure`` at import, the mends, sign drops, glue and ``tighten``), with the
+IN-list and VALUES-row collapsing (``_lists``) left here and run only when the result holds one. Where the optional
+extension is not built, ``python_fingerprint`` below does the same in Python passes; the tests run both, and the C
+code follows them pass for pass.
+
 ``_ACCEPTED`` refuses every statement holding what needs the full lexer's judgement (``normalise.py``): any
 quote or character outside ASCII letters, digits, blanks and ``( ) , . ; = < > ! * + - / ? %`` (so no ``"``,
 backtick, ``[``, ``$``, ``#``, ``@``, ``:``, ``\\``, ``{``; a ``'`` outside the values cannot be there, the split
