@@ -96,12 +96,13 @@ _SUBQUERY: Final = re.compile(r"(?:SELECT|WITH|VALUES)(?![" + _WORD_CHAR + "])")
 
 _c_fingerprint: Callable[[tuple[str | None, ...]], str | None] | None
 try:
-    from pipeline import _fastfp
+    # The module itself, not "from pipeline import": that would import the recording API (import contracts).
+    from pipeline._fastfp import configure, fingerprint
 except ImportError:  # not built (no C compiler at install): the Python passes below
     _c_fingerprint = None
 else:
-    _fastfp.configure(_TOKENS)  # the keyword table: normalise.KEYWORDS stays its one source
-    _c_fingerprint = _fastfp.fingerprint
+    configure(_TOKENS)  # the keyword table: normalise.KEYWORDS stays its one source
+    _c_fingerprint = fingerprint
 
 
 def fast_fingerprint(shape: tuple[str | None, ...]) -> str | None:
