@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack
 
 from . import exceptions as _exceptions
-from . import open_monitors
+from . import open_monitors, reloader
 from .alerts.rules import DEFAULT_REPEAT_INTERVAL_SECONDS, Rule, load_rules_file, make_rule
 from .buffer import RAW_CAP, TICK_COMPACT_ROWS, Buffer
 from .caps import OVERFLOW_METHOD, OVERFLOW_ROUTE
@@ -590,6 +590,7 @@ class Monitor(_HotState):
     def tick(self) -> None:
         """One step of the flusher loop: compact, try to own (role "auto"), flush / sample when they are due."""
         now = self.clock.monotonic()
+        reloader.arm_if_watcher()  # flask run --debug: the watcher lets its child flush before killing it
         if self._role.claim is not None and now >= self._next_claim:
             self._next_claim = now + CLAIM_INTERVAL_SECONDS
             self._role.claim_now()

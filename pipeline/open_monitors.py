@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import sigterm
+from . import reloader, sigterm
 from .errors import NoMonitorError
 from .logs import logger
 
@@ -114,12 +114,13 @@ def _after_fork_in_child() -> None:
 def _close_all_at_exit() -> None:
     global _exiting
     _exiting = True
-    for monitor in reversed(live()):
-        try:
-            monitor._handles = 1  # at exit every handle goes
-            monitor.close()
-        except Exception as exc:
-            logger.warning("duckpulse: final flush at exit failed: %s", exc)
+    with reloader.exit_guard():  # werkzeug's reloader child: a second SIGTERM must not cut the last flush
+        for monitor in reversed(live()):
+            try:
+                monitor._handles = 1  # at exit every handle goes
+                monitor.close()
+            except Exception as exc:
+                logger.warning("duckpulse: final flush at exit failed: %s", exc)
 
 
 def close_before_modules_exit() -> None:

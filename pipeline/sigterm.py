@@ -10,7 +10,9 @@ which chains the handler found there, never replacing it:
   restore the default and deliver SIGTERM again, so the process still ends by the signal (status 143);
 * ignored (SIG_IGN), or a handler installed outside Python: nothing is installed.
 
-When the last open monitor closes, the handler found is put back (``uninstall``).
+When the last open monitor closes, the handler found is put back (``uninstall``). werkzeug's reloader
+(``flask run --debug``) replaces this handler in both of its processes after the app is loaded; what keeps a
+SIGTERM from losing its child's rows there is pipeline/reloader.py.
 
 A server that installs its own handler later and restores the previous one when it stops (uvicorn) re-raises the
 signal into this one. Signal handlers run in the main thread between two bytecodes, perhaps while it holds a lock a
