@@ -34,7 +34,7 @@ from .objectspool import ObjectSpool
 from .objectstore import ObjectStore, ObjectStoreSettings, is_object_url
 from .owner_lock import OwnerLock
 from .settings import ArchiveSettings, NotifierSettings, OwnerSettings
-from .spool import LocalSpool, flush_tables, spool_of, write_segment
+from .spool import LocalSpool, flush_tables, spool_of, time_span, write_segment
 from .store import CACHE_RELEASE_INTERVAL_SECONDS, Store
 
 
@@ -49,16 +49,6 @@ def notifier(settings: NotifierSettings) -> Notifier:
 
 # How often the owner looks for what killed producers left in the spool's tmp/.
 SPOOL_DEBRIS_INTERVAL_SECONDS = 300.0
-
-
-def _time_spans(flush: Flush) -> dict[str, tuple[float, float]]:
-    """Per table of a flush, the first and last time of its rows (what the publish job's journal needs)."""
-    spans: dict[str, tuple[float, float]] = {}
-    for table, data in flush.tables.items():
-        if data.rows and any(c.name == "ts" for c in data.spec.columns):
-            ts = data.column("ts")
-            spans[table] = (min(ts), max(ts))
-    return spans
 
 
 class Ownership:
@@ -160,13 +150,17 @@ class Ownership:
         system's temporary directory, so an owner leaves nothing beside its database.
         """
         files: list[tuple[str, Path]] = []
+        spans: dict[str, tuple[float, float]] = {}  # per table, its rows' first and last time (the publish job's)
         try:
             for table, _ in flush_tables(flush):
                 path = Path(tempfile.gettempdir()) / f"duckpulse-flush-{os.getpid()}-{next(self._seq)}-{table}.parquet"
                 files.append((table, path))
+                span = time_span(flush, table)
+                if span is not None:
+                    spans[table] = span
                 with open(path, "wb") as f:
-                    write_segment(f, flush, table)
-            self.store.load_files(files, _time_spans(flush))
+                    write_segment(f, flush, table, span)
+            self.store.load_files(files, spans)
         finally:
             for _, path in files:
                 path.unlink(missing_ok=True)

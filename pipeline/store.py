@@ -27,6 +27,7 @@ from .errors import OwnershipError, SpoolError, SqlFileError, StoreError
 from .logs import logger
 from .malloc import DEFAULT_MEMORY_LIMIT as DEFAULT_MEMORY_LIMIT  # how it was chosen: pipeline/settings.py
 from .owner_lock import OwnerLock as OwnerLock  # the lock Store takes (or is given) before it opens the file
+from .spool import footer_span
 from .sqlfiles import quote_identifier as quote_identifier
 
 STORE_FILE = "store.sql"
@@ -54,9 +55,11 @@ def migrations() -> list[tuple[int, str]]:
     return sorted(found.items())
 
 
-def _check_segments(table: str, paths: Sequence[str], columns: Mapping[str, int]) -> dict[str, int]:
+def _check_segments(table: str, paths: Sequence[str], columns: Mapping[str, int],
+                    spans: dict[str, tuple[float, float] | None] | None = None) -> dict[str, int]:
     """Each file's row count, from its own footer; SpoolError unless every footer says the file holds ``table``
-    with exactly ``columns`` (name -> Parquet physical type)."""
+    with exactly ``columns`` (name -> Parquet physical type). ``spans``, when given, gets each file's rows' time
+    span as its footer says it (``spool.footer_span``: None when it says none)."""
     rows: dict[str, int] = {}
     for path in paths:
         try:
@@ -71,6 +74,8 @@ def _check_segments(table: str, paths: Sequence[str], columns: Mapping[str, int]
             raise SpoolError(f"{path} holds columns {footer.columns} where a segment of {table} holds "
                              f"{dict(columns)} (Parquet physical types)")
         rows[path] = footer.num_rows
+        if spans is not None:
+            spans[path] = footer_span(footer.metadata)
     return rows
 
 
@@ -387,12 +392,24 @@ class Store:
             taken, self._written = self._written or {}, {}
         return taken
 
-    def _minutes_of(self, paths: list[str], table: str) -> list[float]:
-        """The minutes the rows of segment files fall in, when watched (read in the loading transaction)."""
+    def _minutes_of(self, paths: list[str], table: str,
+                    spans: Mapping[str, tuple[float, float] | None] | None = None) -> list[float]:
+        """The minutes the rows of segment files fall in, when watched: from a file's narrow time span (its
+        footer's, in ``spans``), else read from the files in the loading transaction."""
         if self._written is None or table == "series":
             return []
-        return [m for (m,) in self.con.execute(sqlfiles.query(STORE_FILE, "segment-minutes"), {"files": paths})
-                .fetchall() if m is not None]
+        minutes: set[float] = set()
+        unread: list[str] = []
+        for path in paths:
+            span = (spans or {}).get(path)
+            if span is not None and span[1] - span[0] <= SPAN_MINUTES_MAX * 60:
+                minutes.update(_minutes_between(*span))
+            else:
+                unread.append(path)
+        if unread:
+            minutes.update(m for (m,) in self.con.execute(sqlfiles.query(STORE_FILE, "segment-minutes"),
+                                                          {"files": unread}).fetchall() if m is not None)
+        return sorted(minutes)
 
     def _note_written(self, table: str, minutes: Iterable[float]) -> None:
         with self._written_lock:
@@ -422,9 +439,10 @@ class Store:
         """
         paths = [str(f[1]) for f in files]
         try:
+            spans: dict[str, tuple[float, float] | None] = {}
             with self.transaction():
-                rows = self._load_locked(table, paths, columns)
-                minutes = self._minutes_of(paths, table)
+                rows = self._load_locked(table, paths, columns, spans)
+                minutes = self._minutes_of(paths, table, spans)
                 self.con.execute(sqlfiles.query(STORE_FILE, "ledger-insert"),
                                  {"segments": [f[0] for f in files], "rows": [rows[p] for p in paths],
                                   "ingested_at": utc_datetime(self.clock.now())})
@@ -452,12 +470,14 @@ class Store:
             probe.close()
         return None
 
-    def _load_locked(self, table: str, paths: list[str], columns: Mapping[str, int] | None) -> dict[str, int]:
-        """Insert segment files into ``table`` (their footers checked against ``columns`` first); returns the
-        rows of each file, from its footer. ``columns`` None: the owner's own flush, neither checked nor counted."""
+    def _load_locked(self, table: str, paths: list[str], columns: Mapping[str, int] | None,
+                     spans: dict[str, tuple[float, float] | None] | None = None) -> dict[str, int]:
+        """Insert segment files into ``table`` (their footers checked against ``columns`` first, each file's time
+        span put in ``spans``); returns the rows of each file, from its footer. ``columns`` None: the owner's own
+        flush, neither checked nor counted."""
         if table not in TABLES:
             raise SpoolError(f"unknown table {table!r} in a segment name")
-        rows = _check_segments(table, paths, columns) if columns is not None else {}
+        rows = _check_segments(table, paths, columns, spans) if columns is not None else {}
         params = {"files": paths}
         if table == "series":
             self.con.execute(sqlfiles.query(STORE_FILE, "segment-series-insert"), params)
