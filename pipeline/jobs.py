@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import UTC
 from typing import Any
 
@@ -40,6 +40,20 @@ class JobStatus:
     last_error: str | None = None
     last_result: Any = None
     skipped: int = 0  # intervals that came while the previous run was still going
+
+
+def _copy(result: Any) -> Any:
+    """A job's result as its status shows it, as ``dataclasses.asdict`` would make it: a dataclass (a rollup's
+    summary) as a dict, dicts, lists and tuples copied, anything else as it is."""
+    if is_dataclass(result) and not isinstance(result, type):
+        return asdict(result)
+    if isinstance(result, dict):
+        return {k: _copy(v) for k, v in result.items()}
+    if isinstance(result, list):
+        return [_copy(v) for v in result]
+    if type(result) is tuple:  # a named tuple is immutable: kept as it is
+        return tuple(_copy(v) for v in result)
+    return result
 
 
 class _NoSkipLines(logging.Filter):
@@ -106,8 +120,10 @@ class Jobs:
         return {name: self.run(name) for name in self._jobs}
 
     def status(self) -> dict[str, dict[str, Any]]:
+        """Each job's status as a dict (a copy: a run going on meanwhile does not change it). Copied by hand, one
+        level deep: ``dataclasses.asdict`` deep-copies recursively and cost ~0.6 ms of every ``/api/health``."""
         with self._lock:
-            return {name: asdict(st) for name, st in self._status.items()}
+            return {name: {**vars(st), "last_result": _copy(st.last_result)} for name, st in self._status.items()}
 
     def _skipped(self, event: Any) -> None:
         job = self._jobs.get(event.job_id)
