@@ -6,9 +6,9 @@ DEMO_ARGS ?=
 
 .PHONY: demo test lint bench clean
 
-# The venv is rebuilt when the project's dependencies change, and when the C recorder's source does (an editable
-# install compiles pipeline/_record.c in place; a stale build would be the recorder that runs).
-$(VENV)/.installed: pyproject.toml setup.py pipeline/_record.c
+# The venv is rebuilt when the project's dependencies change, and when a C extension's source does (an editable
+# install compiles pipeline/_record.c and pipeline/_fastfp.c in place; a stale build would be the code that runs).
+$(VENV)/.installed: pyproject.toml setup.py pipeline/_record.c pipeline/_fastfp.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e .
