@@ -8,6 +8,7 @@ fire after each handover.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -85,7 +86,8 @@ class Load:
                 # count as a request it never answered.
                 with urllib.request.urlopen(f"{self.base}/items/{n}", timeout=120) as answer:
                     pid = json.load(answer)["pid"]
-            except (OSError, urllib.error.URLError, ValueError):
+            except (OSError, urllib.error.URLError, ValueError, http.client.HTTPException):
+                # A worker killed half-way through its answer cuts the body short (IncompleteRead): not answered.
                 with self._lock:
                     self.failed += 1
                 continue
