@@ -52,7 +52,7 @@ def fingerprint_by_shape(sql: str, dialect: Dialect) -> str:
     if fp is not None:
         return fp
     if shape in shapes:  # a shape whose values are not tokens: the fast path would refuse it too
-        return normalise(sql, dialect)
+        return _settled(normalise(sql, dialect), dialect)
     remember = len(shapes) < _SHAPES_MAX and len(sql) <= _SHAPE_CHARS_MAX
     if "\x00" not in sql:  # NUL stands for the values in the fast path
         fp = fast_fingerprint(shape)
@@ -62,11 +62,27 @@ def fingerprint_by_shape(sql: str, dialect: Dialect) -> str:
                 shapes[shape] = fp
             return fp
     if len(sql) > _SHAPE_CHARS_MAX:
-        return normalise(sql, dialect)
+        return _settled(normalise(sql, dialect), dialect)
     tokens = tokens_of(sql, dialect)
-    fp = normalise(sql, dialect, tokens)
+    fp = _settled(normalise(sql, dialect, tokens), dialect)
     if remember:
         shapes[shape] = fp if _values_are_tokens(sql, tokens, shape) else None
+    return fp
+
+
+# Passes of the normaliser over its own output at most: each one only removes or respaces (no value survives any).
+_SETTLE_PASSES = 4
+
+
+def _settled(fp: str, dialect: Dialect) -> str:
+    """``fp`` read again until reading it changes nothing: on malformed text one pass can leave something a second
+    reads otherwise (a ``#`` a MySQL reading then takes as a comment, ``:::`` respaced), and a fingerprint must be
+    its own fingerprint. Only the lexer's path pays it: well-formed statements take the fast path."""
+    for _ in range(_SETTLE_PASSES):
+        again = normalise(fp, dialect)
+        if again == fp:
+            break
+        fp = again
     return fp
 
 
