@@ -370,10 +370,7 @@ class Store:
         with self.transaction():
             for table, path in files:
                 self._load_locked(table, [str(path)], None)
-                span = (spans or {}).get(table)
-                narrow = span is not None and span[1] - span[0] <= SPAN_MINUTES_MAX * 60
-                minutes = _minutes_between(*span) if narrow and span and self._written is not None \
-                    else self._minutes_of([str(path)], table)
+                minutes = self._minutes_of([str(path)], table, {str(path): (spans or {}).get(table)})
                 written.append((table, minutes))
         for table, minutes in written:  # after the commit: a take between the two re-exports, never misses
             self._note_written(table, minutes)
